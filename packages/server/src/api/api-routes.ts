@@ -1,0 +1,48 @@
+/**
+ * The public REST API, `/api/v1`. Errors answer with `{ code, message }` from the one error taxonomy.
+ * Stream keys are never returned here (admin endpoints with auth come later).
+ */
+import type { FastifyInstance } from 'fastify';
+import type { StreamRegistry } from '../core/stream-registry.js';
+import type { LlHlsServer } from '../egress/llhls/llhls-server.js';
+import type { StreamStore } from '../store/stream-store.js';
+
+/** What the API reads. */
+export interface ApiDeps {
+  registry: StreamRegistry;
+  store: StreamStore;
+  llhls: LlHlsServer;
+}
+
+/** Public view of one stream. */
+export interface StreamStatus {
+  name: string;
+  /** `live`: a publisher is sending; `reconnecting`: it dropped and may return; `offline` otherwise. */
+  state: 'live' | 'reconnecting' | 'offline';
+  /** True when an LL-HLS playlist can be played now. */
+  playable: boolean;
+  playback: { hls: string; watch: string };
+}
+
+function status(deps: ApiDeps, name: string): StreamStatus {
+  const stream = deps.registry.get(name);
+  const muxer = deps.llhls.muxer(name);
+  const state = stream?.state === 'live' ? 'live' : stream?.state === 'reconnecting' ? 'reconnecting' : 'offline';
+  return {
+    name,
+    state,
+    playable: state !== 'offline' && muxer !== undefined && muxer.ready && !muxer.ended,
+    playback: { hls: `/hls/${encodeURIComponent(name)}/index.m3u8`, watch: `/watch/${encodeURIComponent(name)}` },
+  };
+}
+
+/** Registers `/api/v1/streams` and `/api/v1/streams/:name`. */
+export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
+  app.get('/api/v1/streams', async (_request, reply) => {
+    const names = new Set([...(await deps.store.list()).map((s) => s.name), ...deps.registry.list().map((s) => s.name)]);
+    return reply.header('cache-control', 'no-store').send({ streams: [...names].map((n) => status(deps, n)) });
+  });
+  app.get<{ Params: { name: string } }>('/api/v1/streams/:name', async (request, reply) => {
+    return reply.header('cache-control', 'no-store').send(status(deps, request.params.name));
+  });
+}

@@ -1,0 +1,183 @@
+/**
+ * Glasscast configuration: defaults, then a JSON config file, then `GLASSCAST_*` environment variables, then
+ * command-line flags. Every value is validated; a bad one stops the start with a sentence naming where it came
+ * from.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { GlasscastError } from '../core/errors.js';
+
+const port = z.number().int().min(0).max(65535);
+
+/** The validated configuration. Units are in the names (ms) or noted. */
+export const configSchema = z
+  .object({
+    /** Address every listener binds to. Default 0.0.0.0. */
+    host: z.string().min(1),
+    /** HTTP port: web app, API, LL-HLS. Default 8080. */
+    httpPort: port,
+    /** RTMP ingest port. Default 1935. */
+    rtmpPort: port,
+    /** Directory for the SQLite database and other state. Default ./data. */
+    dataDir: z.string().min(1),
+    /** `key`: publishing needs a stream key; `open`: any key publishes as a stream of that name (development only). */
+    publishAuth: z.enum(['key', 'open']),
+    /** LL-HLS part target, ms (RFC 8216bis PART-TARGET). 100–1000, default 333. */
+    partTargetMs: z.number().int().min(100).max(1000),
+    /** LL-HLS segment target, ms; segments are cut at the first keyframe past it. 1000–10000, default 2000. */
+    segmentTargetMs: z.number().int().min(1000).max(10000),
+    /** Complete segments kept in each media playlist. 3–60, default 10. */
+    playlistSegments: z.number().int().min(3).max(60),
+    /** How long a dropped publisher may take to return before its stream ends, ms. Default 10 000. */
+    reconnectGraceMs: z.number().int().min(0).max(600_000),
+    /** Public base URL printed in links (e.g. https://live.example.com); default http://<host>:<httpPort>. */
+    publicUrl: z.string().url().optional(),
+    /** pino log level. */
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  })
+  .strict();
+
+/** The validated configuration. */
+export type GlasscastConfig = z.infer<typeof configSchema>;
+
+/** Defaults for every setting. */
+export const DEFAULT_CONFIG: GlasscastConfig = {
+  host: '0.0.0.0',
+  httpPort: 8080,
+  rtmpPort: 1935,
+  dataDir: './data',
+  publishAuth: 'key',
+  partTargetMs: 333,
+  segmentTargetMs: 2000,
+  playlistSegments: 10,
+  reconnectGraceMs: 10_000,
+  logLevel: 'info',
+};
+
+type Key = keyof GlasscastConfig;
+const NUMERIC: ReadonlySet<Key> = new Set<Key>(['httpPort', 'rtmpPort', 'partTargetMs', 'segmentTargetMs', 'playlistSegments', 'reconnectGraceMs']);
+
+/** camelCase key → kebab-case flag name (`httpPort` → `http-port`). */
+const flagName = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+/** camelCase key → environment variable (`httpPort` → `GLASSCAST_HTTP_PORT`). */
+const envName = (key: string): string => `GLASSCAST_${flagName(key).replace(/-/g, '_').toUpperCase()}`;
+
+function coerce(key: Key, raw: string, source: string): unknown {
+  if (!NUMERIC.has(key)) return raw;
+  const n = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(n)) {
+    throw new GlasscastError('CONFIG_INVALID', `${source}: "${raw}" is not a number`);
+  }
+  return n;
+}
+
+/** Parsed command line: settings plus the optional config file path. */
+export interface ParsedArgs {
+  configFile: string | undefined;
+  settings: Partial<Record<Key, unknown>>;
+  command: string | undefined;
+  help: boolean;
+}
+
+/**
+ * Parses `--key value` / `--key=value` flags.
+ * @throws GlasscastError `CONFIG_INVALID` for an unknown flag or a missing value.
+ */
+export function parseArgs(argv: readonly string[]): ParsedArgs {
+  const keys = Object.keys(DEFAULT_CONFIG).concat('publicUrl') as Key[];
+  const byFlag = new Map(keys.map((k) => [flagName(k), k]));
+  const out: ParsedArgs = { configFile: undefined, settings: {}, command: undefined, help: false };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--help' || arg === '-h') {
+      out.help = true;
+      continue;
+    }
+    if (!arg.startsWith('--')) {
+      if (out.command === undefined) {
+        out.command = arg;
+        continue;
+      }
+      throw new GlasscastError('CONFIG_INVALID', `unexpected argument "${arg}"`);
+    }
+    const eq = arg.indexOf('=');
+    const flag = arg.slice(2, eq < 0 ? undefined : eq);
+    const value = eq < 0 ? argv[++i] : arg.slice(eq + 1);
+    if (value === undefined) throw new GlasscastError('CONFIG_INVALID', `--${flag} needs a value`);
+    if (flag === 'config') {
+      out.configFile = value;
+      continue;
+    }
+    const key = byFlag.get(flag);
+    if (!key) throw new GlasscastError('CONFIG_INVALID', `unknown flag --${flag} (see glasscast --help)`);
+    out.settings[key] = coerce(key, value, `--${flag}`);
+  }
+  return out;
+}
+
+/**
+ * Builds the configuration from defaults, file, environment and flags, in that order.
+ * @throws GlasscastError `CONFIG_INVALID` naming the setting, its source and what is wrong.
+ */
+export function loadConfig(args: ParsedArgs, env: NodeJS.ProcessEnv = process.env): GlasscastConfig {
+  const merged: Record<string, unknown> = { ...DEFAULT_CONFIG };
+  const sources = new Map<string, string>();
+  const configFile = args.configFile ?? env['GLASSCAST_CONFIG'];
+  if (configFile) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(configFile, 'utf8'));
+    } catch (err) {
+      throw new GlasscastError('CONFIG_INVALID', `config file ${configFile}: ${(err as Error).message}`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new GlasscastError('CONFIG_INVALID', `config file ${configFile}: must hold a JSON object`);
+    }
+    for (const [k, v] of Object.entries(parsed)) {
+      merged[k] = v;
+      sources.set(k, `config file ${configFile}`);
+    }
+  }
+  for (const key of [...Object.keys(DEFAULT_CONFIG), 'publicUrl'] as Key[]) {
+    const raw = env[envName(key)];
+    if (raw !== undefined) {
+      merged[key] = coerce(key, raw, envName(key));
+      sources.set(key, envName(key));
+    }
+  }
+  for (const [k, v] of Object.entries(args.settings)) {
+    merged[k] = v;
+    sources.set(k, `--${flagName(k)}`);
+  }
+  const result = configSchema.safeParse(merged);
+  if (!result.success) {
+    const lines = result.error.issues.map((issue) => {
+      const key = String(issue.path[0] ?? '');
+      const where = sources.get(key) ?? 'default';
+      return issue.code === 'unrecognized_keys'
+        ? `unknown setting(s) ${issue.keys.join(', ')} (${[...new Set(issue.keys.map((k) => sources.get(k) ?? 'default'))].join(', ')})`
+        : `${key} (${where}): ${issue.message}`;
+    });
+    throw new GlasscastError('CONFIG_INVALID', `invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  if (result.data.partTargetMs * 3 > result.data.segmentTargetMs) {
+    throw new GlasscastError('CONFIG_INVALID', `invalid configuration: partTargetMs (${result.data.partTargetMs}) must be at most a third of segmentTargetMs (${result.data.segmentTargetMs})`);
+  }
+  return result.data;
+}
+
+/** Help text for `glasscast --help`. */
+export function helpText(): string {
+  const rows = Object.entries(DEFAULT_CONFIG).map(([k, v]) => `  --${flagName(k).padEnd(20)} ${envName(k).padEnd(32)} default ${String(v)}`);
+  return [
+    'Usage: glasscast [command] [--config FILE] [--flag value ...]',
+    '',
+    'Commands:',
+    '  serve (default)   run the server',
+    '  streams           list streams with their keys and links',
+    '',
+    'Settings (flag, environment variable, default); a JSON config file uses the camelCase names:',
+    ...rows,
+    `  --${'public-url'.padEnd(20)} ${envName('publicUrl').padEnd(32)} default http://<host>:<http-port>`,
+  ].join('\n');
+}

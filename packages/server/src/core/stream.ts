@@ -1,0 +1,186 @@
+/**
+ * A live stream: named, fed by one publisher session at a time, read by any number of subscribers
+ * (DESIGN.md "Core model"). A publisher that drops may return within the grace period and the same outputs
+ * continue with a discontinuity; after that the stream ends.
+ */
+import type { AccessUnit } from './access-unit.js';
+import { accessUnitSize } from './access-unit.js';
+import { InvalidStateError } from './errors.js';
+import type { Logger } from './logger.js';
+import type { StreamSink, SubscriberOptions } from './subscriber.js';
+import { Subscriber } from './subscriber.js';
+import type { Track } from './track.js';
+
+/** Lifecycle of a stream. */
+export type StreamState = 'idle' | 'live' | 'reconnecting' | 'ended';
+
+/** Limits of the GOP cache, so a source without keyframes cannot grow memory without bound. */
+export const GOP_CACHE_MAX_FRAMES = 2_000;
+export const GOP_CACHE_MAX_BYTES = 48 * 1024 * 1024;
+
+/** Stream statistics. */
+export interface StreamStats {
+  name: string;
+  state: StreamState;
+  session: number;
+  subscribers: number;
+  /** Access units published in the current session. */
+  frames: number;
+  /** Payload bytes published in the current session. */
+  bytes: number;
+  /** Epoch ms when the current session started, or undefined. */
+  sessionStartedAt: number | undefined;
+}
+
+/** Options of a stream. */
+export interface StreamOptions {
+  /** How long a dropped publisher may take to return before the stream ends, ms. */
+  reconnectGraceMs: number;
+  log: Logger;
+  /** Called once when the stream ends, so the registry can forget it. */
+  onEnded: (stream: Stream) => void;
+}
+
+/** One live stream. Created by the {@link StreamRegistry}. */
+export class Stream {
+  private _state: StreamState = 'idle';
+  private _tracks: readonly Track[] = [];
+  private session = 0;
+  private readonly subscribers = new Set<Subscriber>();
+  private gopCache: AccessUnit[] = [];
+  private gopCacheBytes = 0;
+  private graceTimer: NodeJS.Timeout | undefined;
+  private frames = 0;
+  private bytes = 0;
+  private sessionStartedAt: number | undefined;
+  private readonly log: Logger;
+
+  constructor(
+    readonly name: string,
+    private readonly options: StreamOptions,
+  ) {
+    this.log = options.log.child({ stream: name });
+  }
+
+  /** Current state. */
+  get state(): StreamState {
+    return this._state;
+  }
+
+  /** Tracks of the current (or last) publisher session. */
+  get tracks(): readonly Track[] {
+    return this._tracks;
+  }
+
+  /**
+   * Starts a publisher session with `tracks`. From `idle` this is the first session; from `reconnecting` it
+   * continues the stream with a discontinuity.
+   * @throws InvalidStateError when the stream is already live or has ended.
+   */
+  startSession(tracks: readonly Track[]): void {
+    if (this._state === 'live' || this._state === 'ended') {
+      throw new InvalidStateError(`stream ${this.name} is ${this._state}; cannot start a publisher session`);
+    }
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceTimer = undefined;
+    const discontinuity = this._state === 'reconnecting';
+    this._state = 'live';
+    this._tracks = tracks;
+    this.session++;
+    this.frames = 0;
+    this.bytes = 0;
+    this.sessionStartedAt = Date.now();
+    this.clearGopCache();
+    for (const sub of this.subscribers) {
+      sub.setTracks(tracks);
+      sub.push({ type: 'start', start: { tracks, session: this.session, discontinuity } });
+    }
+    this.log.info({ session: this.session, tracks: tracks.map((t) => `${t.kind}:${t.info.codecString}`) }, 'publisher session started');
+  }
+
+  /** Publishes one access unit to every subscriber. Ignored unless live. Never blocks. */
+  publish(au: AccessUnit): void {
+    if (this._state !== 'live') return;
+    this.frames++;
+    const size = accessUnitSize(au);
+    this.bytes += size;
+    this.cache(au, size);
+    for (const sub of this.subscribers) sub.push({ type: 'au', au });
+  }
+
+  private cache(au: AccessUnit, size: number): void {
+    const track = this._tracks.find((t) => t.id === au.trackId);
+    const hasVideo = this._tracks.some((t) => t.kind === 'video');
+    if (!hasVideo) return; // audio-only: every frame is a random access point, nothing to cache
+    if (track?.kind === 'video' && au.keyframe) this.clearGopCache();
+    else if (this.gopCache.length === 0) return; // no keyframe yet: a GOP cache must start on one
+    if (this.gopCache.length >= GOP_CACHE_MAX_FRAMES || this.gopCacheBytes + size > GOP_CACHE_MAX_BYTES) {
+      this.clearGopCache();
+      return;
+    }
+    this.gopCache.push(au);
+    this.gopCacheBytes += size;
+  }
+
+  private clearGopCache(): void {
+    this.gopCache = [];
+    this.gopCacheBytes = 0;
+  }
+
+  /**
+   * The publisher session ended (disconnect or unpublish). The stream waits `reconnectGraceMs` for it to
+   * return, then ends.
+   */
+  endSession(reason: string): void {
+    if (this._state !== 'live') return;
+    this._state = 'reconnecting';
+    this.clearGopCache();
+    this.log.info({ reason, graceMs: this.options.reconnectGraceMs }, 'publisher lost; waiting for it to return');
+    for (const sub of this.subscribers) sub.push({ type: 'lost' });
+    this.graceTimer = setTimeout(() => this.close('publisher did not return within the grace period'), this.options.reconnectGraceMs);
+    this.graceTimer.unref();
+  }
+
+  /**
+   * Adds a reader. A reader added while live gets the session start and the cached GOP first.
+   * @throws InvalidStateError when the stream has ended.
+   */
+  subscribe(sink: StreamSink, options?: SubscriberOptions): Subscriber {
+    if (this._state === 'ended') throw new InvalidStateError(`stream ${this.name} has ended`);
+    const sub = new Subscriber(sink, this.log, (s) => this.subscribers.delete(s), options);
+    this.subscribers.add(sub);
+    if (this._state === 'live' || this._state === 'reconnecting') {
+      sub.setTracks(this._tracks);
+      sub.push({ type: 'start', start: { tracks: this._tracks, session: this.session, discontinuity: false } });
+      for (const au of this.gopCache) sub.push({ type: 'au', au });
+      if (this._state === 'reconnecting') sub.push({ type: 'lost' });
+    }
+    return sub;
+  }
+
+  /** Ends the stream for good: readers get `onEnd`. Idempotent. */
+  close(reason: string): void {
+    if (this._state === 'ended') return;
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceTimer = undefined;
+    this._state = 'ended';
+    this.clearGopCache();
+    this.log.info({ reason }, 'stream ended');
+    for (const sub of [...this.subscribers]) sub.push({ type: 'end', reason });
+    this.subscribers.clear();
+    this.options.onEnded(this);
+  }
+
+  /** Counters for stats and the API. */
+  getStats(): StreamStats {
+    return {
+      name: this.name,
+      state: this._state,
+      session: this.session,
+      subscribers: this.subscribers.size,
+      frames: this.frames,
+      bytes: this.bytes,
+      sessionStartedAt: this.sessionStartedAt,
+    };
+  }
+}

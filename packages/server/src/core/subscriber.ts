@@ -1,0 +1,165 @@
+/**
+ * A reader of a stream with a bounded queue (STYLE rule 4, after MediaMTX): the publisher never waits for it.
+ * When the queue overflows, queued frames are dropped and counted, and delivery resumes at the next video
+ * keyframe; the total is logged periodically as one line.
+ */
+import type { AccessUnit } from './access-unit.js';
+import type { Logger } from './logger.js';
+import type { Track } from './track.js';
+
+/** Why a publisher session started: the first one, or a return within the reconnect grace period. */
+export interface SessionStart {
+  tracks: readonly Track[];
+  /** Counts publisher sessions of this stream, from 1. */
+  session: number;
+  /** True for every session after the first: outputs mark a discontinuity. */
+  discontinuity: boolean;
+}
+
+/** What a subscriber receives, in order. Implementations must not throw (errors are caught and logged). */
+export interface StreamSink {
+  onSessionStart(start: SessionStart): void;
+  onAccessUnit(au: AccessUnit): void;
+  /** The publisher went away; it may come back within the grace period. */
+  onPublisherLost(): void;
+  /** The stream is over (grace period expired or closed); nothing follows. */
+  onEnd(reason: string): void;
+}
+
+type Event =
+  | { type: 'start'; start: SessionStart }
+  | { type: 'au'; au: AccessUnit }
+  | { type: 'lost' }
+  | { type: 'end'; reason: string };
+
+/** Options of a subscriber. */
+export interface SubscriberOptions {
+  /** Maximum queued access units before dropping to the next keyframe. Default 1024. */
+  maxQueue?: number;
+  /** Interval between "reader too slow" log lines, ms. Default 10 000. */
+  dropLogIntervalMs?: number;
+}
+
+/** One reader of a stream. Created by `Stream.subscribe`; `close()` is idempotent. */
+export class Subscriber {
+  private queue: Event[] = [];
+  private queuedFrames = 0;
+  private scheduled = false;
+  private waitForKeyframe = false;
+  private droppedSinceLog = 0;
+  private lastDropLog = 0;
+  private closed = false;
+  /** Access units dropped because this reader fell behind, in total. */
+  droppedFrames = 0;
+  /** Access units delivered, in total. */
+  deliveredFrames = 0;
+
+  private readonly maxQueue: number;
+  private readonly dropLogIntervalMs: number;
+
+  constructor(
+    private readonly sink: StreamSink,
+    private readonly log: Logger,
+    private readonly onClose: (s: Subscriber) => void,
+    options: SubscriberOptions = {},
+  ) {
+    this.maxQueue = options.maxQueue ?? 1024;
+    this.dropLogIntervalMs = options.dropLogIntervalMs ?? 10_000;
+  }
+
+  /** Queues an event; never blocks and never throws. */
+  push(event: Event): void {
+    if (this.closed) return;
+    if (event.type === 'au') {
+      if (this.waitForKeyframe) {
+        if (!event.au.keyframe || !this.isVideoKeyframe(event.au)) {
+          this.countDrop(1);
+          return;
+        }
+        this.waitForKeyframe = false;
+      }
+      if (this.queuedFrames >= this.maxQueue) {
+        this.queue = this.queue.filter((e) => e.type !== 'au');
+        this.countDrop(this.queuedFrames + 1);
+        this.queuedFrames = 0;
+        this.waitForKeyframe = true;
+        return;
+      }
+      this.queuedFrames++;
+    }
+    this.queue.push(event);
+    this.schedule();
+  }
+
+  private videoTrackIds = new Set<number>();
+
+  /** Sets which track ids are video, so overflow recovery waits for a video keyframe. */
+  setTracks(tracks: readonly Track[]): void {
+    this.videoTrackIds = new Set(tracks.filter((t) => t.kind === 'video').map((t) => t.id));
+  }
+
+  private isVideoKeyframe(au: AccessUnit): boolean {
+    return this.videoTrackIds.size === 0 || this.videoTrackIds.has(au.trackId);
+  }
+
+  private countDrop(n: number): void {
+    this.droppedFrames += n;
+    this.droppedSinceLog += n;
+    const now = Date.now();
+    if (now - this.lastDropLog >= this.dropLogIntervalMs) {
+      this.log.warn({ discarded: this.droppedSinceLog }, `reader too slow, discarded ${this.droppedSinceLog} frames`);
+      this.droppedSinceLog = 0;
+      this.lastDropLog = now;
+    }
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => this.drain());
+  }
+
+  private drain(): void {
+    this.scheduled = false;
+    const events = this.queue;
+    this.queue = [];
+    this.queuedFrames = 0;
+    for (const event of events) {
+      if (this.closed) return;
+      try {
+        switch (event.type) {
+          case 'start':
+            this.sink.onSessionStart(event.start);
+            break;
+          case 'au':
+            this.deliveredFrames++;
+            this.sink.onAccessUnit(event.au);
+            break;
+          case 'lost':
+            this.sink.onPublisherLost();
+            break;
+          case 'end':
+            this.sink.onEnd(event.reason);
+            break;
+        }
+      } catch (err) {
+        // A failing reader must not break the stream or other readers (mediasoup's safeEmit).
+        this.log.error({ err }, 'stream reader threw; event skipped');
+      }
+    }
+  }
+
+  /** Stops delivery and detaches from the stream. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue = [];
+    this.queuedFrames = 0;
+    this.onClose(this);
+  }
+
+  /** Counters for stats. */
+  getStats(): { queued: number; droppedFrames: number; deliveredFrames: number } {
+    return { queued: this.queue.length, droppedFrames: this.droppedFrames, deliveredFrames: this.deliveredFrames };
+  }
+}

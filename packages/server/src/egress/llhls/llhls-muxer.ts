@@ -1,0 +1,502 @@
+/**
+ * Stream → LL-HLS (the "out of the stream" half): cuts CMAF parts and segments from access units, keeps a
+ * sliding window of them in memory, and answers blocking playlist and preload-hint requests
+ * (RFC 8216bis-17 §6.2.5.2). Segments start at keyframes; parts never exceed PART-TARGET.
+ */
+import { randomBytes } from 'node:crypto';
+import type { AccessUnit } from '../../core/access-unit.js';
+import type { Logger } from '../../core/logger.js';
+import type { SessionStart, StreamSink } from '../../core/subscriber.js';
+import type { Track } from '../../core/track.js';
+import { sameTracks } from '../../core/track.js';
+import { VIDEO_CODECS } from '../../media/codecs/codec-table.js';
+import type { Fmp4Sample, Fmp4Track } from '../../media/formats/fmp4-writer.js';
+import { writeFragment, writeInitSegment } from '../../media/formats/fmp4-writer.js';
+import type { MediaPlaylistSnapshot, PlaylistSegment } from './llhls-playlist.js';
+
+/** Options of the LL-HLS muxer. */
+export interface LlHlsMuxerOptions {
+  /** Part target, ms (default 333). Parts never exceed it. */
+  partTargetMs: number;
+  /** Segment target, ms (default 2000). Segments are cut at the first keyframe past it. */
+  segmentTargetMs: number;
+  /** Complete segments kept in the playlist (default 10). */
+  windowSegments: number;
+}
+
+interface Part {
+  number: number;
+  /** Seconds. */
+  duration: number;
+  independent: boolean;
+  bytes: Buffer | undefined;
+}
+
+interface Segment {
+  msn: number;
+  parts: Part[];
+  /** Seconds, final once complete. */
+  duration: number;
+  programDateTime: number;
+  discontinuity: boolean;
+  initId: number;
+  complete: boolean;
+  bytes: Buffer | undefined;
+}
+
+interface OutSample extends Fmp4Sample {
+  dts: number;
+}
+
+interface TrackState {
+  track: Track;
+  /** Ticks added to input timestamps so the output timeline continues across publisher sessions. */
+  offset: number | undefined;
+  /** The last sample, held until the next one gives its duration. */
+  held: OutSample | undefined;
+  lastDuration: number;
+  /** Samples for the part being built. */
+  partSamples: OutSample[];
+  /** Decode time after the last written sample (output timeline ticks). */
+  endDts: number;
+}
+
+interface Waiter {
+  ready: () => boolean;
+  resolve: (ready: boolean) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** Where the timeline starts, seconds: positive so early audio before the first keyframe never goes negative. */
+const TIMELINE_ORIGIN_S = 10;
+/** Parts of this many most recent complete segments are listed and kept. */
+const SEGMENTS_WITH_PARTS = 3;
+
+/** The LL-HLS state of one stream. A reader of the stream; `close()` is idempotent. */
+export class LlHlsMuxer implements StreamSink {
+  /** Random per-muxer path element so cached objects of a previous run can never be served for this one. */
+  readonly epoch = randomBytes(4).toString('hex');
+  private tracks: TrackState[] = [];
+  private driver: TrackState | undefined;
+  private readonly inits = new Map<number, Buffer>();
+  private initId = 0;
+  private currentTracks: readonly Track[] = [];
+  private segments: Segment[] = [];
+  private current: Segment | undefined;
+  private nextMsn = 0;
+  private nextPartNumber = 0;
+  private fragmentSequence = 1;
+  private mediaSequence = 0;
+  private discontinuitySequence = 0;
+  private pendingDiscontinuity = false;
+  private waitingForKeyframe = true;
+  private sessionFirstSeconds: number | undefined;
+  private sessionBaseSeconds = TIMELINE_ORIGIN_S;
+  private wallAnchor: { wallMs: number; seconds: number } | undefined;
+  private waiters = new Set<Waiter>();
+  private _ended = false;
+  private _closed = false;
+  private maxSegmentDuration = 0;
+  private peakBitrate = 0;
+  private bytesWritten = 0;
+  private secondsWritten = 0;
+  private driverSamples = 0;
+
+  constructor(
+    readonly streamName: string,
+    private readonly options: LlHlsMuxerOptions,
+    private readonly log: Logger,
+  ) {}
+
+  /** True once the stream ended (the playlist carries EXT-X-ENDLIST). */
+  get ended(): boolean {
+    return this._ended;
+  }
+
+  /** True once tracks are known and the first segment has begun. */
+  get ready(): boolean {
+    return this.current !== undefined || this.segments.length > 0;
+  }
+
+  /** The tracks of the current session. */
+  get trackList(): readonly Track[] {
+    return this.currentTracks;
+  }
+
+  // ---- StreamSink -------------------------------------------------------------------------------------------
+
+  onSessionStart(start: SessionStart): void {
+    this.flush();
+    if (!sameTracks(start.tracks, this.currentTracks) || this.initId === 0) {
+      this.initId++;
+      this.inits.set(this.initId, writeInitSegment(start.tracks.map(toFmp4Track)));
+      this.currentTracks = start.tracks;
+    }
+    const base = this.timelineEndSeconds();
+    this.sessionBaseSeconds = base;
+    this.sessionFirstSeconds = undefined;
+    this.tracks = start.tracks.map((track) => ({ track, offset: undefined, held: undefined, lastDuration: 0, partSamples: [], endDts: 0 }));
+    this.driver = this.tracks.find((t) => t.track.kind === 'video') ?? this.tracks[0];
+    this.waitingForKeyframe = true;
+    // Every session after the first one in this playlist begins with a discontinuity.
+    this.pendingDiscontinuity = this.segments.length > 0 || this.current !== undefined;
+  }
+
+  onAccessUnit(au: AccessUnit): void {
+    if (this._ended) return;
+    const state = this.tracks.find((t) => t.track.id === au.trackId);
+    if (!state || !this.driver) return;
+    if (this.waitingForKeyframe) {
+      if (state !== this.driver || !au.keyframe) return;
+      this.waitingForKeyframe = false;
+    }
+    const ts = state.track.timescale;
+    if (this.sessionFirstSeconds === undefined) {
+      this.sessionFirstSeconds = au.dts / ts;
+      this.wallAnchor ??= { wallMs: Date.now(), seconds: this.sessionBaseSeconds };
+      if (this.pendingDiscontinuity) this.wallAnchor = { wallMs: Date.now(), seconds: this.sessionBaseSeconds };
+    }
+    state.offset ??= Math.round(this.sessionBaseSeconds * ts) - Math.round(this.sessionFirstSeconds * ts);
+    const dts = au.dts + state.offset;
+    if (state.held && dts <= state.held.dts) {
+      return; // out of order or duplicate: CMAF decode times must increase
+    }
+    if (dts < 0) return;
+    const sample: OutSample = {
+      dts,
+      duration: 0,
+      compositionOffset: au.pts - au.dts,
+      keyframe: au.keyframe,
+      data: toSampleData(state.track, au),
+    };
+    if (state.held) {
+      this.release(state, dts - state.held.dts);
+    }
+    state.held = sample;
+  }
+
+  onPublisherLost(): void {
+    // Close what we have so players can play up to the last frame while the publisher may return.
+    this.flush();
+  }
+
+  onEnd(reason: string): void {
+    this.flush();
+    this._ended = true;
+    this.log.info({ reason }, 'LL-HLS playlist ended');
+    this.wakeWaiters();
+  }
+
+  // ---- cutting ----------------------------------------------------------------------------------------------
+
+  /** Gives the held sample its duration and adds it to the current part. */
+  private release(state: TrackState, duration: number): void {
+    const sample = state.held!;
+    state.held = undefined;
+    const ts = state.track.timescale;
+    // Guard against timestamp jumps: a sample lasts at most one second.
+    sample.duration = duration > 0 && duration <= ts ? duration : state.lastDuration || Math.round(ts / 30);
+    state.lastDuration = sample.duration;
+    if (state === this.driver) {
+      this.addDriverSample(sample);
+      this.driverSamples++;
+    }
+    else if (this.current) state.partSamples.push(sample);
+    state.endDts = sample.dts + sample.duration;
+  }
+
+  private addDriverSample(sample: OutSample): void {
+    const driver = this.driver!;
+    const ts = driver.track.timescale;
+    const partTicks = (this.options.partTargetMs * ts) / 1000;
+    const segmentTicks = (this.options.segmentTargetMs * ts) / 1000;
+    const segmentSoFar = this.current ? this.current.parts.reduce((n, p) => n + p.duration, 0) * ts + sum(driver.partSamples) : 0;
+    if (!this.current) {
+      if (!sample.keyframe) return;
+      this.startSegment(sample.dts);
+    } else if (sample.keyframe && segmentSoFar + sample.duration / 2 >= segmentTicks) {
+      this.closePart();
+      this.closeSegment();
+      this.startSegment(sample.dts);
+    } else if (sum(driver.partSamples) + sample.duration > partTicks + 1) {
+      this.closePart();
+    }
+    driver.partSamples.push(sample);
+  }
+
+  private startSegment(firstDts: number): void {
+    const seconds = firstDts / this.driver!.track.timescale;
+    const anchor = this.wallAnchor ?? { wallMs: Date.now(), seconds };
+    this.current = {
+      msn: this.nextMsn++,
+      parts: [],
+      duration: 0,
+      programDateTime: Math.round(anchor.wallMs + (seconds - anchor.seconds) * 1000),
+      discontinuity: this.pendingDiscontinuity,
+      initId: this.initId,
+      complete: false,
+      bytes: undefined,
+    };
+    this.pendingDiscontinuity = false;
+  }
+
+  private closePart(): void {
+    const seg = this.current;
+    const driver = this.driver;
+    if (!seg || !driver || driver.partSamples.length === 0) return;
+    const runs = this.tracks
+      .filter((t) => t.partSamples.length > 0)
+      .map((t) => ({ trackId: t.track.id, baseDecodeTime: t.partSamples[0]!.dts, samples: t.partSamples }));
+    const bytes = writeFragment(this.fragmentSequence++, runs);
+    const duration = sum(driver.partSamples) / driver.track.timescale;
+    seg.parts.push({ number: this.nextPartNumber++, duration, independent: driver.partSamples[0]!.keyframe, bytes });
+    for (const t of this.tracks) t.partSamples = [];
+    this.bytesWritten += bytes.length;
+    this.secondsWritten += duration;
+    this.wakeWaiters();
+  }
+
+  private closeSegment(): void {
+    const seg = this.current;
+    if (!seg) return;
+    this.current = undefined;
+    if (seg.parts.length === 0) return;
+    seg.complete = true;
+    seg.duration = seg.parts.reduce((n, p) => n + p.duration, 0);
+    seg.bytes = Buffer.concat(seg.parts.map((p) => p.bytes!));
+    this.maxSegmentDuration = Math.max(this.maxSegmentDuration, seg.duration);
+    this.peakBitrate = Math.max(this.peakBitrate, (seg.bytes.length * 8) / Math.max(seg.duration, 0.001));
+    this.segments.push(seg);
+    while (this.segments.length > this.options.windowSegments) {
+      const old = this.segments.shift()!;
+      this.mediaSequence = old.msn + 1;
+      if (this.segments[0]?.discontinuity) this.discontinuitySequence++;
+    }
+    // Parts of older segments are no longer listed; free their bytes (the segment still holds them).
+    for (const s of this.segments.slice(0, -SEGMENTS_WITH_PARTS)) for (const p of s.parts) p.bytes = undefined;
+    this.wakeWaiters();
+  }
+
+  /** Writes out everything held (the last sample of each track gets its previous duration). */
+  private flush(): void {
+    for (const t of this.tracks) if (t.held) this.release(t, t.lastDuration);
+    this.closePart();
+    this.closeSegment();
+  }
+
+  private timelineEndSeconds(): number {
+    const ends = this.tracks.map((t) => t.endDts / t.track.timescale);
+    return Math.max(this.sessionBaseSeconds, ...ends);
+  }
+
+  // ---- serving ----------------------------------------------------------------------------------------------
+
+  /** The init segment by id, if still known. */
+  init(id: number): Buffer | undefined {
+    return this.inits.get(id);
+  }
+
+  /** A complete segment's bytes by media sequence number. */
+  segment(msn: number): Buffer | undefined {
+    return this.segments.find((s) => s.msn === msn)?.bytes;
+  }
+
+  /** A part's bytes by its global part number. */
+  part(number: number): Buffer | undefined {
+    for (const seg of [this.current, ...this.segments.slice(-SEGMENTS_WITH_PARTS - 1)]) {
+      const p = seg?.parts.find((x) => x.number === number);
+      if (p) return p.bytes;
+    }
+    return undefined;
+  }
+
+  /** The number the next part will get (what EXT-X-PRELOAD-HINT names). */
+  get nextPart(): number {
+    return this.nextPartNumber;
+  }
+
+  /** The last part that exists, as (msn, index within its segment); undefined before the first part. */
+  lastPart(): { msn: number; index: number } | undefined {
+    if (this.current && this.current.parts.length > 0) return { msn: this.current.msn, index: this.current.parts.length - 1 };
+    const last = this.segments[this.segments.length - 1];
+    return last ? { msn: last.msn, index: last.parts.length - 1 } : undefined;
+  }
+
+  /** MSN of the newest segment in the playlist (the one being built, if any). */
+  get lastMsn(): number {
+    return this.nextMsn - 1;
+  }
+
+  /**
+   * True when the playlist holds part `part` of segment `msn` or anything later (§6.2.5.2); with `part`
+   * undefined, when segment `msn` is complete.
+   */
+  has(msn: number, part: number | undefined): boolean {
+    if (this._ended) return true;
+    const complete = this.segments.find((s) => s.msn === msn);
+    if (part === undefined) return msn <= (this.segments[this.segments.length - 1]?.msn ?? -1);
+    if (complete && part >= complete.parts.length) {
+      msn += 1;
+      part = 0;
+    }
+    const last = this.lastPart();
+    if (!last) return false;
+    return last.msn > msn || (last.msn === msn && last.index >= part);
+  }
+
+  /**
+   * Resolves true when `ready()` holds, or false after `timeoutMs` or when the muxer closes. Used for blocking
+   * playlist reload and preload-hinted parts.
+   */
+  waitFor(ready: () => boolean, timeoutMs: number): Promise<boolean> {
+    if (ready()) return Promise.resolve(true);
+    if (this._closed) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const waiter: Waiter = {
+        ready,
+        resolve,
+        timer: setTimeout(() => {
+          this.waiters.delete(waiter);
+          resolve(false);
+        }, timeoutMs),
+      };
+      this.waiters.add(waiter);
+    });
+  }
+
+  private wakeWaiters(): void {
+    for (const w of this.waiters) {
+      if (w.ready()) {
+        clearTimeout(w.timer);
+        this.waiters.delete(w);
+        w.resolve(true);
+      }
+    }
+  }
+
+  /** Target duration, seconds: the configured target or the longest segment seen, rounded (§4.4.3.1). */
+  get targetDuration(): number {
+    return Math.max(Math.round(this.options.segmentTargetMs / 1000), Math.round(this.maxSegmentDuration), 1);
+  }
+
+  /** The playlist as it stands. */
+  snapshot(): MediaPlaylistSnapshot {
+    const partTarget = this.options.partTargetMs / 1000;
+    const withParts = new Set(this.segments.slice(-SEGMENTS_WITH_PARTS).map((s) => s.msn));
+    const toPlaylist = (s: Segment): PlaylistSegment => ({
+      msn: s.msn,
+      uri: `${this.epoch}/seg${s.msn}.m4s`,
+      duration: s.duration,
+      programDateTime: s.programDateTime,
+      discontinuity: s.discontinuity,
+      mapUri: `${this.epoch}/init${s.initId}.mp4`,
+      parts:
+        !s.complete || withParts.has(s.msn)
+          ? s.parts.map((p) => ({ uri: `${this.epoch}/part${p.number}.m4s`, duration: p.duration, independent: p.independent }))
+          : undefined,
+      complete: s.complete,
+    });
+    const segments = this.segments.map(toPlaylist);
+    if (this.current) segments.push(toPlaylist(this.current));
+    return {
+      targetDuration: this.targetDuration,
+      partTarget,
+      partHoldBack: partTarget * 3,
+      mediaSequence: this.mediaSequence,
+      discontinuitySequence: this.discontinuitySequence,
+      segments,
+      preloadHintUri: this._ended ? undefined : `${this.epoch}/part${this.nextPartNumber}.m4s`,
+      ended: this._ended,
+    };
+  }
+
+  /** Peak and average bits/s over the segments written so far (for BANDWIDTH); undefined before any. */
+  bandwidth(): { peak: number; average: number } | undefined {
+    if (this.secondsWritten <= 0 || this.peakBitrate <= 0) return undefined;
+    return { peak: this.peakBitrate, average: (this.bytesWritten * 8) / this.secondsWritten };
+  }
+
+  /** Frames per second of the driving track so far, for FRAME-RATE; undefined before any segment. */
+  frameRate(): number | undefined {
+    return this.secondsWritten > 0 && this.driver?.track.kind === 'video' ? this.driverSamples / this.secondsWritten : undefined;
+  }
+
+  /** Releases every waiter and frees memory. Idempotent. */
+  close(): void {
+    if (this._closed) return;
+    this._closed = true;
+    this._ended = true;
+    for (const w of this.waiters) {
+      clearTimeout(w.timer);
+      w.resolve(false);
+    }
+    this.waiters.clear();
+    this.segments = [];
+    this.current = undefined;
+  }
+
+  /** Counters for stats. */
+  getStats(): { segments: number; lastMsn: number; parts: number; waiters: number; targetDuration: number } {
+    return {
+      segments: this.segments.length,
+      lastMsn: this.lastMsn,
+      parts: this.nextPartNumber,
+      waiters: this.waiters.size,
+      targetDuration: this.targetDuration,
+    };
+  }
+}
+
+function sum(samples: readonly OutSample[]): number {
+  let n = 0;
+  for (const s of samples) n += s.duration;
+  return n;
+}
+
+/** Length-prefixes NAL units (4 bytes, ISO/IEC 14496-15 §4.3) or passes an audio frame through. */
+function toSampleData(track: Track, au: AccessUnit): Uint8Array[] {
+  if (track.kind === 'audio') return au.payload;
+  const out: Uint8Array[] = [];
+  for (const nal of au.payload) {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(nal.length);
+    out.push(len, nal);
+  }
+  return out;
+}
+
+function toFmp4Track(track: Track): Fmp4Track {
+  if (track.kind === 'video') {
+    const codec = VIDEO_CODECS[track.codec];
+    return {
+      kind: 'video',
+      id: track.id,
+      timescale: track.timescale,
+      sampleEntry: codec.sampleEntry,
+      configBox: codec.configBox,
+      config: withFourByteLengths(track.codec, track.config),
+      width: track.info.width,
+      height: track.info.height,
+    };
+  }
+  return {
+    kind: 'audio',
+    id: track.id,
+    timescale: track.timescale,
+    sampleEntry: 'mp4a',
+    config: track.config,
+    sampleRate: track.info.sampleRate,
+    channels: track.info.channels,
+  };
+}
+
+/**
+ * Samples are always written with 4-byte NAL lengths, so the record must say lengthSizeMinusOne = 3
+ * (avcC byte 4, ISO/IEC 14496-15 §5.3.3.1; hvcC byte 21, §8.3.3.1).
+ */
+function withFourByteLengths(codec: Track['codec'], record: Uint8Array): Uint8Array {
+  const out = record.slice();
+  const index = codec === 'h265' ? 21 : 4;
+  out[index] = out[index]! | 0x03;
+  return out;
+}

@@ -1,0 +1,45 @@
+/** AAC helpers: AudioSpecificConfig (ISO/IEC 14496-3 §1.6.2.1) and the RFC 6381 codec string. */
+import { BitReader } from '../bits/bit-reader.js';
+import { MediaParseError } from '../errors.js';
+
+/** Sampling frequencies by samplingFrequencyIndex (ISO/IEC 14496-3 Table 1.18). */
+export const AAC_SAMPLE_RATES = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350] as const;
+
+/** Samples per AAC-LC/HE-AAC core frame (ISO/IEC 14496-3 §4.5.1.1): 1024. */
+export const AAC_FRAME_SAMPLES = 1024;
+
+/** What an AudioSpecificConfig says. */
+export interface AacConfig {
+  /** audioObjectType: 2 = AAC-LC, 5 = SBR (HE-AAC), 29 = PS. */
+  objectType: number;
+  /** Hz. */
+  sampleRate: number;
+  channels: number;
+  /** The AudioSpecificConfig bytes, as carried in the `esds` DecoderSpecificInfo. */
+  config: Uint8Array;
+}
+
+/**
+ * Parses an AudioSpecificConfig (ISO/IEC 14496-3 §1.6.2.1).
+ * @throws MediaParseError `AAC_CONFIG_INVALID` when truncated or using a reserved frequency index.
+ */
+export function parseAacConfig(config: Uint8Array): AacConfig {
+  try {
+    const r = new BitReader(config);
+    let objectType = r.readBits(5);
+    if (objectType === 31) objectType = 32 + r.readBits(6);
+    const freqIndex = r.readBits(4);
+    const sampleRate = freqIndex === 15 ? r.readBits(24) : AAC_SAMPLE_RATES[freqIndex];
+    if (!sampleRate) throw new RangeError(`reserved samplingFrequencyIndex ${freqIndex}`);
+    const channels = r.readBits(4);
+    return { objectType, sampleRate, channels: channels === 0 ? 2 : channels, config: config.slice() };
+  } catch (err) {
+    if (err instanceof RangeError) throw new MediaParseError('AAC_CONFIG_INVALID', `AAC AudioSpecificConfig: ${err.message}`);
+    throw err;
+  }
+}
+
+/** RFC 6381 §3.3 codec string for MPEG-4 audio, e.g. `mp4a.40.2`. */
+export function aacCodecString(config: AacConfig): string {
+  return `mp4a.40.${config.objectType}`;
+}

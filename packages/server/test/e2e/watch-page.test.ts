@@ -1,0 +1,99 @@
+/**
+ * End to end: real ffmpeg publishes over RTMP, the real server packages LL-HLS, and Debian's headless Chromium
+ * plays /watch/<name> with hls.js. Asserts on decoded frames and on the picture, not on "the page loaded".
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium } from '../support/browser.js';
+import { publishClip, publishTestPattern, type FfmpegProcess } from '../support/ffmpeg.js';
+import { startTestServer, type TestServer } from '../support/glasscast.js';
+import { waitUntil } from '../support/wait.js';
+
+interface PageFigures {
+  state: string;
+  frames: number;
+  luma: number;
+  currentTime: number;
+}
+
+/** Reads the player's state, presented frame count and the mean luma of the displayed picture. */
+async function figures(page: Page): Promise<PageFigures> {
+  return page.evaluate(() => {
+    const video = document.querySelector('video')!;
+    const player = (window as unknown as { glasscast: { getStats(): { state: string } } }).glasscast;
+    const canvas = document.createElement('canvas');
+    canvas.width = 64;
+    canvas.height = 36;
+    const ctx = canvas.getContext('2d', { willReadFrequently: true })!;
+    let luma = 0;
+    if (video.videoWidth > 0) {
+      ctx.drawImage(video, 0, 0, 64, 36);
+      const px = ctx.getImageData(0, 0, 64, 36).data;
+      for (let i = 0; i < px.length; i += 4) luma += 0.299 * px[i]! + 0.587 * px[i + 1]! + 0.114 * px[i + 2]!;
+      luma /= px.length / 4;
+    }
+    return { state: player.getStats().state, frames: video.getVideoPlaybackQuality().totalVideoFrames, luma, currentTime: video.currentTime };
+  });
+}
+
+async function assertPlays(page: Page, url: string): Promise<void> {
+  await page.goto(url);
+  await waitUntil('the player to reach "playing"', async () => (await figures(page)).state === 'playing', 45_000, 250);
+  const first = await figures(page);
+  await new Promise((r) => setTimeout(r, 3000));
+  const second = await figures(page);
+  assert.ok(second.frames > first.frames + 30, `decoded frames should keep increasing (${first.frames} → ${second.frames})`);
+  assert.ok(second.currentTime > first.currentTime + 2, `playback should advance (${first.currentTime} → ${second.currentTime})`);
+  assert.ok(second.luma > 16, `the picture should not be black (mean luma ${second.luma.toFixed(1)})`);
+}
+
+describe('watch page in headless Chromium', { timeout: 180_000 }, () => {
+  let server: TestServer;
+  let browser: Browser;
+  let publisher: FfmpegProcess | undefined;
+
+  before(async () => {
+    server = await startTestServer();
+    browser = await launchChromium();
+  });
+  after(async () => {
+    await publisher?.stop();
+    await browser?.close();
+    await server?.stop();
+  });
+
+  it('plays the Big Buck Bunny clip (B-frames, 10 s keyframe gaps) published over RTMP', async () => {
+    publisher = publishClip(`${server.rtmpUrl}/${server.key}`);
+    const page = await browser.newPage();
+    try {
+      await assertPlays(page, `${server.httpUrl}/watch/main`);
+    } finally {
+      await page.close();
+      await publisher.stop();
+      publisher = undefined;
+    }
+  });
+
+  it('shows the offline state first, then plays an OBS-style x264 test pattern when it goes live', async () => {
+    const page = await browser.newPage();
+    try {
+      await page.goto(`${server.httpUrl}/watch/obs`);
+      // The previous test's stream may still be in its grace period on "main"; this one uses its own name.
+      assert.equal((await figures(page)).state, 'offline');
+      assert.match((await page.textContent('#badge')) ?? '', /Offline/);
+      const store = server.app.store;
+      const record = await store.create('obs');
+      publisher = publishTestPattern(`${server.rtmpUrl}/${record.key}`, { gopSeconds: 2 });
+      await waitUntil('the player to reach "playing"', async () => (await figures(page)).state === 'playing', 45_000, 250);
+      const first = await figures(page);
+      await new Promise((r) => setTimeout(r, 3000));
+      const second = await figures(page);
+      assert.ok(second.frames > first.frames + 45, `decoded frames should keep increasing (${first.frames} → ${second.frames})`);
+      assert.ok(second.luma > 16, `the picture should not be black (mean luma ${second.luma.toFixed(1)})`);
+      assert.match((await page.textContent('#badge')) ?? '', /Live/);
+    } finally {
+      await page.close();
+    }
+  });
+});

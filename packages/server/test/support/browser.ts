@@ -1,0 +1,23 @@
+/** Debian's headless Chromium, driven by playwright-core (never a downloaded browser). */
+import { chromium, type Browser } from 'playwright-core';
+
+/** Path of the system Chromium; CHROMIUM_PATH overrides. */
+export const CHROMIUM_PATH = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
+
+/** Launches headless Chromium with the flags this machine needs (closed network, root, no GPU). */
+export async function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--autoplay-policy=no-user-gesture-required',
+    ],
+  });
+}

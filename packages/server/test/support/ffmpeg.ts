@@ -1,0 +1,86 @@
+/** Real ffmpeg publishers and probes for tests and benchmarks. Every child is killed by PID on stop. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+
+/** The Big Buck Bunny clip (H.264 High with B-frames, AAC 44.1 kHz, keyframes up to 10.4 s apart). */
+export const BBB_CLIP = fileURLToPath(new URL('../../../../../shared/media/bbb-360p-60s.mp4', import.meta.url));
+
+/** ffmpeg binary: FFMPEG_PATH, else `ffmpeg` on PATH. */
+export const FFMPEG = process.env['FFMPEG_PATH'] ?? 'ffmpeg';
+export const FFPROBE = process.env['FFPROBE_PATH'] ?? 'ffprobe';
+
+/** A running ffmpeg child. */
+export interface FfmpegProcess {
+  child: ChildProcess;
+  /** Everything ffmpeg wrote to stderr so far. */
+  stderr(): string;
+  /** Kills the child (SIGKILL by default, as a publisher dying on a network blip) and waits for it. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** Spawns ffmpeg with `args`. */
+export function runFfmpeg(args: string[], options: { stdin?: boolean } = {}): FfmpegProcess {
+  const child = spawn(FFMPEG, ['-hide_banner', '-loglevel', 'warning', '-nostdin', ...args], {
+    stdio: [options.stdin ? 'pipe' : 'ignore', 'ignore', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    err = (err + d.toString()).slice(-20_000);
+  });
+  child.on('error', () => undefined);
+  return {
+    child,
+    stderr: () => err,
+    async stop(signal = 'SIGKILL') {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = once(child, 'exit');
+      child.kill(signal);
+      await exited;
+    },
+  };
+}
+
+/** Publishes the BBB clip looped, stream-copied, at real-time speed, as the issue's acceptance does. */
+export function publishClip(rtmpUrl: string): FfmpegProcess {
+  return runFfmpeg(['-re', '-stream_loop', '-1', '-i', BBB_CLIP, '-c', 'copy', '-f', 'flv', rtmpUrl]);
+}
+
+/**
+ * Publishes an x264 test pattern with OBS's usual settings: CBR 2500k, veryfast, keyframe interval
+ * `gopSeconds`, 30 fps, AAC 160k; `zerolatency` adds x264's zerolatency tune (no B-frames, no lookahead).
+ */
+export function publishTestPattern(
+  rtmpUrl: string,
+  options: { gopSeconds?: number; zerolatency?: boolean; size?: string; seconds?: number } = {},
+): FfmpegProcess {
+  const fps = 30;
+  const gop = fps * (options.gopSeconds ?? 2);
+  const duration = options.seconds !== undefined ? ['-t', String(options.seconds)] : [];
+  return runFfmpeg([
+    '-re',
+    '-f', 'lavfi', '-i', `testsrc2=size=${options.size ?? '1280x720'}:rate=${fps}`,
+    '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
+    ...duration,
+    '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'high', '-pix_fmt', 'yuv420p',
+    ...(options.zerolatency ? ['-tune', 'zerolatency'] : []),
+    '-b:v', '2500k', '-minrate', '2500k', '-maxrate', '2500k', '-bufsize', '2500k', '-x264-params', 'nal-hrd=cbr',
+    '-g', String(gop), '-keyint_min', String(gop), '-sc_threshold', '0',
+    '-c:a', 'aac', '-b:a', '160k', '-ar', '48000',
+    '-f', 'flv', rtmpUrl,
+  ]);
+}
+
+/** Runs ffprobe and returns its JSON output. Rejects on a non-zero exit. */
+export async function ffprobeJson(args: string[], timeoutMs = 30_000): Promise<unknown> {
+  const child = spawn(FFPROBE, ['-v', 'error', '-of', 'json', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const [code] = (await once(child, 'exit')) as [number | null];
+  clearTimeout(timer);
+  if (code !== 0) throw new Error(`ffprobe exited ${code}: ${err.slice(-2000)}`);
+  return JSON.parse(out);
+}

@@ -1,0 +1,36 @@
+/** Starts a real Glasscast on loopback with ephemeral ports and a fresh data directory. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Glasscast } from '../../src/app.js';
+import { startGlasscast } from '../../src/app.js';
+import { DEFAULT_CONFIG, type GlasscastConfig } from '../../src/config/config.js';
+import { createLogger } from '../../src/observability/logger.js';
+
+/** A test server plus what a test needs to reach it. */
+export interface TestServer {
+  app: Glasscast;
+  httpUrl: string;
+  rtmpUrl: string;
+  /** Key of the stream "main" (key mode). */
+  key: string;
+  stop(): Promise<void>;
+}
+
+/** Starts Glasscast on 127.0.0.1 with ports 0; `overrides` change the config. */
+export async function startTestServer(overrides: Partial<GlasscastConfig> = {}): Promise<TestServer> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'glasscast-test-'));
+  const config: GlasscastConfig = { ...DEFAULT_CONFIG, host: '127.0.0.1', httpPort: 0, rtmpPort: 0, dataDir, logLevel: 'warn', ...overrides };
+  const app = await startGlasscast(config, createLogger(process.env['GLASSCAST_TEST_LOG'] ?? config.logLevel));
+  const key = app.createdStream?.key ?? '';
+  return {
+    app,
+    httpUrl: `http://127.0.0.1:${app.ports.http}`,
+    rtmpUrl: `rtmp://127.0.0.1:${app.ports.rtmp}/live`,
+    key,
+    async stop() {
+      await app.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
