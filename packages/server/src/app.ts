@@ -82,8 +82,8 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     log.warn({}, 'web app not built (packages/web/dist missing); /watch pages are unavailable — run npm run build');
   }
 
-  let rtmpPort = 0;
-  let httpPort = 0;
+  let rtmpPort: number;
+  let httpPort: number;
   try {
     rtmpPort = await rtmp.listen();
     await http.listen({ host: config.host, port: config.httpPort });

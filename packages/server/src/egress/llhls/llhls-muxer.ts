@@ -153,8 +153,10 @@ export class LlHlsMuxer implements StreamSink {
     const ts = state.track.timescale;
     if (this.sessionFirstSeconds === undefined) {
       this.sessionFirstSeconds = au.dts / ts;
-      this.wallAnchor ??= { wallMs: Date.now(), seconds: this.sessionBaseSeconds };
-      if (this.pendingDiscontinuity) this.wallAnchor = { wallMs: Date.now(), seconds: this.sessionBaseSeconds };
+      // Program date-times follow the wall clock, but never step back behind the previous segment's end.
+      if (!this.wallAnchor || this.pendingDiscontinuity) {
+        this.wallAnchor = { wallMs: Math.max(Date.now(), this.lastProgramDateTimeEnd()), seconds: this.sessionBaseSeconds };
+      }
     }
     state.offset ??= Math.round(this.sessionBaseSeconds * ts) - Math.round(this.sessionFirstSeconds * ts);
     const dts = au.dts + state.offset;
@@ -282,6 +284,11 @@ export class LlHlsMuxer implements StreamSink {
     for (const t of this.tracks) if (t.held) this.release(t, t.lastDuration);
     this.closePart();
     this.closeSegment();
+  }
+
+  private lastProgramDateTimeEnd(): number {
+    const last = this.segments[this.segments.length - 1];
+    return last ? last.programDateTime + Math.round(last.duration * 1000) : 0;
   }
 
   private timelineEndSeconds(): number {

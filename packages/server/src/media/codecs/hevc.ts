@@ -131,3 +131,35 @@ export function hevcCodecString(cfg: HevcConfig): string {
   ];
   return parts.join('.');
 }
+
+/**
+ * Builds an HEVCDecoderConfigurationRecord (ISO/IEC 14496-15 §8.3.3.1.2) from VPS, SPS and PPS NAL units, with
+ * 4-byte NAL lengths. Profile, tier, level and constraint flags are copied from the SPS profile_tier_level.
+ * @throws MediaParseError `HEVC_SPS_INVALID` when the SPS is too short.
+ */
+export function buildHevcConfig(vps: Uint8Array[], sps: Uint8Array[], pps: Uint8Array[]): Uint8Array {
+  const first = sps[0];
+  if (!first) throw new MediaParseError('HEVC_SPS_INVALID', 'HEVC SPS missing');
+  const rbsp = nalToRbsp(first.subarray(2));
+  if (rbsp.length < 13) throw new MediaParseError('HEVC_SPS_INVALID', 'HEVC SPS shorter than its profile_tier_level');
+  const out: number[] = [1];
+  // rbsp[0] holds vps id / max sub layers / nesting; rbsp[1..12] is general_profile_space … general_level_idc.
+  out.push(...rbsp.subarray(1, 13));
+  out.push(0xf0, 0x00); // reserved + min_spatial_segmentation_idc 0
+  out.push(0xfc); // reserved + parallelismType 0
+  out.push(0xfc | 1); // reserved + chroma_format_idc 1 (4:2:0)
+  out.push(0xf8, 0xf8); // bit depths 8
+  out.push(0, 0); // avgFrameRate unknown
+  out.push((1 << 3) | (1 << 2) | 3); // numTemporalLayers 1, temporalIdNested 1, lengthSizeMinusOne 3
+  const arrays: [number, Uint8Array[]][] = [
+    [HEVC_NAL.vps, vps],
+    [HEVC_NAL.sps, sps],
+    [HEVC_NAL.pps, pps],
+  ];
+  out.push(arrays.length);
+  for (const [type, nals] of arrays) {
+    out.push(0x80 | type, nals.length >> 8, nals.length & 0xff);
+    for (const nal of nals) out.push(nal.length >> 8, nal.length & 0xff, ...nal);
+  }
+  return Uint8Array.from(out);
+}

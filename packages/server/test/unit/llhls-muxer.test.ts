@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { silentLogger } from '../../src/core/logger.js';
+import type { Track } from '../../src/core/track.js';
+import { LlHlsMuxer } from '../../src/egress/llhls/llhls-muxer.js';
+import { renderMediaPlaylist } from '../../src/egress/llhls/llhls-playlist.js';
+import { buildAvcConfig, splitAnnexB } from '../../src/media/codecs/h264.js';
+import { VIDEO_CODECS } from '../../src/media/codecs/codec-table.js';
+
+const [SPS, PPS] = splitAnnexB(Buffer.from('000000016764001eacd940a02ff970110000030001000003003c0f162d960000000168ebe3cb22c0', 'hex'));
+const RECORD = buildAvcConfig([SPS!], [PPS!]);
+const VIDEO: Track = { kind: 'video', id: 1, codec: 'h264', timescale: 90_000, config: RECORD, info: VIDEO_CODECS.h264.parseConfig(RECORD) };
+
+/** 30 fps video with a keyframe every `gop` frames; frame i has dts i × 3000 ticks. */
+function frame(i: number, gop = 30) {
+  return { trackId: 1, dts: i * 3000, pts: i * 3000, keyframe: i % gop === 0, payload: [Buffer.from([i % gop === 0 ? 0x65 : 0x41, i & 0xff])] };
+}
+
+function newMuxer(): LlHlsMuxer {
+  const m = new LlHlsMuxer('t', { partTargetMs: 333, segmentTargetMs: 2000, windowSegments: 5 }, silentLogger);
+  m.onSessionStart({ tracks: [VIDEO], session: 1, discontinuity: false });
+  return m;
+}
+
+describe('LL-HLS muxer', () => {
+  it('holds a blocking request for the next part and releases it as soon as that part exists', async () => {
+    const m = newMuxer();
+    let i = 0;
+    while (m.lastPart() === undefined) m.onAccessUnit(frame(i++));
+    const last = m.lastPart()!;
+    let released = false;
+    const wait = m.waitFor(() => m.has(last.msn, last.index + 1), 5000).then((ok) => {
+      released = ok;
+      return ok;
+    });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(released, false, 'held while the part does not exist');
+    const partsBefore = m.snapshot().segments.flatMap((s) => s.parts ?? []).length;
+    while (m.snapshot().segments.flatMap((s) => s.parts ?? []).length === partsBefore) m.onAccessUnit(frame(i++));
+    assert.equal(await wait, true);
+    const text = renderMediaPlaylist(m.snapshot());
+    assert.match(text, new RegExp(`part${last.index + 1}\\.m4s`), 'the playlist it answers with holds the part');
+    m.close();
+  });
+
+  it('treats a part index past the end of a completed segment as the next segment’s first part', () => {
+    const m = newMuxer();
+    let i = 0;
+    while (m.snapshot().segments.filter((s) => s.complete).length < 1) m.onAccessUnit(frame(i++));
+    const seg0 = m.snapshot().segments[0]!;
+    const n = seg0.parts!.length;
+    // Segment 1 has begun but may have no complete part yet: (0, n) means (1, 0).
+    assert.equal(m.has(0, n), m.has(1, 0));
+    assert.equal(m.has(0, n - 1), true);
+    assert.equal(m.has(0, undefined), true);
+    assert.equal(m.has(5, 0), false);
+    m.close();
+  });
+
+  it('times out a blocking request that cannot be met, and releases waiters on close', async () => {
+    const m = newMuxer();
+    assert.equal(await m.waitFor(() => m.has(3, 0), 50), false);
+    const pending = m.waitFor(() => m.has(3, 0), 10_000);
+    m.close();
+    assert.equal(await pending, false);
+  });
+
+  it('marks a publisher return with a discontinuity and keeps the timeline increasing', () => {
+    const m = newMuxer();
+    for (let i = 0; i < 75; i++) m.onAccessUnit(frame(i));
+    m.onPublisherLost();
+    m.onSessionStart({ tracks: [VIDEO], session: 2, discontinuity: true });
+    // The new session's timestamps restart at 0, as an encoder restart does.
+    for (let i = 0; i < 75; i++) m.onAccessUnit(frame(i));
+    m.onEnd('test');
+    const snap = m.snapshot();
+    const text = renderMediaPlaylist(snap);
+    assert.equal(text.match(/#EXT-X-DISCONTINUITY\n/g)?.length, 1);
+    const after = snap.segments.findIndex((s) => s.discontinuity);
+    assert.ok(after > 0);
+    assert.ok(snap.segments[after]!.programDateTime >= snap.segments[after - 1]!.programDateTime);
+    assert.match(text, /#EXT-X-ENDLIST\n$/);
+  });
+
+  it('slides the window and counts media sequence numbers', () => {
+    const m = newMuxer();
+    for (let i = 0; i < 30 * 2 * 9; i++) m.onAccessUnit(frame(i));
+    const snap = m.snapshot();
+    assert.equal(snap.segments.filter((s) => s.complete).length, 5);
+    assert.equal(snap.mediaSequence, snap.segments[0]!.msn);
+    assert.ok(snap.mediaSequence >= 3);
+    assert.equal(m.segment(0), undefined, 'old segments are freed');
+    assert.ok(m.segment(snap.mediaSequence)!.length > 0);
+    m.close();
+  });
+});
