@@ -20,7 +20,7 @@ export interface TestServer {
 /** Starts Glasscast on 127.0.0.1 with ports 0; `overrides` change the config. */
 export async function startTestServer(overrides: Partial<GlasscastConfig> = {}): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'glasscast-test-'));
-  const config: GlasscastConfig = { ...DEFAULT_CONFIG, host: '127.0.0.1', httpPort: 0, rtmpPort: 0, dataDir, logLevel: 'warn', ...overrides };
+  const config: GlasscastConfig = { ...DEFAULT_CONFIG, host: '127.0.0.1', httpPort: 0, rtmpPort: 0, dataDir, logLevel: 'error', ...overrides };
   const app = await startGlasscast(config, createLogger(process.env['GLASSCAST_TEST_LOG'] ?? config.logLevel));
   const key = app.createdStream?.key ?? '';
   return {

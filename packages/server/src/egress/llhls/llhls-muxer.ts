@@ -113,9 +113,9 @@ export class LlHlsMuxer implements StreamSink {
     return this._ended;
   }
 
-  /** True once tracks are known and the first segment has begun. */
+  /** True once the first part exists, so a playlist has something to play. */
   get ready(): boolean {
-    return this.current !== undefined || this.segments.length > 0;
+    return this.lastPart() !== undefined;
   }
 
   /** The tracks of the current session. */

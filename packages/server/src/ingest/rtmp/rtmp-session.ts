@@ -36,7 +36,7 @@ export interface RtmpSessionOptions {
   handshakeTimeoutMs: number;
   /** A connection with no bytes for this long is closed, ms. Default 30 000. */
   idleTimeoutMs: number;
-  /** Largest message accepted, bytes. Default 32 MiB. */
+  /** Largest message accepted, bytes. Default 8 MiB (a 4K keyframe at high bitrate fits with room). */
   maxMessageSize: number;
 }
 

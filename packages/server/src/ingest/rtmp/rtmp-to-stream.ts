@@ -55,8 +55,9 @@ export class RtmpToStream {
     const v = num('videodatarate');
     const a = num('audiodatarate');
     this.metadata = {
-      hasVideo: 'videocodecid' in meta ? true : undefined,
-      hasAudio: 'audiocodecid' in meta ? true : undefined,
+      // Encoders (OBS, FFmpeg) list a codec id for each track they will send, and none for a missing one.
+      hasVideo: 'videocodecid' in meta,
+      hasAudio: 'audiocodecid' in meta,
       bitrate: v !== undefined || a !== undefined ? Math.round(((v ?? 0) + (a ?? 0)) * 1000) : undefined,
       frameRate: num('framerate') ?? num('fps'),
     };
