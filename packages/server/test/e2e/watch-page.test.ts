@@ -96,4 +96,37 @@ describe('watch page in headless Chromium', { timeout: 180_000 }, () => {
       await page.close();
     }
   });
+
+  it('keeps playing across a publisher that dies and returns within the grace period', async () => {
+    const record = await server.app.store.create('comeback');
+    const url = `${server.rtmpUrl}/${record.key}`;
+    publisher = publishTestPattern(url, { gopSeconds: 1, zerolatency: true, size: '640x360' });
+    const page = await browser.newPage();
+    try {
+      await page.goto(`${server.httpUrl}/watch/comeback`);
+      await waitUntil('the player to reach "playing"', async () => (await figures(page)).state === 'playing', 45_000, 250);
+      await new Promise((r) => setTimeout(r, 2000));
+      await publisher.stop('SIGKILL');
+      await waitUntil('the stream to wait for its publisher', () => server.app.registry.get('comeback')?.state === 'reconnecting', 10_000);
+      publisher = publishTestPattern(url, { gopSeconds: 1, zerolatency: true, size: '640x360' });
+      await waitUntil('the stream to be live again', () => server.app.registry.get('comeback')?.state === 'live', 15_000);
+      const atReturn = await figures(page);
+      await waitUntil(
+        'frames of the second session to be decoded',
+        async () => {
+          const now = await figures(page);
+          return now.frames > atReturn.frames + 90 && now.currentTime > atReturn.currentTime + 3;
+        },
+        30_000,
+        500,
+      );
+      const end = await figures(page);
+      assert.equal(end.state, 'playing');
+      assert.ok(end.luma > 16, `the picture should not be black (mean luma ${end.luma.toFixed(1)})`);
+      const text = await (await fetch(`${server.httpUrl}/hls/comeback/src/media.m3u8`)).text();
+      assert.match(text, /#EXT-X-DISCONTINUITY/);
+    } finally {
+      await page.close();
+    }
+  });
 });

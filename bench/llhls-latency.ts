@@ -1,0 +1,210 @@
+/**
+ * Glass-to-glass latency of RTMP → LL-HLS in hls.js (DESIGN.md "Figures"): a publisher draws its capture time
+ * into each frame as a row of black/white blocks, x264 (zerolatency, 1 s GOP) encodes it, Glasscast packages it,
+ * and headless Chromium plays /watch/<name>, decoding the time from every displayed frame
+ * (sampled every 4 ms). Both ends read the same system clock.
+ *
+ * Prints median/p95 latency (ms), time to first frame (ms) over several page loads, and stalls.
+ * Usage: npm run bench:latency [-- --seconds 30 --loads 5 --part-target-ms 333]
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { launchChromium } from '../packages/server/test/support/browser.js';
+import { runFfmpeg } from '../packages/server/test/support/ffmpeg.js';
+import { waitUntil } from '../packages/server/test/support/wait.js';
+
+const { values: opts } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '30' },
+    loads: { type: 'string', default: '5' },
+    'part-target-ms': { type: 'string', default: '333' },
+  },
+});
+const SECONDS = Number(opts.seconds);
+const LOADS = Number(opts.loads);
+const WIDTH = 640;
+const HEIGHT = 360;
+const FPS = 30;
+const BITS = 32;
+const BLOCK = WIDTH / BITS; // 20 px blocks in the top rows
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+/** A yuv420p frame whose top BLOCK rows carry `ms mod 2^32` as 32 black/white blocks, MSB first. */
+function frame(ms: number, n: number): Buffer {
+  const y = Buffer.alloc(WIDTH * HEIGHT, 96);
+  // A moving bar below the code keeps the encoder honest (real motion, real bits).
+  const bar = (n * 8) % WIDTH;
+  for (let row = BLOCK * 2; row < HEIGHT; row++) y.fill(200, row * WIDTH + bar, row * WIDTH + Math.min(WIDTH, bar + 40));
+  const code = ms % 2 ** 32;
+  for (let bit = 0; bit < BITS; bit++) {
+    const on = Math.floor(code / 2 ** (BITS - 1 - bit)) % 2 === 1;
+    for (let row = 0; row < BLOCK; row++) y.fill(on ? 235 : 16, row * WIDTH + bit * BLOCK, row * WIDTH + (bit + 1) * BLOCK);
+  }
+  const uv = Buffer.alloc((WIDTH / 2) * (HEIGHT / 2) * 2, 128);
+  return Buffer.concat([y, uv]);
+}
+
+/**
+ * Runs in the page (as text: tsx would inject helpers into a serialized function). Samples the displayed
+ * picture every 4 ms and records each new time code when it first appears (requestVideoFrameCallback does not
+ * fire in this headless build), as { latency, at } in window.benchFrames.
+ */
+const PAGE_PROBE = `(() => {
+  const bits = ${BITS}, block = ${BLOCK};
+  window.benchFrames = [];
+  window.benchBad = 0;
+  const canvas = document.createElement('canvas');
+  canvas.width = bits * block;
+  canvas.height = block;
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  let last = -1;
+  const watch = (video) => setInterval(() => {
+    if (video.readyState < 2 || video.videoWidth === 0) return;
+    const now = Date.now();
+    ctx.drawImage(video, 0, 0, video.videoWidth, block * video.videoWidth / (bits * block), 0, 0, bits * block, block);
+    const px = ctx.getImageData(0, 0, bits * block, block).data;
+    let code = 0, ambiguous = false;
+    for (let bit = 0; bit < bits; bit++) {
+      const x = bit * block + block / 2;
+      const lum = px[((block / 2) * bits * block + x) * 4];
+      if (lum > 70 && lum < 180) ambiguous = true;
+      code = code * 2 + (lum >= 128 ? 1 : 0);
+    }
+    if (code === last) return;
+    last = code;
+    if (window.benchFirstFrame === undefined) window.benchFirstFrame = now - performance.timeOrigin;
+    // Rebuild the full epoch ms from the low 32 bits and our own clock.
+    let captured = now - (now % 2 ** 32) + code;
+    if (captured > now + 2 ** 31) captured -= 2 ** 32;
+    if (ambiguous || now - captured > 60000 || captured > now + 1000) window.benchBad++;
+    else window.benchFrames.push({ latency: now - captured, at: now });
+  }, 4);
+  const poll = setInterval(() => {
+    const v = document.querySelector('video');
+    if (v) { clearInterval(poll); watch(v); }
+  }, 5);
+})();`;
+
+const quantile = (xs: number[], q: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
+};
+
+async function main(): Promise<void> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'glasscast-bench-'));
+  const [httpPort, rtmpPort] = [await freePort(), await freePort()];
+  const server = spawn(
+    process.execPath,
+    ['packages/server/dist/cli.js', '--host', '127.0.0.1', '--http-port', String(httpPort), '--rtmp-port', String(rtmpPort), '--data-dir', dataDir, '--publish-auth', 'open', '--log-level', 'warn', '--part-target-ms', opts['part-target-ms']!],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  const base = `http://127.0.0.1:${httpPort}`;
+  let publisher: ReturnType<typeof runFfmpeg> | undefined;
+  let ticker: NodeJS.Timeout | undefined;
+  let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
+  const results = { latencies: [] as number[], ttff: [] as number[], stalls: 0, frames: 0, undecodable: 0 };
+  try {
+    await waitUntil('the server', async () => (await fetch(`${base}/healthz`).catch(() => undefined))?.ok, 20_000, 100);
+    const ff = runFfmpeg(
+      [
+        '-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-s', `${WIDTH}x${HEIGHT}`, '-r', String(FPS), '-i', 'pipe:0',
+        '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', String(FPS), '-keyint_min', String(FPS), '-sc_threshold', '0',
+        '-b:v', '2500k', '-maxrate', '2500k', '-bufsize', '2500k', '-pix_fmt', 'yuv420p',
+        '-f', 'flv', `rtmp://127.0.0.1:${rtmpPort}/live/bench`,
+      ],
+      { stdin: true },
+    );
+    publisher = ff;
+    ff.child.stdin!.on('error', () => undefined); // ffmpeg exiting shows up below as no frames
+    let n = 0;
+    const start = Date.now();
+    ticker = setInterval(() => {
+      // Frames are paced by the wall clock; each carries the time it was "captured".
+      const due = Math.floor(((Date.now() - start) * FPS) / 1000);
+      while (n <= due && ff.child.stdin!.writable) ff.child.stdin!.write(frame(Date.now(), n++));
+    }, 5);
+    browser = await launchChromium();
+    await waitUntil('the stream to be playable', async () => {
+      const r = await fetch(`${base}/api/v1/streams/bench`).catch(() => undefined);
+      return r?.ok && ((await r.json()) as { playable: boolean }).playable;
+    }, 30_000, 250).catch((err: unknown) => {
+      throw new Error(`${String(err)}\nffmpeg: ${ff.stderr()}`);
+    });
+    await new Promise((r) => setTimeout(r, 3000)); // a few segments, as a viewer arriving mid-stream finds
+
+    for (let load = 0; load < LOADS; load++) {
+      const page = await browser.newPage();
+      page.on('pageerror', (err) => console.error(`page error: ${err.message}`));
+      page.on('console', (msg) => {
+        if (msg.type() === 'error') console.error(`page console: ${msg.text()}`);
+      });
+      await page.addInitScript(PAGE_PROBE);
+      await page.goto(`${base}/watch/bench`);
+      await waitUntil('the first frame', () => page.evaluate(() => (window as unknown as { benchFirstFrame?: number }).benchFirstFrame), 20_000, 50).catch(
+        async (err: unknown) => {
+          const state = await page.evaluate(() => {
+            const v = document.querySelector('video');
+            return { stats: (window as unknown as { glasscast?: { getStats(): unknown } }).glasscast?.getStats(), readyState: v?.readyState, error: v?.error?.message };
+          });
+          throw new Error(`${String(err)}; page: ${JSON.stringify(state)}`);
+        },
+      );
+      const measureMs = load === 0 ? SECONDS * 1000 : 4000;
+      await new Promise((r) => setTimeout(r, measureMs));
+      const got = await page.evaluate(() => {
+        const w = window as unknown as { benchFrames: { latency: number; at: number }[]; benchFirstFrame: number; benchBad: number; glasscast: { getStats(): { stalls: number } } };
+        return { frames: w.benchFrames, first: w.benchFirstFrame, bad: w.benchBad, stalls: w.glasscast.getStats().stalls };
+      });
+      results.ttff.push(got.first);
+      if (load === 0) {
+        // Skip the first 3 s while hls.js settles onto its target latency.
+        const t0 = got.frames[0]?.at ?? 0;
+        results.latencies = got.frames.filter((f) => f.at - t0 > 3000).map((f) => f.latency);
+        results.stalls = got.stalls;
+        results.frames = got.frames.length;
+        results.undecodable = got.bad;
+      }
+      await page.close();
+    }
+  } finally {
+    clearInterval(ticker);
+    await browser?.close();
+    publisher?.child.stdin!.end();
+    await publisher?.stop('SIGKILL');
+    server.kill('SIGTERM');
+    if (server.exitCode === null) await new Promise((r) => server.once('exit', r));
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+  const figures = {
+    bench: 'llhls-glass-to-glass',
+    source: 'x264 veryfast zerolatency, 640x360@30, 1 s GOP, 2.5 Mb/s CBR, RTMP',
+    partTargetMs: Number(opts['part-target-ms']),
+    latencyMs: { median: quantile(results.latencies, 0.5), p95: quantile(results.latencies, 0.95), samples: results.latencies.length },
+    timeToFirstFrameMs: { median: quantile(results.ttff, 0.5), max: Math.max(...results.ttff), loads: results.ttff.length },
+    stalls: results.stalls,
+    undecodableFrames: results.undecodable,
+  };
+  mkdirSync('bench/results', { recursive: true });
+  writeFileSync('bench/results/llhls-latency.json', JSON.stringify(figures, null, 2) + '\n');
+  console.log(
+    `LL-HLS glass-to-glass (hls.js, headless Chromium): median ${figures.latencyMs.median} ms, p95 ${figures.latencyMs.p95} ms ` +
+      `over ${figures.latencyMs.samples} frames; time to first frame median ${Math.round(figures.timeToFirstFrameMs.median)} ms ` +
+      `(max ${Math.round(figures.timeToFirstFrameMs.max)} ms, ${LOADS} loads); stalls ${figures.stalls}; undecodable frames ${figures.undecodableFrames}`,
+  );
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
