@@ -109,6 +109,8 @@ async function main(): Promise<void> {
     ['packages/server/dist/cli.js', '--host', '127.0.0.1', '--http-port', String(httpPort), '--rtmp-port', String(rtmpPort), '--data-dir', dataDir, '--publish-auth', 'open', '--log-level', 'warn', '--part-target-ms', opts['part-target-ms']!],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
+  // Never leave the server behind, even if this process dies on an uncaught error.
+  process.once('exit', () => server.kill('SIGKILL'));
   const base = `http://127.0.0.1:${httpPort}`;
   let publisher: ReturnType<typeof runFfmpeg> | undefined;
   let ticker: NodeJS.Timeout | undefined;
