@@ -8,11 +8,12 @@ import { createLogger } from './observability/logger.js';
 import { openDatabase } from './store/database.js';
 import { StreamStore } from './store/stream-store.js';
 
-function publicBase(config: GlasscastConfig): { http: string; rtmp: string } {
+/** Links as a user types them; `ports` are the bound ports (they differ from the config when it says 0). */
+function publicBase(config: GlasscastConfig, ports = { http: config.httpPort, rtmp: config.rtmpPort }): { http: string; rtmp: string } {
   const host = config.host === '0.0.0.0' || config.host === '::' ? hostname() : config.host;
   return {
-    http: config.publicUrl?.replace(/\/+$/, '') ?? `http://${host}:${config.httpPort}`,
-    rtmp: `rtmp://${config.publicUrl ? new URL(config.publicUrl).hostname : host}:${config.rtmpPort}/live`,
+    http: config.publicUrl?.replace(/\/+$/, '') ?? `http://${host}:${ports.http}`,
+    rtmp: `rtmp://${config.publicUrl ? new URL(config.publicUrl).hostname : host}:${ports.rtmp}/live`,
   };
 }
 
@@ -37,7 +38,7 @@ async function main(): Promise<void> {
 
   const log = createLogger(config.logLevel);
   const app = await startGlasscast(config, log);
-  const base = publicBase(config);
+  const base = publicBase(config, app.ports);
   const lines = ['', 'Glasscast is running.'];
   if (app.createdStream) {
     lines.push(

@@ -44,6 +44,8 @@ const OUT_CHUNK_SIZE = 4096;
 const WINDOW_ACK_SIZE = 5_000_000;
 const CSID_CONTROL = 2;
 const CSID_COMMAND = 3;
+/** Consecutive malformed media messages after which the publisher is cut off. */
+const MAX_BAD_MEDIA_IN_A_ROW = 500;
 /** Message stream id handed out by createStream. */
 const PUBLISH_STREAM_ID = 1;
 
@@ -160,17 +162,39 @@ export class RtmpSession {
       case RTMP_TYPE.dataAmf3:
         return this.onData_(decodeAmf0(msg.payload.subarray(1)));
       case RTMP_TYPE.video:
-        this.publishing?.mapper.onVideo(msg.timestamp, msg.payload);
-        return;
       case RTMP_TYPE.audio:
-        this.publishing?.mapper.onAudio(msg.timestamp, msg.payload);
-        return;
       case RTMP_TYPE.aggregate:
-        return this.onAggregate(msg);
+        return this.onMedia(msg);
       default:
         return; // set chunk size/abort are applied by the decoder; acks, user control and bandwidth need no reply
     }
   }
+
+  /**
+   * A malformed media message loses that frame only: it is counted and logged (first, then every 100th), and
+   * the publisher goes on. A publisher that sends nothing but garbage is closed.
+   */
+  private onMedia(msg: RtmpMessage): void {
+    const p = this.publishing;
+    if (!p) return;
+    try {
+      if (msg.typeId === RTMP_TYPE.video) p.mapper.onVideo(msg.timestamp, msg.payload);
+      else if (msg.typeId === RTMP_TYPE.audio) p.mapper.onAudio(msg.timestamp, msg.payload);
+      else this.onAggregate(msg);
+      this.badMediaInARow = 0;
+    } catch (err) {
+      if (!(err instanceof MediaParseError)) throw err;
+      this.badMedia++;
+      this.badMediaInARow++;
+      if (this.badMedia === 1 || this.badMedia % 100 === 0) {
+        this.log.warn({ code: err.code, total: this.badMedia }, `malformed media message dropped: ${err.message}`);
+      }
+      if (this.badMediaInARow >= MAX_BAD_MEDIA_IN_A_ROW) throw new MediaParseError('RTMP_MEDIA_GARBAGE', `${MAX_BAD_MEDIA_IN_A_ROW} malformed media messages in a row`);
+    }
+  }
+
+  private badMedia = 0;
+  private badMediaInARow = 0;
 
   private onAggregate(msg: RtmpMessage): void {
     if (!this.publishing) return;
