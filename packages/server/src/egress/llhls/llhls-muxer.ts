@@ -13,6 +13,7 @@ import { VIDEO_CODECS } from '../../media/codecs/codec-table.js';
 import type { Fmp4Sample, Fmp4Track } from '../../media/formats/fmp4-writer.js';
 import { writeFragment, writeInitSegment } from '../../media/formats/fmp4-writer.js';
 import type { MediaPlaylistSnapshot, PlaylistSegment } from './llhls-playlist.js';
+import { renderMediaPlaylist } from './llhls-playlist.js';
 
 /** Options of the LL-HLS muxer. */
 export interface LlHlsMuxerOptions {
@@ -101,6 +102,8 @@ export class LlHlsMuxer implements StreamSink {
   private bytesWritten = 0;
   private secondsWritten = 0;
   private driverSamples = 0;
+  /** Rendered playlist text, full and delta, until the playlist changes (thousands of viewers ask for the same). */
+  private rendered: { full?: string; delta?: string } = {};
 
   constructor(
     readonly streamName: string,
@@ -372,6 +375,8 @@ export class LlHlsMuxer implements StreamSink {
   }
 
   private wakeWaiters(): void {
+    // Every change to the playlist passes through here.
+    this.rendered = {};
     for (const w of this.waiters) {
       if (w.ready()) {
         clearTimeout(w.timer);
@@ -415,6 +420,12 @@ export class LlHlsMuxer implements StreamSink {
       preloadHintUri: this._ended ? undefined : `${this.epoch}/part${this.nextPartNumber}.m4s`,
       ended: this._ended,
     };
+  }
+
+  /** The media playlist text as it stands; `skip` renders the delta update. Cached until the next change. */
+  playlist(skip: boolean): string {
+    const key = skip ? 'delta' : 'full';
+    return (this.rendered[key] ??= renderMediaPlaylist(this.snapshot(), { skip }));
   }
 
   /** Peak and average bits/s over the segments written so far (for BANDWIDTH); undefined before any. */

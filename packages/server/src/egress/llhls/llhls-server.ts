@@ -12,7 +12,7 @@ import type { Stream } from '../../core/stream.js';
 import type { StreamObserver } from '../../core/stream-registry.js';
 import type { Subscriber } from '../../core/subscriber.js';
 import { LlHlsMuxer, type LlHlsMuxerOptions } from './llhls-muxer.js';
-import { renderMediaPlaylist, renderMultivariantPlaylist } from './llhls-playlist.js';
+import { renderMultivariantPlaylist } from './llhls-playlist.js';
 
 /** Options of the LL-HLS server. */
 export interface LlHlsServerOptions extends LlHlsMuxerOptions {
@@ -123,7 +123,7 @@ export class LlHlsServer implements StreamObserver {
           return reply
             .type(PLAYLIST_TYPE)
             .header('cache-control', CACHE_LIVE_PLAYLIST)
-            .send(renderMediaPlaylist(muxer.snapshot(), { skip }));
+            .send(muxer.playlist(skip));
         }
         const msn = Number(q['_HLS_msn']);
         const part = q['_HLS_part'] === undefined ? undefined : Number(q['_HLS_part']);
@@ -141,7 +141,7 @@ export class LlHlsServer implements StreamObserver {
         return reply
           .type(PLAYLIST_TYPE)
           .header('cache-control', CACHE_BLOCKING_PLAYLIST)
-          .send(renderMediaPlaylist(muxer.snapshot(), { skip }));
+          .send(muxer.playlist(skip));
       },
     );
 

@@ -25,7 +25,7 @@ export class RtmpServer {
   ) {
     this.sessionOptions = {
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 10_000,
-      idleTimeoutMs: options.idleTimeoutMs ?? 30_000,
+      idleTimeoutMs: options.idleTimeoutMs ?? 10_000,
       maxMessageSize: options.maxMessageSize ?? 8 * 1024 * 1024,
     };
     this.server = createServer((socket) => {

@@ -34,7 +34,10 @@ export interface RtmpPublishHandler {
 export interface RtmpSessionOptions {
   /** Handshake must finish within this, ms. Default 10 000. */
   handshakeTimeoutMs: number;
-  /** A connection with no bytes for this long is closed, ms. Default 30 000. */
+  /**
+   * A connection with no bytes for this long is closed, ms. Default 10 000: a publisher always sends, and a
+   * connection that died without a FIN (an OBS network blip) must be noticed before OBS reconnects.
+   */
   idleTimeoutMs: number;
   /** Largest message accepted, bytes. Default 8 MiB (a 4K keyframe at high bitrate fits with room). */
   maxMessageSize: number;
