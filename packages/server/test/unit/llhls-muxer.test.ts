@@ -94,3 +94,15 @@ describe('LL-HLS muxer', () => {
     m.close();
   });
 });
+
+describe('LL-HLS muxer waiters', () => {
+  it('stops waiting at once when the viewer hangs up', async () => {
+    const m = newMuxer();
+    const controller = new AbortController();
+    const pending = m.waitFor(() => m.has(9, 0), 10_000, controller.signal);
+    controller.abort();
+    assert.equal(await pending, false);
+    assert.equal(m.getStats().waiters, 0);
+    m.close();
+  });
+});

@@ -355,22 +355,22 @@ export class LlHlsMuxer implements StreamSink {
   }
 
   /**
-   * Resolves true when `ready()` holds, or false after `timeoutMs` or when the muxer closes. Used for blocking
-   * playlist reload and preload-hinted parts.
+   * Resolves true when `ready()` holds, or false after `timeoutMs`, when `signal` aborts or when the muxer
+   * closes. Used for blocking playlist reload and preload-hinted parts.
    */
-  waitFor(ready: () => boolean, timeoutMs: number): Promise<boolean> {
+  waitFor(ready: () => boolean, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     if (ready()) return Promise.resolve(true);
-    if (this._closed) return Promise.resolve(false);
+    if (this._closed || signal?.aborted) return Promise.resolve(false);
     return new Promise((resolve) => {
-      const waiter: Waiter = {
-        ready,
-        resolve,
-        timer: setTimeout(() => {
-          this.waiters.delete(waiter);
-          resolve(false);
-        }, timeoutMs),
+      const finish = (): void => {
+        clearTimeout(waiter.timer);
+        this.waiters.delete(waiter);
+        resolve(false);
       };
+      const waiter: Waiter = { ready, resolve, timer: setTimeout(finish, timeoutMs) };
       this.waiters.add(waiter);
+      // A viewer that hangs up stops waiting at once, so abandoned requests do not pile up.
+      signal?.addEventListener('abort', finish, { once: true });
     });
   }
 

@@ -25,6 +25,15 @@ const CACHE_BLOCKING_PLAYLIST = 'public, max-age=30';
 const CACHE_LIVE_PLAYLIST = 'public, max-age=1';
 const CACHE_NONE = 'no-store';
 const PLAYLIST_TYPE = 'application/vnd.apple.mpegurl';
+/** An AbortSignal that fires when the client closes the connection before we answer. */
+function hangUp(reply: FastifyReply): AbortSignal {
+  const controller = new AbortController();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}
+
 /** How far ahead of the preload hint a part request may block. */
 const PART_ADVANCE_LIMIT = 2;
 
@@ -134,7 +143,7 @@ export class LlHlsServer implements StreamObserver {
         if (msn > muxer.lastMsn + 2) {
           return reply.code(400).header('cache-control', CACHE_NONE).send({ code: 'BAD_REQUEST', message: `_HLS_msn ${msn} is too far ahead` });
         }
-        const ready = await muxer.waitFor(() => muxer.has(msn, part), muxer.targetDuration * 3000);
+        const ready = await muxer.waitFor(() => muxer.has(msn, part), muxer.targetDuration * 3000, hangUp(reply));
         if (!ready) {
           return reply.code(503).header('cache-control', CACHE_NONE).header('retry-after', '1').send({ code: 'NOT_READY', message: 'requested part not available in time' });
         }
@@ -159,7 +168,7 @@ export class LlHlsServer implements StreamObserver {
         bytes = muxer.part(n);
         // A preload-hinted part is requested before it exists: hold the request until it does (§6.2.6).
         if (!bytes && n >= muxer.nextPart && n <= muxer.nextPart + PART_ADVANCE_LIMIT && !muxer.ended) {
-          await muxer.waitFor(() => muxer.part(n) !== undefined || muxer.ended, muxer.targetDuration * 3000);
+          await muxer.waitFor(() => muxer.part(n) !== undefined || muxer.ended, muxer.targetDuration * 3000, hangUp(reply));
           bytes = muxer.part(n);
         }
       }
