@@ -28,5 +28,15 @@ if (files.length === 0) {
   process.exit(1);
 }
 // Integration and end-to-end tests run real ffmpeg and Chromium: one file at a time on a 2-core machine.
-const result = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', ...files], { stdio: 'inherit' });
+const args = ['--import', 'tsx', '--test', '--test-concurrency=1', ...files];
+// As root, run everything in a private network namespace whose only interface is loopback, so no test (above
+// all WebRTC, whose ICE gathers every interface) can send a packet off this machine (DESIGN.md).
+const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+const isolate = process.getuid?.() === 0 && !process.env.GLASSCAST_NO_NETNS && has('unshare') && has('ip');
+const result = isolate
+  ? spawnSync('unshare', ['-n', '--', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', process.execPath, ...args], {
+      stdio: 'inherit',
+      env: { ...process.env, GLASSCAST_TEST_NETNS: '1' },
+    })
+  : spawnSync(process.execPath, args, { stdio: 'inherit' });
 process.exit(result.status ?? 1);

@@ -1,9 +1,12 @@
 /**
- * The Glasscast browser player: plays a stream over LL-HLS with hls.js in low-latency mode, shows an offline
- * state until the stream is live, picks it up by itself when it goes live, and measures latency from the
- * playlist's EXT-X-PROGRAM-DATE-TIME.
+ * The Glasscast browser player: plays a stream over WebRTC (WHEP) first and falls back to LL-HLS (hls.js in
+ * low-latency mode) by itself when WebRTC cannot connect or no frame arrives in time. Shows an offline state
+ * until the stream is live, picks it up when it goes live, and reports the protocol and measured latency.
  */
 import Hls from 'hls.js';
+import { connectWhep, type WhepConnection } from './whep-client.js';
+
+export { connectWhep, iceServersFromLink, WhepError, type WhepConnection } from './whep-client.js';
 
 /** Player states, in the order a viewer usually sees them. */
 export type PlayerState = 'offline' | 'connecting' | 'playing' | 'reconnecting' | 'ended';
@@ -18,12 +21,16 @@ export interface PlayerOptions {
   pollIntervalMs?: number;
   /** Called on every state change. */
   onStateChange?: (state: PlayerState, detail: string) => void;
+  /** `auto` tries WebRTC then LL-HLS; the others force one. Default `auto`. */
+  protocol?: 'auto' | 'webrtc' | 'll-hls';
+  /** How long WebRTC may take to show a first frame before falling back, ms. Default 4000. */
+  webrtcTimeoutMs?: number;
 }
 
 /** What the player knows now. */
 export interface PlayerStats {
   state: PlayerState;
-  protocol: 'll-hls' | undefined;
+  protocol: 'webrtc' | 'll-hls' | undefined;
   /** Seconds behind the live edge's wall clock (EXT-X-PROGRAM-DATE-TIME), if known. */
   latency: number | undefined;
   /** Frames the video element has presented. */
@@ -34,12 +41,18 @@ export interface PlayerStats {
 interface StatusResponse {
   state: 'live' | 'reconnecting' | 'offline';
   playable: boolean;
-  playback: { hls: string };
+  webrtc: boolean;
+  playback: { hls: string; whep: string };
 }
 
 /** Plays one stream into a `<video>` element. `destroy()` is idempotent. */
 export class GlasscastPlayer {
   private hls: Hls | undefined;
+  /** The WHEP connection while playing over WebRTC (exposed for stats and tests). */
+  whep: WhepConnection | undefined;
+  private protocol: PlayerStats['protocol'];
+  /** WebRTC failed for this page; LL-HLS from now on (until the stream restarts). */
+  private webrtcFailed = false;
   private state: PlayerState = 'offline';
   private pollTimer: ReturnType<typeof setTimeout> | undefined;
   private destroyed = false;
@@ -75,12 +88,20 @@ export class GlasscastPlayer {
   }
 
   private async poll(): Promise<void> {
-    if (this.destroyed || this.hls) return;
+    if (this.destroyed || this.hls || this.whep) return;
     try {
       const res = await fetch(`${this.base}/api/v1/streams/${encodeURIComponent(this.options.stream)}`, { cache: 'no-store' });
       if (res.ok) {
         const status = (await res.json()) as StatusResponse;
-        if (status.playable) {
+        const mode = this.options.protocol ?? 'auto';
+        if (status.webrtc && mode !== 'll-hls' && !this.webrtcFailed) {
+          if (await this.playWebRtc(`${this.base}${status.playback.whep}`)) return;
+          if (mode === 'webrtc') {
+            this.schedulePoll();
+            return;
+          }
+        }
+        if (status.playable && mode !== 'webrtc') {
           this.play(`${this.base}${status.playback.hls}`);
           return;
         }
@@ -92,8 +113,52 @@ export class GlasscastPlayer {
     this.schedulePoll();
   }
 
+  /** Tries WHEP; resolves true once frames flow, false (after cleaning up) when it cannot. */
+  private async playWebRtc(url: string): Promise<boolean> {
+    this.setState('connecting', 'webrtc');
+    let conn: WhepConnection;
+    try {
+      conn = await connectWhep(url);
+    } catch {
+      this.webrtcFailed = true;
+      return false;
+    }
+    this.whep = conn;
+    this.protocol = 'webrtc';
+    this.video.srcObject = conn.stream;
+    void this.video.play().catch(() => undefined);
+    const firstFrame = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), this.options.webrtcTimeoutMs ?? 4000);
+      const check = (): void => {
+        if (this.video.readyState >= 2 && this.video.videoWidth > 0) {
+          clearTimeout(timer);
+          resolve(true);
+        } else if (this.whep === conn) {
+          setTimeout(check, 50);
+        }
+      };
+      check();
+    });
+    if (!firstFrame || this.whep !== conn) {
+      this.teardown();
+      this.webrtcFailed = true;
+      return false;
+    }
+    this.setState('playing', 'webrtc');
+    conn.pc.addEventListener('connectionstatechange', () => {
+      if (this.whep !== conn) return;
+      if (conn.pc.connectionState === 'failed' || conn.pc.connectionState === 'closed' || conn.pc.connectionState === 'disconnected') {
+        this.teardown();
+        this.setState('reconnecting', 'webrtc connection lost');
+        this.schedulePoll();
+      }
+    });
+    return true;
+  }
+
   private play(url: string): void {
-    this.setState('connecting');
+    this.protocol = 'll-hls';
+    this.setState('connecting', 'll-hls');
     if (!Hls.isSupported()) {
       // Safari plays LL-HLS natively.
       this.video.src = url;
@@ -133,6 +198,7 @@ export class GlasscastPlayer {
 
   private onEnded(): void {
     this.teardown();
+    this.webrtcFailed = false;
     this.setState('offline', 'stream ended');
     this.schedulePoll();
   }
@@ -140,6 +206,12 @@ export class GlasscastPlayer {
   private teardown(): void {
     this.hls?.destroy();
     this.hls = undefined;
+    if (this.whep) {
+      this.whep.close();
+      this.whep = undefined;
+      this.video.srcObject = null;
+    }
+    this.protocol = undefined;
   }
 
   /** Current figures. */
@@ -147,8 +219,8 @@ export class GlasscastPlayer {
     const quality = this.video.getVideoPlaybackQuality?.();
     return {
       state: this.state,
-      protocol: this.hls || this.video.src ? 'll-hls' : undefined,
-      latency: this.hls?.latency ?? undefined,
+      protocol: this.protocol,
+      latency: this.protocol === 'll-hls' ? (this.hls?.latency ?? undefined) : undefined,
       framesDecoded: quality?.totalVideoFrames ?? 0,
       stalls: this.stalls,
     };

@@ -10,9 +10,11 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Kysely } from 'kysely';
 import { PublishAuth } from './auth/publish-auth.js';
 import type { GlasscastConfig } from './config/config.js';
+import { listSetting } from './config/config.js';
 import type { Logger } from './core/logger.js';
 import { StreamRegistry } from './core/stream-registry.js';
 import { LlHlsServer } from './egress/llhls/llhls-server.js';
+import { WhepServer } from './egress/whep/whep-server.js';
 import { RtmpServer } from './ingest/rtmp/rtmp-server.js';
 import { registerApiRoutes } from './api/api-routes.js';
 import type { DatabaseSchema } from './store/database.js';
@@ -28,6 +30,7 @@ export interface Glasscast {
   registry: StreamRegistry;
   store: StreamStore;
   llhls: LlHlsServer;
+  whep: WhepServer;
   http: FastifyInstance;
   /** The stream created on first start, if this start created it. */
   createdStream: StreamRecord | undefined;
@@ -63,7 +66,22 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     },
     log,
   );
-  const registry = new StreamRegistry({ reconnectGraceMs: config.reconnectGraceMs, log, observers: [llhls] });
+  const iceServers = listSetting(config.iceServers);
+  const whep = new WhepServer(
+    {
+      network: {
+        bindAddress: config.webrtcBindAddress || undefined,
+        portRange: { min: config.webrtcPortMin, max: config.webrtcPortMax },
+        publicAddresses: listSetting(config.webrtcPublicAddresses),
+        iceServers,
+      },
+      playerIceServers: iceServers,
+      connectTimeoutMs: 15_000,
+      maxSessions: 1000,
+    },
+    log.child({ egress: 'whep' }),
+  );
+  const registry = new StreamRegistry({ reconnectGraceMs: config.reconnectGraceMs, log, observers: [llhls, whep] });
   const rtmp = new RtmpServer({ host: config.host, port: config.rtmpPort }, {
     authorizePublish: ({ key }) => auth.authorize(key),
     claimForPublish: (name) => registry.claimForPublish(name),
@@ -72,7 +90,8 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   const http = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
   http.get('/healthz', async () => ({ status: 'ok', streams: registry.list().length }));
   llhls.registerRoutes(http);
-  registerApiRoutes(http, { registry, store, llhls });
+  whep.registerRoutes(http);
+  registerApiRoutes(http, { registry, store, llhls, whep });
   const webDir = webDistDir();
   if (webDir) {
     await http.register(fastifyStatic, { root: webDir, prefix: '/', index: false, wildcard: true });
@@ -104,12 +123,14 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     registry,
     store,
     llhls,
+    whep,
     http,
     createdStream,
     close() {
       closed ??= (async () => {
         await rtmp.close();
         registry.close();
+        whep.close();
         llhls.close();
         await http.close();
         await db.destroy();

@@ -19,8 +19,10 @@ const LABELS: Record<PlayerState, [string, string]> = {
   ended: ['Ended', 'The stream has ended.'],
 };
 
+const forced = new URLSearchParams(window.location.search).get('protocol');
 const player = new GlasscastPlayer(video, {
   stream: name,
+  protocol: forced === 'webrtc' || forced === 'll-hls' ? forced : 'auto',
   onStateChange(state) {
     const [label, text] = LABELS[state];
     badge.textContent = label;

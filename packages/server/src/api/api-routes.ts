@@ -5,6 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { StreamRegistry } from '../core/stream-registry.js';
 import type { LlHlsServer } from '../egress/llhls/llhls-server.js';
+import type { WhepServer } from '../egress/whep/whep-server.js';
 import type { StreamStore } from '../store/stream-store.js';
 
 /** What the API reads. */
@@ -12,6 +13,7 @@ export interface ApiDeps {
   registry: StreamRegistry;
   store: StreamStore;
   llhls: LlHlsServer;
+  whep: WhepServer;
 }
 
 /** Public view of one stream. */
@@ -21,7 +23,9 @@ export interface StreamStatus {
   state: 'live' | 'reconnecting' | 'offline';
   /** True when an LL-HLS playlist can be played now. */
   playable: boolean;
-  playback: { hls: string; watch: string };
+  /** True when WHEP (WebRTC) playback is offered now. */
+  webrtc: boolean;
+  playback: { hls: string; whep: string; watch: string };
 }
 
 function status(deps: ApiDeps, name: string): StreamStatus {
@@ -32,7 +36,12 @@ function status(deps: ApiDeps, name: string): StreamStatus {
     name,
     state,
     playable: state !== 'offline' && muxer !== undefined && muxer.ready && !muxer.ended,
-    playback: { hls: `/hls/${encodeURIComponent(name)}/index.m3u8`, watch: `/watch/${encodeURIComponent(name)}` },
+    webrtc: state === 'live' && deps.whep.source(name)?.info()?.video !== undefined,
+    playback: {
+      hls: `/hls/${encodeURIComponent(name)}/index.m3u8`,
+      whep: `/whep/${encodeURIComponent(name)}`,
+      watch: `/watch/${encodeURIComponent(name)}`,
+    },
   };
 }
 

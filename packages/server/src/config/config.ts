@@ -32,6 +32,16 @@ export const configSchema = z
     reconnectGraceMs: z.number().int().min(0).max(600_000),
     /** Public base URL printed in links (e.g. https://live.example.com); default http://<host>:<httpPort>. */
     publicUrl: z.string().url().optional(),
+    /** First UDP port for WebRTC media (forward the range on your router). Default 40000. */
+    webrtcPortMin: port,
+    /** Last UDP port for WebRTC media, inclusive. Default 40099. */
+    webrtcPortMax: port,
+    /** Local address WebRTC binds; empty = every interface. */
+    webrtcBindAddress: z.string(),
+    /** Comma-separated public IPs announced as candidates on the same ports (1:1 NAT / port forwarding). */
+    webrtcPublicAddresses: z.string(),
+    /** Comma-separated STUN/TURN URLs the server uses and announces to players (e.g. stun:stun.example.com:3478). */
+    iceServers: z.string(),
     /** pino log level. */
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   })
@@ -51,11 +61,16 @@ export const DEFAULT_CONFIG: GlasscastConfig = {
   segmentTargetMs: 2000,
   playlistSegments: 10,
   reconnectGraceMs: 10_000,
+  webrtcPortMin: 40000,
+  webrtcPortMax: 40099,
+  webrtcBindAddress: '',
+  webrtcPublicAddresses: '',
+  iceServers: '',
   logLevel: 'info',
 };
 
 type Key = keyof GlasscastConfig;
-const NUMERIC: ReadonlySet<Key> = new Set<Key>(['httpPort', 'rtmpPort', 'partTargetMs', 'segmentTargetMs', 'playlistSegments', 'reconnectGraceMs']);
+const NUMERIC: ReadonlySet<Key> = new Set<Key>(['httpPort', 'rtmpPort', 'partTargetMs', 'segmentTargetMs', 'playlistSegments', 'reconnectGraceMs', 'webrtcPortMin', 'webrtcPortMax']);
 
 /** camelCase key → kebab-case flag name (`httpPort` → `http-port`). */
 const flagName = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -160,10 +175,21 @@ export function loadConfig(args: ParsedArgs, env: NodeJS.ProcessEnv = process.en
     });
     throw new GlasscastError('CONFIG_INVALID', `invalid configuration:\n  ${lines.join('\n  ')}`);
   }
+  if (result.data.webrtcPortMin > result.data.webrtcPortMax) {
+    throw new GlasscastError('CONFIG_INVALID', `invalid configuration: webrtcPortMin (${result.data.webrtcPortMin}) is above webrtcPortMax (${result.data.webrtcPortMax})`);
+  }
   if (result.data.partTargetMs * 3 > result.data.segmentTargetMs) {
     throw new GlasscastError('CONFIG_INVALID', `invalid configuration: partTargetMs (${result.data.partTargetMs}) must be at most a third of segmentTargetMs (${result.data.segmentTargetMs})`);
   }
   return result.data;
+}
+
+/** Splits a comma-separated setting into its non-empty items. */
+export function listSetting(value: string): string[] {
+  return value
+    .split(',')
+    .map((v) => v.trim())
+    .filter((v) => v.length > 0);
 }
 
 /** Help text for `glasscast --help`. */

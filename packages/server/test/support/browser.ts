@@ -18,6 +18,9 @@ export async function launchChromium(): Promise<Browser> {
       '--disable-component-update',
       '--disable-sync',
       '--autoplay-policy=no-user-gesture-required',
+      // WebRTC on loopback (tests run in a network namespace whose only interface is lo; DESIGN.md).
+      '--allow-loopback-in-peer-connection',
+      '--disable-features=WebRtcHideLocalIpsWithMdns',
     ],
   });
 }

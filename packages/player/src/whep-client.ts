@@ -1,0 +1,81 @@
+/**
+ * A WHEP client (draft-ietf-wish-whep): offers receive-only audio and video, POSTs the offer (non-trickle: after
+ * ICE gathering), applies the answer, and DELETEs the session when stopped.
+ */
+
+/** A playing WHEP session. */
+export interface WhepConnection {
+  pc: RTCPeerConnection;
+  stream: MediaStream;
+  /** Session URL from the Location header. */
+  location: string | undefined;
+  close(): void;
+}
+
+/** Why a WHEP attempt failed. */
+export class WhepError extends Error {
+  override name = 'WhepError';
+  constructor(
+    readonly status: number | undefined,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Reads `<url>; rel="ice-server"` entries of a Link header (draft-ietf-wish-whep §4.4). */
+export function iceServersFromLink(link: string | null): RTCIceServer[] {
+  if (!link) return [];
+  return link
+    .split(/,(?=\s*<)/)
+    .map((part) => /<([^>]+)>;.*rel="ice-server"/.exec(part)?.[1])
+    .filter((url): url is string => !!url)
+    .map((urls) => ({ urls }));
+}
+
+/**
+ * Connects to `url` and resolves once the answer is applied (media may still be on its way).
+ * @throws WhepError on an HTTP error or when the browser cannot make an offer.
+ */
+export async function connectWhep(url: string, gatherTimeoutMs = 1500): Promise<WhepConnection> {
+  const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+  const stream = new MediaStream();
+  pc.ontrack = (event) => stream.addTrack(event.track);
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  pc.addTransceiver('audio', { direction: 'recvonly' });
+  let location: string | undefined;
+  const close = (): void => {
+    pc.close();
+    if (location) void fetch(location, { method: 'DELETE' }).catch(() => undefined);
+    location = undefined;
+  };
+  try {
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise<void>((resolve) => {
+      if (pc.iceGatheringState === 'complete') return resolve();
+      const timer = setTimeout(resolve, gatherTimeoutMs);
+      pc.addEventListener('icegatheringstatechange', () => {
+        if (pc.iceGatheringState === 'complete') {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: pc.localDescription!.sdp });
+    if (res.status !== 201) throw new WhepError(res.status, `WHEP offer answered ${res.status}`);
+    const loc = res.headers.get('location');
+    location = loc ? new URL(loc, url).toString() : undefined;
+    await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+    return {
+      pc,
+      stream,
+      get location() {
+        return location;
+      },
+      close,
+    };
+  } catch (err) {
+    close();
+    throw err instanceof WhepError ? err : new WhepError(undefined, (err as Error).message);
+  }
+}

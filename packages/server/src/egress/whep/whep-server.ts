@@ -1,0 +1,252 @@
+/**
+ * WHEP (draft-ietf-wish-whep): WebRTC playback signaling over HTTP, one {@link WhepSource} per stream.
+ *
+ *   OPTIONS /whep/<name>                    CORS preflight; Accept-Post: application/sdp
+ *   POST    /whep/<name>                    SDP offer → 201 + Location + SDP answer (+ Link rel="ice-server")
+ *   PATCH   /whep/<name>/sessions/<id>      trickle ICE (application/trickle-ice-sdpfrag, RFC 8840) → 204
+ *   DELETE  /whep/<name>/sessions/<id>      ends the session → 200
+ */
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { Logger } from '../../core/logger.js';
+import type { Stream } from '../../core/stream.js';
+import type { StreamObserver } from '../../core/stream-registry.js';
+import type { Subscriber } from '../../core/subscriber.js';
+import { MediaParseError } from '../../media/errors.js';
+import { chooseH264Format, parseSdp, type SdpMediaSection } from '../../media/sdp/sdp.js';
+import type { WebRtcNetworkOptions } from '../../webrtc/webrtc-peer.js';
+import { WebRtcSendPeer } from '../../webrtc/webrtc-peer.js';
+import type { MediaKind, RtpViewer } from './whep-source.js';
+import { WhepSource } from './whep-source.js';
+
+/** Options of the WHEP server. */
+export interface WhepServerOptions {
+  network: WebRtcNetworkOptions;
+  /** ICE servers announced to players in Link headers (STUN/TURN URLs). */
+  playerIceServers: string[];
+  /** A session that does not connect within this long is closed, ms. Default 15 000. */
+  connectTimeoutMs: number;
+  /** Most concurrent WHEP sessions (all streams). Default 1000. */
+  maxSessions: number;
+}
+
+const SDP = 'application/sdp';
+const TRICKLE = 'application/trickle-ice-sdpfrag';
+
+/** One WHEP viewer. */
+class WhepSession implements RtpViewer {
+  readonly id = randomBytes(16).toString('hex');
+  readonly etag = `"${randomBytes(8).toString('hex')}"`;
+  private closed = false;
+  private connectTimer: NodeJS.Timeout | undefined;
+  readonly createdAt = Date.now();
+  /** The viewer's ICE username fragment from its offer; a PATCH with another one is an ICE restart. */
+  remoteUfrag: string | undefined;
+
+  constructor(
+    readonly streamName: string,
+    readonly peer: WebRtcSendPeer,
+    private readonly source: WhepSource,
+    private readonly mids: Partial<Record<MediaKind, { mid: string; payloadType: number }>>,
+    private readonly onClose: (s: WhepSession, reason: string) => void,
+  ) {}
+
+  /** Starts delivery once DTLS is up, and closes on failure or when never connected. */
+  start(connectTimeoutMs: number): void {
+    this.peer.onOpen(() => {
+      clearTimeout(this.connectTimer);
+      this.source.addViewer(this);
+    });
+    this.peer.onStateChange((state) => {
+      // libdatachannel reports "disconnected" when ICE consent fails (RFC 7675) and "failed" after it.
+      if (state === 'failed' || state === 'closed' || state === 'disconnected') this.close(`peer ${state}`);
+    });
+    this.connectTimer = setTimeout(() => this.close('did not connect in time'), connectTimeoutMs);
+    this.connectTimer.unref();
+  }
+
+  sendPacket(kind: MediaKind, packet: Buffer): void {
+    const target = this.mids[kind];
+    if (!target) return;
+    let out = packet;
+    // RTP (not RTCP) written with another payload type than this viewer negotiated: patch a copy.
+    if (packet[1]! < 192 || packet[1]! > 223) {
+      if ((packet[1]! & 0x7f) !== target.payloadType) {
+        out = Buffer.from(packet);
+        out[1] = (packet[1]! & 0x80) | target.payloadType;
+      }
+    }
+    this.peer.send(target.mid, out);
+  }
+
+  close(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.connectTimer);
+    this.source.removeViewer(this);
+    this.peer.close();
+    this.onClose(this, reason);
+  }
+}
+
+interface SourceEntry {
+  source: WhepSource;
+  subscriber: Subscriber;
+}
+
+/** Owns WHEP sources and sessions. `close()` is idempotent. */
+export class WhepServer implements StreamObserver {
+  private readonly sources = new Map<string, SourceEntry>();
+  private readonly sessions = new Map<string, WhepSession>();
+
+  constructor(
+    private readonly options: WhepServerOptions,
+    private readonly log: Logger,
+  ) {}
+
+  streamCreated(stream: Stream): void {
+    this.removeSource(stream.name);
+    const source = new WhepSource(stream.name, this.log.child({ stream: stream.name, egress: 'whep' }));
+    const subscriber = stream.subscribe(source, { maxQueue: 512 });
+    this.sources.set(stream.name, { source, subscriber });
+  }
+
+  private removeSource(name: string): void {
+    const entry = this.sources.get(name);
+    if (!entry) return;
+    this.sources.delete(name);
+    for (const s of [...this.sessions.values()]) if (s.streamName === name) s.close('stream replaced');
+    entry.subscriber.close();
+    entry.source.close();
+  }
+
+  /** The source of a stream, if any. */
+  source(name: string): WhepSource | undefined {
+    return this.sources.get(name)?.source;
+  }
+
+  /** Sessions open now. */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  /** Closes every session and source. Idempotent. */
+  close(): void {
+    for (const s of [...this.sessions.values()]) s.close('server shutting down');
+    for (const name of [...this.sources.keys()]) this.removeSource(name);
+  }
+
+  private cors(reply: FastifyReply): FastifyReply {
+    return reply
+      .header('access-control-allow-origin', '*')
+      .header('access-control-allow-methods', 'OPTIONS, POST, PATCH, DELETE')
+      .header('access-control-allow-headers', 'content-type, authorization, if-match')
+      .header('access-control-expose-headers', 'location, link, etag');
+  }
+
+  private problem(reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
+    return this.cors(reply).code(status).header('cache-control', 'no-store').send({ code, message });
+  }
+
+  /** Registers the WHEP routes. */
+  registerRoutes(app: FastifyInstance): void {
+    app.addContentTypeParser([SDP, TRICKLE], { parseAs: 'string', bodyLimit: 64 * 1024 }, (_req, body, done) => done(null, body));
+
+    app.options('/whep/:name', async (_req, reply) => this.cors(reply).header('accept-post', SDP).code(204).send());
+    app.options('/whep/:name/sessions/:id', async (_req, reply) => this.cors(reply).code(204).send());
+
+    app.post<{ Params: { name: string } }>('/whep/:name', async (request, reply) => {
+      if (request.headers['content-type']?.split(';')[0]?.trim() !== SDP) {
+        return this.problem(reply, 415, 'UNSUPPORTED_MEDIA_TYPE', 'the offer must be application/sdp');
+      }
+      const name = request.params.name;
+      const source = this.source(name);
+      const info = source?.info();
+      if (!source || !info?.video) return this.problem(reply, 404, 'STREAM_NOT_FOUND', `stream ${name} is not live over WebRTC`);
+      if (this.sessions.size >= this.options.maxSessions) return this.problem(reply, 503, 'LIMIT_EXCEEDED', 'too many WebRTC viewers');
+      let sections: SdpMediaSection[];
+      try {
+        sections = parseSdp(String(request.body)).media;
+      } catch (err) {
+        if (err instanceof MediaParseError) return this.problem(reply, 400, 'BAD_SDP', err.message);
+        throw err;
+      }
+      const videoSection = sections.find((s) => s.kind === 'video' && !s.rejected && s.direction !== 'sendonly' && s.direction !== 'inactive');
+      const format = videoSection && chooseH264Format(videoSection, info.video.profileIdc);
+      if (!videoSection?.mid || !format) {
+        return this.problem(reply, 400, 'NO_COMMON_CODEC', 'the offer has no receivable video section with H.264 packetization-mode=1');
+      }
+      const peer = new WebRtcSendPeer(`whep-${name}`, this.options.network, this.log);
+      const mids: Partial<Record<MediaKind, { mid: string; payloadType: number }>> = {
+        video: { mid: videoSection.mid, payloadType: format.payloadType },
+      };
+      let answer: string;
+      try {
+        answer = await peer.answer(String(request.body), [
+          {
+            kind: 'video',
+            mid: videoSection.mid,
+            payloadType: format.payloadType,
+            codec: 'H264',
+            fmtp: `level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=${format.parameters.get('profile-level-id') ?? info.video.profileLevelId}`,
+            ssrc: info.video.ssrc,
+            historyPackets: 1024,
+          },
+        ]);
+      } catch (err) {
+        peer.close();
+        return this.problem(reply, 400, 'BAD_SDP', `offer refused: ${(err as Error).message}`);
+      }
+      const session = new WhepSession(name, peer, source, mids, (s, reason) => {
+        this.sessions.delete(s.id);
+        this.log.info({ stream: name, session: s.id.slice(0, 8), reason }, 'WHEP session closed');
+      });
+      session.remoteUfrag = /a=ice-ufrag:(\S+)/.exec(String(request.body))?.[1];
+      this.sessions.set(session.id, session);
+      session.start(this.options.connectTimeoutMs);
+      this.log.info({ stream: name, session: session.id.slice(0, 8) }, 'WHEP session created');
+      const links = this.options.playerIceServers.map((url) => `<${url}>; rel="ice-server"`);
+      if (links.length) reply.header('link', links.join(', '));
+      return this.cors(reply)
+        .code(201)
+        .header('location', `/whep/${encodeURIComponent(name)}/sessions/${session.id}`)
+        .header('etag', session.etag)
+        .header('cache-control', 'no-store')
+        .type(SDP)
+        .send(answer);
+    });
+
+    app.patch<{ Params: { name: string; id: string } }>('/whep/:name/sessions/:id', async (request, reply) => {
+      const session = this.sessions.get(request.params.id);
+      if (!session || session.streamName !== request.params.name) return this.problem(reply, 404, 'SESSION_NOT_FOUND', 'no such WHEP session');
+      if (request.headers['content-type']?.split(';')[0]?.trim() !== TRICKLE) {
+        return this.problem(reply, 415, 'UNSUPPORTED_MEDIA_TYPE', `PATCH takes ${TRICKLE}`);
+      }
+      const frag = String(request.body);
+      const ufrag = /a=ice-ufrag:(\S+)/.exec(frag)?.[1];
+      if (ufrag !== undefined && ufrag !== session.remoteUfrag) {
+        // An ICE restart needs new credentials on our side, which this WebRTC library cannot do mid-session.
+        return this.problem(reply, 405, 'ICE_RESTART_UNSUPPORTED', 'ICE restart is not supported; start a new session');
+      }
+      let mid = '0';
+      for (const line of frag.split(/\r?\n/)) {
+        if (line.startsWith('a=mid:')) mid = line.slice(6).trim();
+        else if (line.startsWith('a=candidate:')) {
+          try {
+            session.peer.addRemoteCandidate(line.slice(2), mid);
+          } catch {
+            return this.problem(reply, 400, 'BAD_CANDIDATE', 'malformed ICE candidate');
+          }
+        }
+      }
+      return this.cors(reply).code(204).send();
+    });
+
+    app.delete<{ Params: { name: string; id: string } }>('/whep/:name/sessions/:id', async (request, reply) => {
+      const session = this.sessions.get(request.params.id);
+      if (!session || session.streamName !== request.params.name) return this.problem(reply, 404, 'SESSION_NOT_FOUND', 'no such WHEP session');
+      session.close('viewer sent DELETE');
+      return this.cors(reply).code(200).send();
+    });
+  }
+}

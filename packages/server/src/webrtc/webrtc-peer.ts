@@ -1,0 +1,196 @@
+/**
+ * The one adapter around the WebRTC library (node-datachannel / libdatachannel, DESIGN.md): a send-only peer
+ * that answers an offer with exactly the tracks we send, sends RTP/RTCP we built, hands back the RTCP feedback
+ * it receives, and answers NACKs from a per-track packet history. Nothing outside this folder imports the library.
+ */
+import nodeDataChannel from 'node-datachannel';
+import type { Logger } from '../core/logger.js';
+import { isRtcp, readRtcpFeedback, type RtcpFeedback } from '../media/rtp/rtcp.js';
+
+/** Network settings shared by every peer. */
+export interface WebRtcNetworkOptions {
+  /** Local address ICE binds (e.g. 127.0.0.1 in tests); undefined = every interface. */
+  bindAddress: string | undefined;
+  /** UDP port range for media (inclusive). */
+  portRange: { min: number; max: number };
+  /** Extra addresses announced as host candidates on the same ports (1:1 NAT / port forwarding). */
+  publicAddresses: string[];
+  /** STUN/TURN URLs (`stun:host:port`, `turn:user:pass@host:port`) the server itself uses. */
+  iceServers: string[];
+}
+
+/** A track this peer sends. */
+export interface SendTrack {
+  kind: 'video' | 'audio';
+  /** The offer's mid for this media section. */
+  mid: string;
+  payloadType: number;
+  /** `H264` or `opus`. */
+  codec: 'H264' | 'opus';
+  /** fmtp line value for H.264 (`packetization-mode=1;profile-level-id=…`). */
+  fmtp: string | undefined;
+  ssrc: number;
+  /** Packets kept for retransmission on NACK. */
+  historyPackets: number;
+}
+
+/** Peer connection states as the library reports them. */
+export type PeerState = 'new' | 'connecting' | 'connected' | 'disconnected' | 'failed' | 'closed';
+
+/** How long to wait for ICE gathering before answering with what we have, ms. */
+const GATHER_TIMEOUT_MS = 2000;
+
+/** A send-only WebRTC peer. `close()` is idempotent. */
+export class WebRtcSendPeer {
+  private readonly pc: nodeDataChannel.PeerConnection;
+  private readonly tracks = new Map<string, nodeDataChannel.Track>();
+  private closed = false;
+  private feedbackHandler: ((mid: string, feedback: RtcpFeedback) => void) | undefined;
+  private stateHandler: ((state: PeerState) => void) | undefined;
+  private openHandler: (() => void) | undefined;
+  /** Packets and bytes handed to the library. */
+  packetsSent = 0;
+  bytesSent = 0;
+  /** Packets the library refused (track not open or buffer full). */
+  packetsDropped = 0;
+
+  constructor(
+    name: string,
+    private readonly network: WebRtcNetworkOptions,
+    private readonly log: Logger,
+  ) {
+    this.pc = new nodeDataChannel.PeerConnection(name, {
+      iceServers: network.iceServers,
+      ...(network.bindAddress ? { bindAddress: network.bindAddress } : {}),
+      portRangeBegin: network.portRange.min,
+      portRangeEnd: network.portRange.max,
+    });
+    this.pc.onStateChange((state) => {
+      this.stateHandler?.(state as PeerState);
+    });
+  }
+
+  /** Called with RTCP feedback (PLI/FIR/NACK) per track mid. */
+  onFeedback(handler: (mid: string, feedback: RtcpFeedback) => void): void {
+    this.feedbackHandler = handler;
+  }
+
+  /** Called on every connection state change. */
+  onStateChange(handler: (state: PeerState) => void): void {
+    this.stateHandler = handler;
+  }
+
+  /** Called once the first track is open (DTLS-SRTP is up). */
+  onOpen(handler: () => void): void {
+    this.openHandler = handler;
+  }
+
+  /**
+   * Answers `offer` with exactly `tracks` (one codec each, our SSRCs), after ICE gathering.
+   * @throws Error when the library refuses the offer (malformed SDP, no usable transport).
+   */
+  async answer(offer: string, tracks: readonly SendTrack[]): Promise<string> {
+    for (const t of tracks) {
+      const media = t.kind === 'video' ? new nodeDataChannel.Video(t.mid, 'SendOnly') : new nodeDataChannel.Audio(t.mid, 'SendOnly');
+      if (t.kind === 'video' && media instanceof nodeDataChannel.Video) media.addH264Codec(t.payloadType, t.fmtp);
+      else if (media instanceof nodeDataChannel.Audio) media.addOpusCodec(t.payloadType);
+      media.addSSRC(t.ssrc, 'glasscast', 'glasscast', t.kind);
+      const track = this.pc.addTrack(media);
+      // Retransmissions come from the library's per-track history of what we sent (RFC 4585 generic NACK).
+      track.setMediaHandler(new nodeDataChannel.RtcpNackResponder(t.historyPackets));
+      track.onMessage((msg) => {
+        if (!isRtcp(msg)) return;
+        const feedback = readRtcpFeedback(msg);
+        if (feedback.keyframeRequests.length > 0 || feedback.nacks.length > 0) this.feedbackHandler?.(t.mid, feedback);
+      });
+      track.onOpen(() => {
+        const h = this.openHandler;
+        this.openHandler = undefined;
+        h?.();
+      });
+      this.tracks.set(t.mid, track);
+    }
+    this.pc.setRemoteDescription(offer, 'offer');
+    const deadline = Date.now() + GATHER_TIMEOUT_MS;
+    while (this.pc.gatheringState() !== 'complete' && Date.now() < deadline && !this.closed) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const local = this.pc.localDescription();
+    if (!local) throw new Error('the WebRTC library produced no answer');
+    return this.announcePublicAddresses(local.sdp);
+  }
+
+  /** Adds a host candidate for each configured public address on the same port as each local one. */
+  private announcePublicAddresses(sdp: string): string {
+    if (this.network.publicAddresses.length === 0) return sdp;
+    const out: string[] = [];
+    for (const line of sdp.split('\r\n')) {
+      out.push(line);
+      const m = /^a=candidate:(\S+) (\d) (\S+) (\d+) (\S+) (\d+) typ host(.*)$/.exec(line);
+      if (!m) continue;
+      this.network.publicAddresses.forEach((addr, i) => {
+        out.push(`a=candidate:${m[1]}p${i} ${m[2]} ${m[3]} ${Number(m[4]) - 1 - i} ${addr} ${m[6]} typ host${m[7]}`);
+      });
+    }
+    return out.join('\r\n');
+  }
+
+  /** Sends one RTP or RTCP packet on the track of `mid`. Returns false if it could not be sent. */
+  send(mid: string, packet: Buffer): boolean {
+    const track = this.tracks.get(mid);
+    if (this.closed || !track || !track.isOpen()) {
+      this.packetsDropped++;
+      return false;
+    }
+    try {
+      const ok = track.sendMessageBinary(packet);
+      if (ok) {
+        this.packetsSent++;
+        this.bytesSent += packet.length;
+      } else {
+        this.packetsDropped++;
+      }
+      return ok;
+    } catch (err) {
+      this.packetsDropped++;
+      this.log.debug({ err }, 'WebRTC send failed');
+      return false;
+    }
+  }
+
+  /** Adds a remote ICE candidate (trickle, RFC 8840). */
+  addRemoteCandidate(candidate: string, mid: string): void {
+    this.pc.addRemoteCandidate(candidate, mid);
+  }
+
+  /** Current connection state. */
+  get state(): PeerState {
+    return this.closed ? 'closed' : (this.pc.state() as PeerState);
+  }
+
+  /** Round-trip time from the library's ICE/RTCP view, ms (undefined if not known). */
+  rtt(): number | undefined {
+    const r = this.pc.rtt();
+    return r >= 0 ? r : undefined;
+  }
+
+  /** Closes the connection and its tracks. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of this.tracks.values()) {
+      try {
+        t.close();
+      } catch {
+        // already closed by the library
+      }
+    }
+    this.tracks.clear();
+    this.pc.close();
+  }
+}
+
+/** Releases the library's global resources (threads); call once at shutdown. */
+export function shutdownWebRtc(): void {
+  nodeDataChannel.cleanup();
+}

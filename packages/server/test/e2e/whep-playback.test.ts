@@ -1,0 +1,85 @@
+/**
+ * WebRTC playback end to end: ffmpeg publishes over RTMP, Debian's headless Chromium opens /watch/<name>, the
+ * player negotiates WHEP with the real server (node-datachannel) and decodes the stream. Runs only inside the
+ * loopback-only network namespace the test runner makes (as root), so ICE cannot reach any other address.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium } from '../support/browser.js';
+import { publishTestPattern, type FfmpegProcess } from '../support/ffmpeg.js';
+import { startTestServer, type TestServer } from '../support/glasscast.js';
+import { waitUntil } from '../support/wait.js';
+
+const isolated = process.env['GLASSCAST_TEST_NETNS'] === '1';
+
+interface WebRtcFigures {
+  state: string;
+  protocol: string | undefined;
+  frames: number;
+  luma: number;
+  inbound: { framesDecoded: number; packetsLost: number; freezeCount: number; kind: string }[];
+}
+
+async function figures(page: Page): Promise<WebRtcFigures> {
+  return page.evaluate(`(async () => {
+    const video = document.querySelector('video');
+    const player = window.glasscast;
+    const canvas = document.createElement('canvas');
+    canvas.width = 64; canvas.height = 36;
+    const ctx = canvas.getContext('2d', { willReadFrequently: true });
+    let luma = 0;
+    if (video.videoWidth > 0) {
+      ctx.drawImage(video, 0, 0, 64, 36);
+      const px = ctx.getImageData(0, 0, 64, 36).data;
+      for (let i = 0; i < px.length; i += 4) luma += 0.299 * px[i] + 0.587 * px[i + 1] + 0.114 * px[i + 2];
+      luma /= px.length / 4;
+    }
+    const inbound = [];
+    const pc = player.whep && player.whep.pc;
+    if (pc) (await pc.getStats()).forEach((r) => { if (r.type === 'inbound-rtp') inbound.push({ kind: r.kind, framesDecoded: r.framesDecoded || 0, packetsLost: r.packetsLost || 0, freezeCount: r.freezeCount || 0 }); });
+    const stats = player.getStats();
+    return { state: stats.state, protocol: stats.protocol, frames: video.getVideoPlaybackQuality().totalVideoFrames, luma, inbound };
+  })()`);
+}
+
+describe('WHEP playback in headless Chromium', { timeout: 180_000, skip: isolated ? false : 'needs the loopback-only network namespace (run as root via npm test)' }, () => {
+  let server: TestServer;
+  let browser: Browser;
+  let publisher: FfmpegProcess | undefined;
+
+  before(async () => {
+    server = await startTestServer({ webrtcBindAddress: '127.0.0.1' });
+    browser = await launchChromium();
+  });
+  after(async () => {
+    await publisher?.stop();
+    await browser?.close();
+    await server?.stop();
+  });
+
+  it('plays an x264 RTMP source over WebRTC: frames decoded keep increasing, no freezes', async () => {
+    publisher = publishTestPattern(`${server.rtmpUrl}/${server.key}`, { gopSeconds: 1, zerolatency: true, size: '640x360' });
+    await waitUntil('WebRTC to be offered', async () => ((await (await fetch(`${server.httpUrl}/api/v1/streams/main`)).json()) as { webrtc: boolean }).webrtc, 20_000, 200);
+    const page = await browser.newPage();
+    try {
+      await page.goto(`${server.httpUrl}/watch/main`);
+      await waitUntil('the player to play over WebRTC', async () => {
+        const f = await figures(page);
+        return f.state === 'playing' && f.protocol === 'webrtc';
+      }, 30_000, 250);
+      const first = await figures(page);
+      await new Promise((r) => setTimeout(r, 4000));
+      const second = await figures(page);
+      const v1 = first.inbound.find((r) => r.kind === 'video');
+      const v2 = second.inbound.find((r) => r.kind === 'video');
+      assert.ok(v1 && v2, 'an inbound video RTP stream');
+      assert.ok(v2.framesDecoded > v1.framesDecoded + 90, `framesDecoded should keep increasing (${v1.framesDecoded} → ${v2.framesDecoded})`);
+      assert.equal(v2.freezeCount, v1.freezeCount, 'no freezes');
+      assert.ok(second.luma > 16, `the picture should not be black (mean luma ${second.luma.toFixed(1)})`);
+      assert.match((await page.textContent('#protocol')) ?? '', /WEBRTC/);
+    } finally {
+      await page.close();
+    }
+  });
+});
