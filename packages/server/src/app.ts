@@ -17,6 +17,7 @@ import { LlHlsServer } from './egress/llhls/llhls-server.js';
 import { WhepServer } from './egress/whep/whep-server.js';
 import { RtmpServer } from './ingest/rtmp/rtmp-server.js';
 import { registerApiRoutes } from './api/api-routes.js';
+import { FfmpegOpusTranscoderFactory } from './transcode/aac-to-opus.js';
 import type { DatabaseSchema } from './store/database.js';
 import { openDatabase } from './store/database.js';
 import type { StreamRecord } from './store/stream-store.js';
@@ -78,6 +79,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
       playerIceServers: iceServers,
       connectTimeoutMs: 15_000,
       maxSessions: 1000,
+      opus: new FfmpegOpusTranscoderFactory(log.child({ transcode: 'aac-opus' })),
     },
     log.child({ egress: 'whep' }),
   );

@@ -18,7 +18,7 @@ interface WebRtcFigures {
   protocol: string | undefined;
   frames: number;
   luma: number;
-  inbound: { framesDecoded: number; packetsLost: number; freezeCount: number; kind: string }[];
+  inbound: { framesDecoded: number; packetsLost: number; packetsReceived: number; freezeCount: number; kind: string }[];
 }
 
 async function figures(page: Page): Promise<WebRtcFigures> {
@@ -37,7 +37,7 @@ async function figures(page: Page): Promise<WebRtcFigures> {
     }
     const inbound = [];
     const pc = player.whep && player.whep.pc;
-    if (pc) (await pc.getStats()).forEach((r) => { if (r.type === 'inbound-rtp') inbound.push({ kind: r.kind, framesDecoded: r.framesDecoded || 0, packetsLost: r.packetsLost || 0, freezeCount: r.freezeCount || 0 }); });
+    if (pc) (await pc.getStats()).forEach((r) => { if (r.type === 'inbound-rtp') inbound.push({ kind: r.kind, framesDecoded: r.framesDecoded || 0, packetsLost: r.packetsLost || 0, packetsReceived: r.packetsReceived || 0, freezeCount: r.freezeCount || 0 }); });
     const stats = player.getStats();
     return { state: stats.state, protocol: stats.protocol, frames: video.getVideoPlaybackQuality().totalVideoFrames, luma, inbound };
   })()`);
@@ -58,7 +58,7 @@ describe('WHEP playback in headless Chromium', { timeout: 180_000, skip: isolate
     await server?.stop();
   });
 
-  it('plays an x264 RTMP source over WebRTC: frames decoded keep increasing, no freezes', async () => {
+  it('plays an x264 + AAC RTMP source over WebRTC: frames decoded keep increasing, no freezes, Opus audio arrives', async () => {
     publisher = publishTestPattern(`${server.rtmpUrl}/${server.key}`, { gopSeconds: 1, zerolatency: true, size: '640x360' });
     await waitUntil('WebRTC to be offered', async () => ((await (await fetch(`${server.httpUrl}/api/v1/streams/main`)).json()) as { webrtc: boolean }).webrtc, 20_000, 200);
     const page = await browser.newPage();
@@ -76,6 +76,10 @@ describe('WHEP playback in headless Chromium', { timeout: 180_000, skip: isolate
       assert.ok(v1 && v2, 'an inbound video RTP stream');
       assert.ok(v2.framesDecoded > v1.framesDecoded + 90, `framesDecoded should keep increasing (${v1.framesDecoded} → ${v2.framesDecoded})`);
       assert.equal(v2.freezeCount, v1.freezeCount, 'no freezes');
+      const a1 = first.inbound.find((r) => r.kind === 'audio');
+      const a2 = second.inbound.find((r) => r.kind === 'audio');
+      // Opus at 20 ms: about 50 packets a second, transcoded once per stream from the source's AAC.
+      assert.ok(a1 && a2 && a2.packetsReceived > a1.packetsReceived + 150, `audio packets received (${a1?.packetsReceived} → ${a2?.packetsReceived})`);
       assert.ok(second.luma > 16, `the picture should not be black (mean luma ${second.luma.toFixed(1)})`);
       assert.match((await page.textContent('#protocol')) ?? '', /WEBRTC/);
     } finally {

@@ -13,10 +13,10 @@ import type { Stream } from '../../core/stream.js';
 import type { StreamObserver } from '../../core/stream-registry.js';
 import type { Subscriber } from '../../core/subscriber.js';
 import { MediaParseError } from '../../media/errors.js';
-import { chooseH264Format, parseSdp, type SdpMediaSection } from '../../media/sdp/sdp.js';
-import type { WebRtcNetworkOptions } from '../../webrtc/webrtc-peer.js';
+import { chooseH264Format, chooseOpusFormat, parseSdp, type SdpMediaSection } from '../../media/sdp/sdp.js';
+import type { SendTrack, WebRtcNetworkOptions } from '../../webrtc/webrtc-peer.js';
 import { WebRtcSendPeer } from '../../webrtc/webrtc-peer.js';
-import type { MediaKind, RtpViewer } from './whep-source.js';
+import type { MediaKind, OpusTranscoderFactory, RtpViewer } from './whep-source.js';
 import { WhepSource } from './whep-source.js';
 
 /** Options of the WHEP server. */
@@ -28,6 +28,8 @@ export interface WhepServerOptions {
   connectTimeoutMs: number;
   /** Most concurrent WHEP sessions (all streams). Default 1000. */
   maxSessions: number;
+  /** Makes Opus from AAC once per stream; undefined = video only. */
+  opus: OpusTranscoderFactory | undefined;
 }
 
 const SDP = 'application/sdp';
@@ -106,7 +108,7 @@ export class WhepServer implements StreamObserver {
 
   streamCreated(stream: Stream): void {
     this.removeSource(stream.name);
-    const source = new WhepSource(stream.name, this.log.child({ stream: stream.name, egress: 'whep' }));
+    const source = new WhepSource(stream.name, this.log.child({ stream: stream.name, egress: 'whep' }), this.options.opus);
     const subscriber = stream.subscribe(source, { maxQueue: 512 });
     this.sources.set(stream.name, { source, subscriber });
   }
@@ -180,19 +182,26 @@ export class WhepServer implements StreamObserver {
       const mids: Partial<Record<MediaKind, { mid: string; payloadType: number }>> = {
         video: { mid: videoSection.mid, payloadType: format.payloadType },
       };
+      const tracks: SendTrack[] = [
+        {
+          kind: 'video',
+          mid: videoSection.mid,
+          payloadType: format.payloadType,
+          codec: 'H264',
+          fmtp: `level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=${format.parameters.get('profile-level-id') ?? info.video.profileLevelId}`,
+          ssrc: info.video.ssrc,
+          historyPackets: 1024,
+        },
+      ];
+      const audioSection = sections.find((s) => s.kind === 'audio' && !s.rejected && s.direction !== 'sendonly' && s.direction !== 'inactive');
+      const opus = audioSection && chooseOpusFormat(audioSection);
+      if (info.audio && audioSection?.mid && opus) {
+        mids.audio = { mid: audioSection.mid, payloadType: opus.payloadType };
+        tracks.push({ kind: 'audio', mid: audioSection.mid, payloadType: opus.payloadType, codec: 'opus', fmtp: undefined, ssrc: info.audio.ssrc, historyPackets: 256 });
+      }
       let answer: string;
       try {
-        answer = await peer.answer(String(request.body), [
-          {
-            kind: 'video',
-            mid: videoSection.mid,
-            payloadType: format.payloadType,
-            codec: 'H264',
-            fmtp: `level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=${format.parameters.get('profile-level-id') ?? info.video.profileLevelId}`,
-            ssrc: info.video.ssrc,
-            historyPackets: 1024,
-          },
-        ]);
+        answer = await peer.answer(String(request.body), tracks);
       } catch (err) {
         peer.close();
         return this.problem(reply, 400, 'BAD_SDP', `offer refused: ${(err as Error).message}`);

@@ -8,7 +8,7 @@ import { randomInt } from 'node:crypto';
 import type { AccessUnit } from '../../core/access-unit.js';
 import type { Logger } from '../../core/logger.js';
 import type { SessionStart, StreamSink } from '../../core/subscriber.js';
-import type { Track } from '../../core/track.js';
+import type { AudioTrack, Track } from '../../core/track.js';
 import { parseAvcConfig } from '../../media/codecs/h264.js';
 import { packetizeH264 } from '../../media/rtp/h264-packetizer.js';
 import { writeSenderReport } from '../../media/rtp/rtcp.js';
@@ -16,6 +16,17 @@ import { writeRtpPacket } from '../../media/rtp/rtp-packet.js';
 
 /** The kinds of media a viewer receives. */
 export type MediaKind = 'video' | 'audio';
+
+/** An Opus packet timed in 48 kHz samples on the stream's timeline. */
+export interface OpusPacket {
+  timestamp: number;
+  packet: Buffer;
+}
+
+/** Turns a stream's AAC into Opus once per stream (implemented with ffmpeg in transcode/, wired in app.ts). */
+export interface OpusTranscoderFactory {
+  create(track: AudioTrack, onPacket: (p: OpusPacket) => void): { push(au: AccessUnit): void; close(): void } | undefined;
+}
 
 /** A viewer as the source sees it: something that takes packets per media kind. */
 export interface RtpViewer {
@@ -36,8 +47,6 @@ interface RtpTrackState {
   /** Added to (timestamp in clock units) so timestamps stay continuous across publisher sessions. */
   offset: number | undefined;
   lastRtpTimestamp: number;
-  /** Wall time (epoch ms) at which `lastRtpTimestamp` was captured, for sender reports. */
-  lastWallMs: number;
   packets: number;
   octets: number;
 }
@@ -61,10 +70,15 @@ export class WhepSource implements StreamSink {
   private hasBFrames = false;
   private live = false;
   private closed = false;
+  private audioTrack: Track | undefined;
+  private transcoder: { push(au: AccessUnit): void; close(): void } | undefined;
+  /** Wall clock ↔ stream timeline (seconds) of this session, shared by both tracks' sender reports. */
+  private anchor: { wallMs: number; seconds: number } | undefined;
 
   constructor(
     readonly streamName: string,
     private readonly log: Logger,
+    private readonly opus: OpusTranscoderFactory | undefined,
   ) {
     const state = (kind: MediaKind, payloadType: number, clockRate: number): RtpTrackState => ({
       kind,
@@ -74,7 +88,6 @@ export class WhepSource implements StreamSink {
       sequence: randomInt(0, 0xffff),
       offset: undefined,
       lastRtpTimestamp: 0,
-      lastWallMs: 0,
       packets: 0,
       octets: 0,
     });
@@ -95,7 +108,7 @@ export class WhepSource implements StreamSink {
         clockRate: 90_000,
         ssrc: this.rtp.video.ssrc,
       },
-      audio: undefined,
+      audio: this.transcoder ? { clockRate: 48_000, channels: 2, ssrc: this.rtp.audio.ssrc } : undefined,
       hasBFrames: this.hasBFrames,
     };
   }
@@ -126,13 +139,20 @@ export class WhepSource implements StreamSink {
 
   onSessionStart(start: SessionStart): void {
     this.videoTrack = start.tracks.find((t) => t.kind === 'video');
+    this.audioTrack = start.tracks.find((t) => t.kind === 'audio');
     this.parameterSets = [];
     if (this.videoTrack?.kind === 'video' && this.videoTrack.codec === 'h264') {
       const cfg = parseAvcConfig(this.videoTrack.config);
       this.parameterSets = [...cfg.sps, ...cfg.pps];
     }
+    this.transcoder?.close();
+    this.transcoder = undefined;
+    if (this.audioTrack?.kind === 'audio' && this.opus) {
+      this.transcoder = this.opus.create(this.audioTrack, (p) => this.sendOpus(p));
+    }
     // Timestamps of a new session restart anywhere: re-anchor so RTP time keeps increasing for viewers.
     for (const kind of ['video', 'audio'] as const) this.rtp[kind].offset = undefined;
+    this.anchor = undefined;
     this.gop = [];
     this.hasBFrames = false;
     this.live = true;
@@ -140,30 +160,59 @@ export class WhepSource implements StreamSink {
     this.srTimer.unref();
   }
 
-  onAccessUnit(au: AccessUnit): void {
-    const track = this.videoTrack;
-    if (!track || au.trackId !== track.id || track.kind !== 'video' || track.codec !== 'h264') return;
-    if (au.pts !== au.dts) this.hasBFrames = true;
-    const state = this.rtp.video;
-    // WebRTC carries presentation time only (RFC 6184 §5.1: the RTP timestamp is the sampling time).
-    state.offset ??= state.packets === 0 ? randomInt(0, 2 ** 31) - au.pts : state.lastRtpTimestamp + 3000 - au.pts;
-    const timestamp = (au.pts + state.offset) % 2 ** 32;
-    const packets = packetizeH264(au.payload, au.keyframe ? this.parameterSets : []).map(({ payload, marker }) =>
-      writeRtpPacket({ payloadType: state.payloadType, sequenceNumber: state.sequence++ & 0xffff, timestamp: timestamp >>> 0, ssrc: state.ssrc, marker }, payload),
-    );
-    state.lastRtpTimestamp = timestamp;
-    state.lastWallMs = Date.now();
-    if (au.keyframe) this.gop = [];
-    if (this.gop.length + packets.length <= GOP_CACHE_MAX_PACKETS) for (const packet of packets) this.gop.push({ kind: 'video', packet });
+  /**
+   * RTP timestamp for `ticks` (stream timeline, in the track's RTP clock). The first packet of a session picks
+   * the offset: random for the first session, continuing from the last timestamp after a publisher return.
+   */
+  private rtpTimestamp(state: RtpTrackState, ticks: number, step: number): number {
+    state.offset ??= state.packets === 0 ? randomInt(0, 2 ** 31) - ticks : state.lastRtpTimestamp + step - ticks;
+    const ts = (((ticks + state.offset) % 2 ** 32) + 2 ** 32) % 2 ** 32;
+    state.lastRtpTimestamp = ts;
+    return ts;
+  }
+
+  private emit(kind: MediaKind, packets: Buffer[], keyframe: boolean): void {
+    const state = this.rtp[kind];
+    if (keyframe) this.gop = [];
+    if (this.gop.length + packets.length <= GOP_CACHE_MAX_PACKETS) for (const packet of packets) this.gop.push({ kind, packet });
     for (const packet of packets) {
       state.packets++;
       state.octets += packet.length - 12;
-      for (const viewer of this.viewers) viewer.sendPacket('video', packet);
+      for (const viewer of this.viewers) viewer.sendPacket(kind, packet);
     }
+  }
+
+  onAccessUnit(au: AccessUnit): void {
+    const track = au.trackId === this.videoTrack?.id ? this.videoTrack : au.trackId === this.audioTrack?.id ? this.audioTrack : undefined;
+    if (!track) return;
+    this.anchor ??= { wallMs: Date.now(), seconds: au.dts / track.timescale };
+    if (track.kind === 'audio') {
+      this.transcoder?.push(au);
+      return;
+    }
+    if (track.codec !== 'h264') return;
+    if (au.pts !== au.dts) this.hasBFrames = true;
+    const state = this.rtp.video;
+    // WebRTC carries presentation time only (RFC 6184 §5.1: the RTP timestamp is the sampling time).
+    const timestamp = this.rtpTimestamp(state, au.pts, 3000);
+    const packets = packetizeH264(au.payload, au.keyframe ? this.parameterSets : []).map(({ payload, marker }) =>
+      writeRtpPacket({ payloadType: state.payloadType, sequenceNumber: state.sequence++ & 0xffff, timestamp, ssrc: state.ssrc, marker }, payload),
+    );
+    this.emit('video', packets, au.keyframe);
+  }
+
+  private sendOpus(p: OpusPacket): void {
+    if (this.closed) return;
+    const state = this.rtp.audio;
+    const timestamp = this.rtpTimestamp(state, p.timestamp, 960);
+    const packet = writeRtpPacket({ payloadType: state.payloadType, sequenceNumber: state.sequence++ & 0xffff, timestamp, ssrc: state.ssrc, marker: false }, p.packet);
+    this.emit('audio', [packet], false);
   }
 
   onPublisherLost(): void {
     this.gop = [];
+    this.transcoder?.close();
+    this.transcoder = undefined;
   }
 
   onEnd(): void {
@@ -172,12 +221,15 @@ export class WhepSource implements StreamSink {
   }
 
   private sendSenderReports(viewers: Iterable<RtpViewer>): void {
+    const anchor = this.anchor;
+    if (!anchor) return;
+    const now = Date.now();
+    // Both tracks map "now" through the same timeline anchor, so the receiver can line audio up with video.
+    const seconds = anchor.seconds + (now - anchor.wallMs) / 1000;
     for (const kind of ['video', 'audio'] as const) {
       const s = this.rtp[kind];
-      if (s.packets === 0) continue;
-      // Extrapolate the RTP clock to now from the last packet's capture, on the same wall clock for both tracks.
-      const now = Date.now();
-      const rtpNow = (s.lastRtpTimestamp + Math.round(((now - s.lastWallMs) * s.clockRate) / 1000)) % 2 ** 32;
+      if (s.packets === 0 || s.offset === undefined) continue;
+      const rtpNow = (((Math.round(seconds * s.clockRate) + s.offset) % 2 ** 32) + 2 ** 32) % 2 ** 32;
       const sr = writeSenderReport(s.ssrc, now, rtpNow, s.packets, s.octets);
       for (const v of viewers) v.sendPacket(kind, sr);
     }
@@ -188,6 +240,8 @@ export class WhepSource implements StreamSink {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.srTimer);
+    this.transcoder?.close();
+    this.transcoder = undefined;
     this.viewers.clear();
     this.gop = [];
   }

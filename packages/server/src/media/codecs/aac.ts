@@ -43,3 +43,26 @@ export function parseAacConfig(config: Uint8Array): AacConfig {
 export function aacCodecString(config: AacConfig): string {
   return `mp4a.40.${config.objectType}`;
 }
+
+/**
+ * An ADTS header (ISO/IEC 13818-7 §6.2, no CRC) for one raw AAC frame of `frameLength` bytes, so raw frames can be
+ * fed to decoders that read ADTS streams.
+ * @throws RangeError for an object type ADTS cannot carry (> 4) or a frame over 8184 bytes.
+ */
+export function adtsHeader(config: AacConfig, frameLength: number): Buffer {
+  const freqIndex = AAC_SAMPLE_RATES.indexOf(config.sampleRate as (typeof AAC_SAMPLE_RATES)[number]);
+  if (config.objectType < 1 || config.objectType > 4 || freqIndex < 0) throw new RangeError('ADTS cannot carry this AudioSpecificConfig');
+  const total = frameLength + 7;
+  if (total > 0x1fff) throw new RangeError('AAC frame too large for ADTS');
+  const profile = config.objectType - 1;
+  const ch = config.channels & 0x7;
+  return Buffer.from([
+    0xff,
+    0xf1, // sync, MPEG-4, layer 0, no CRC
+    (profile << 6) | (freqIndex << 2) | (ch >> 2),
+    ((ch & 3) << 6) | (total >> 11),
+    (total >> 3) & 0xff,
+    ((total & 7) << 5) | 0x1f,
+    0xfc, // buffer fullness 0x7ff (VBR), one raw data block
+  ]);
+}
