@@ -18,6 +18,7 @@ import { WhepServer } from './egress/whep/whep-server.js';
 import { RtmpServer } from './ingest/rtmp/rtmp-server.js';
 import { registerApiRoutes } from './api/api-routes.js';
 import { FfmpegOpusTranscoderFactory } from './transcode/aac-to-opus.js';
+import { FfmpegH264Reencoder } from './transcode/h264-reencoder.js';
 import type { DatabaseSchema } from './store/database.js';
 import { openDatabase } from './store/database.js';
 import type { StreamRecord } from './store/stream-store.js';
@@ -80,6 +81,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
       connectTimeoutMs: 15_000,
       maxSessions: 1000,
       opus: new FfmpegOpusTranscoderFactory(log.child({ transcode: 'aac-opus' })),
+      reencoder: new FfmpegH264Reencoder(log.child({ transcode: 'h264-no-bframes' })),
     },
     log.child({ egress: 'whep' }),
   );

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium } from '../support/browser.js';
-import { publishTestPattern, type FfmpegProcess } from '../support/ffmpeg.js';
+import { publishClip, publishTestPattern, type FfmpegProcess } from '../support/ffmpeg.js';
 import { startTestServer, type TestServer } from '../support/glasscast.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -82,6 +82,36 @@ describe('WHEP playback in headless Chromium', { timeout: 180_000, skip: isolate
       assert.ok(a1 && a2 && a2.packetsReceived > a1.packetsReceived + 150, `audio packets received (${a1?.packetsReceived} → ${a2?.packetsReceived})`);
       assert.ok(second.luma > 16, `the picture should not be black (mean luma ${second.luma.toFixed(1)})`);
       assert.match((await page.textContent('#protocol')) ?? '', /WEBRTC/);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it('plays the Big Buck Bunny clip (B-frames) over WebRTC smoothly, re-encoded once without B-frames', async () => {
+    await publisher?.stop();
+    const record = await server.app.store.create('bunny');
+    publisher = publishClip(`${server.rtmpUrl}/${record.key}`);
+    await waitUntil('WebRTC to be offered', async () => ((await (await fetch(`${server.httpUrl}/api/v1/streams/bunny`)).json()) as { webrtc: boolean }).webrtc, 20_000, 200);
+    const page = await browser.newPage();
+    try {
+      await page.goto(`${server.httpUrl}/watch/bunny?protocol=webrtc`);
+      await waitUntil('the player to play over WebRTC', async () => {
+        const f = await figures(page);
+        return f.state === 'playing' && f.protocol === 'webrtc';
+      }, 30_000, 250);
+      await new Promise((r) => setTimeout(r, 1000));
+      const first = await figures(page);
+      await new Promise((r) => setTimeout(r, 5000));
+      const second = await figures(page);
+      const v1 = first.inbound.find((r) => r.kind === 'video')!;
+      const v2 = second.inbound.find((r) => r.kind === 'video')!;
+      // 24 fps for 5 s: about 120 frames.
+      assert.ok(v2.framesDecoded > v1.framesDecoded + 100, `framesDecoded should keep increasing (${v1.framesDecoded} → ${v2.framesDecoded})`);
+      assert.equal(v2.freezeCount, v1.freezeCount, 'no freezes');
+      const a1 = first.inbound.find((r) => r.kind === 'audio');
+      const a2 = second.inbound.find((r) => r.kind === 'audio');
+      assert.ok(a1 && a2 && a2.packetsReceived > a1.packetsReceived + 150, 'audio packets received');
+      assert.equal(server.app.whep.source('bunny')?.info()?.hasBFrames, true, 'the source was detected as having B-frames');
     } finally {
       await page.close();
     }

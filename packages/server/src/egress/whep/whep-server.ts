@@ -16,7 +16,7 @@ import { MediaParseError } from '../../media/errors.js';
 import { chooseH264Format, chooseOpusFormat, parseSdp, type SdpMediaSection } from '../../media/sdp/sdp.js';
 import type { SendTrack, WebRtcNetworkOptions } from '../../webrtc/webrtc-peer.js';
 import { WebRtcSendPeer } from '../../webrtc/webrtc-peer.js';
-import type { MediaKind, OpusTranscoderFactory, RtpViewer } from './whep-source.js';
+import type { MediaKind, OpusTranscoderFactory, RtpViewer, VideoReencoderFactory } from './whep-source.js';
 import { WhepSource } from './whep-source.js';
 
 /** Options of the WHEP server. */
@@ -30,6 +30,8 @@ export interface WhepServerOptions {
   maxSessions: number;
   /** Makes Opus from AAC once per stream; undefined = video only. */
   opus: OpusTranscoderFactory | undefined;
+  /** Re-encodes sources with B-frames once per stream; undefined = send them as they are. */
+  reencoder: VideoReencoderFactory | undefined;
 }
 
 const SDP = 'application/sdp';
@@ -108,7 +110,7 @@ export class WhepServer implements StreamObserver {
 
   streamCreated(stream: Stream): void {
     this.removeSource(stream.name);
-    const source = new WhepSource(stream.name, this.log.child({ stream: stream.name, egress: 'whep' }), this.options.opus);
+    const source = new WhepSource(stream.name, this.log.child({ stream: stream.name, egress: 'whep' }), this.options.opus, this.options.reencoder);
     const subscriber = stream.subscribe(source, { maxQueue: 512 });
     this.sources.set(stream.name, { source, subscriber });
   }

@@ -8,7 +8,7 @@ import { randomInt } from 'node:crypto';
 import type { AccessUnit } from '../../core/access-unit.js';
 import type { Logger } from '../../core/logger.js';
 import type { SessionStart, StreamSink } from '../../core/subscriber.js';
-import type { AudioTrack, Track } from '../../core/track.js';
+import type { AudioTrack, Track, VideoTrack } from '../../core/track.js';
 import { parseAvcConfig } from '../../media/codecs/h264.js';
 import { packetizeH264 } from '../../media/rtp/h264-packetizer.js';
 import { writeSenderReport } from '../../media/rtp/rtcp.js';
@@ -28,6 +28,14 @@ export interface OpusTranscoderFactory {
   create(track: AudioTrack, onPacket: (p: OpusPacket) => void): { push(au: AccessUnit): void; close(): void } | undefined;
 }
 
+/** Re-encodes H.264 without B-frames once per stream (implemented with ffmpeg in transcode/, wired in app.ts). */
+export interface VideoReencoderFactory {
+  create(
+    track: VideoTrack,
+    output: { onConfig(record: Uint8Array): void; onAccessUnit(au: AccessUnit): void },
+  ): { push(au: AccessUnit): void; close(): void } | undefined;
+}
+
 /** A viewer as the source sees it: something that takes packets per media kind. */
 export interface RtpViewer {
   sendPacket(kind: MediaKind, packet: Buffer): void;
@@ -35,6 +43,8 @@ export interface RtpViewer {
 
 /** Limit of the GOP packet cache, so a source without keyframes cannot grow memory without bound. */
 const GOP_CACHE_MAX_PACKETS = 8192;
+/** Limit of the source access units kept since the last keyframe (to start a re-encoder on a keyframe). */
+const GOP_CACHE_MAX_UNITS = 600;
 /** Interval between RTCP sender reports, ms. */
 const SR_INTERVAL_MS = 1000;
 
@@ -71,6 +81,9 @@ export class WhepSource implements StreamSink {
   private live = false;
   private closed = false;
   private audioTrack: Track | undefined;
+  /** Video access units since the last keyframe, as received. */
+  private sourceGop: AccessUnit[] = [];
+  private reencoder: { push(au: AccessUnit): void; close(): void } | undefined;
   private transcoder: { push(au: AccessUnit): void; close(): void } | undefined;
   /** Wall clock ↔ stream timeline (seconds) of this session, shared by both tracks' sender reports. */
   private anchor: { wallMs: number; seconds: number } | undefined;
@@ -79,6 +92,7 @@ export class WhepSource implements StreamSink {
     readonly streamName: string,
     private readonly log: Logger,
     private readonly opus: OpusTranscoderFactory | undefined,
+    private readonly reencoderFactory: VideoReencoderFactory | undefined,
   ) {
     const state = (kind: MediaKind, payloadType: number, clockRate: number): RtpTrackState => ({
       kind,
@@ -147,6 +161,9 @@ export class WhepSource implements StreamSink {
     }
     this.transcoder?.close();
     this.transcoder = undefined;
+    this.reencoder?.close();
+    this.reencoder = undefined;
+    this.sourceGop = [];
     if (this.audioTrack?.kind === 'audio' && this.opus) {
       this.transcoder = this.opus.create(this.audioTrack, (p) => this.sendOpus(p));
     }
@@ -191,7 +208,34 @@ export class WhepSource implements StreamSink {
       return;
     }
     if (track.codec !== 'h264') return;
-    if (au.pts !== au.dts) this.hasBFrames = true;
+    if (au.keyframe) this.sourceGop = [];
+    if (this.sourceGop.length < GOP_CACHE_MAX_UNITS) this.sourceGop.push(au);
+    if (this.reencoder) {
+      this.reencoder.push(au);
+      return;
+    }
+    if (au.pts !== au.dts && !this.hasBFrames) {
+      this.hasBFrames = true;
+      // WebRTC has no decode timestamps: a stream with B-frames is re-encoded once, from the current GOP on.
+      this.reencoder = this.reencoderFactory?.create(track, {
+        onConfig: (record) => {
+          const cfg = parseAvcConfig(record);
+          this.parameterSets = [...cfg.sps, ...cfg.pps];
+        },
+        onAccessUnit: (out) => this.sendVideo(out),
+      });
+      if (this.reencoder) {
+        this.log.info({}, 'source has B-frames; re-encoding video for WebRTC viewers');
+        this.gop = [];
+        for (const cached of this.sourceGop) this.reencoder.push(cached);
+        return;
+      }
+    }
+    this.sendVideo(au);
+  }
+
+  private sendVideo(au: AccessUnit): void {
+    if (this.closed) return;
     const state = this.rtp.video;
     // WebRTC carries presentation time only (RFC 6184 §5.1: the RTP timestamp is the sampling time).
     const timestamp = this.rtpTimestamp(state, au.pts, 3000);
@@ -211,8 +255,11 @@ export class WhepSource implements StreamSink {
 
   onPublisherLost(): void {
     this.gop = [];
+    this.sourceGop = [];
     this.transcoder?.close();
     this.transcoder = undefined;
+    this.reencoder?.close();
+    this.reencoder = undefined;
   }
 
   onEnd(): void {
@@ -242,6 +289,9 @@ export class WhepSource implements StreamSink {
     clearInterval(this.srTimer);
     this.transcoder?.close();
     this.transcoder = undefined;
+    this.reencoder?.close();
+    this.reencoder = undefined;
+    this.sourceGop = [];
     this.viewers.clear();
     this.gop = [];
   }

@@ -118,3 +118,66 @@ export function splitAggregate(payload: Uint8Array): FlvTag[] {
   }
   return tags;
 }
+
+/** FLV file header for a video-only stream (FLV v10.1 §E.2) plus PreviousTagSize0. */
+export function writeFlvHeader(hasVideo: boolean, hasAudio: boolean): Buffer {
+  return Buffer.from([0x46, 0x4c, 0x56, 1, (hasAudio ? 4 : 0) | (hasVideo ? 1 : 0), 0, 0, 0, 9, 0, 0, 0, 0]);
+}
+
+/** One FLV tag (§E.4.1) with its trailing PreviousTagSize. `timestamp` is milliseconds (32-bit, extended byte used). */
+export function writeFlvTag(tagType: number, timestamp: number, body: Uint8Array): Buffer {
+  const out = Buffer.alloc(11 + body.length + 4);
+  out[0] = tagType;
+  out.writeUIntBE(body.length, 1, 3);
+  const ts = timestamp >>> 0;
+  out.writeUIntBE(ts & 0xffffff, 4, 3);
+  out[7] = ts >>> 24;
+  out.set(body, 11);
+  out.writeUInt32BE(11 + body.length, 11 + body.length);
+  return out;
+}
+
+/** An AVC VIDEODATA body (§E.4.3.1): sequence header (type 0) or NAL units (type 1) with composition time in ms. */
+export function flvAvcBody(packetType: 0 | 1, keyframe: boolean, compositionTime: number, data: Uint8Array): Buffer {
+  const head = Buffer.alloc(5);
+  head[0] = ((keyframe ? 1 : 2) << 4) | 7;
+  head[1] = packetType;
+  head.writeIntBE(Math.round(compositionTime), 2, 3);
+  return Buffer.concat([head, data]);
+}
+
+/**
+ * Incremental FLV stream reader (file header, then tags), for reading an encoder's FLV output from a pipe.
+ * @throws MediaParseError `FLV_INVALID` on a bad signature or a tag larger than `maxTagSize`.
+ */
+export class FlvStreamReader {
+  private buf: Buffer = Buffer.alloc(0);
+  private headerDone = false;
+
+  constructor(private readonly maxTagSize = 16 * 1024 * 1024) {}
+
+  /** Feeds bytes; returns the tags completed by them. */
+  push(data: Buffer): FlvTag[] {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, data]) : data;
+    const out: FlvTag[] = [];
+    if (!this.headerDone) {
+      if (this.buf.length < 13) return out;
+      if (this.buf.toString('latin1', 0, 3) !== 'FLV') throw new MediaParseError('FLV_INVALID', 'FLV signature missing');
+      const headerSize = this.buf.readUInt32BE(5);
+      if (this.buf.length < headerSize + 4) return out;
+      this.buf = this.buf.subarray(headerSize + 4);
+      this.headerDone = true;
+    }
+    let pos = 0;
+    while (pos + 11 <= this.buf.length) {
+      const size = this.buf.readUIntBE(pos + 1, 3);
+      if (size > this.maxTagSize) throw new MediaParseError('FLV_INVALID', `FLV tag of ${size} bytes`);
+      if (pos + 11 + size + 4 > this.buf.length) break;
+      const timestamp = (this.buf.readUIntBE(pos + 4, 3) | (this.buf[pos + 7]! << 24)) >>> 0;
+      out.push({ tagType: this.buf[pos]! & 0x1f, timestamp, body: Buffer.from(this.buf.subarray(pos + 11, pos + 11 + size)) });
+      pos += 11 + size + 4;
+    }
+    this.buf = Buffer.from(this.buf.subarray(pos));
+    return out;
+  }
+}
