@@ -116,4 +116,24 @@ describe('WHEP playback in headless Chromium', { timeout: 180_000, skip: isolate
       await page.close();
     }
   });
+
+  it('falls back to LL-HLS by itself when WebRTC cannot get through (UDP blocked in the browser)', async () => {
+    const blocked = await launchChromium(['--webrtc-ip-handling-policy=disable_non_proxied_udp']);
+    const page = await blocked.newPage();
+    try {
+      await page.goto(`${server.httpUrl}/watch/bunny`);
+      await waitUntil('the player to play over LL-HLS', async () => {
+        const f = await figures(page);
+        return f.state === 'playing' && f.protocol === 'll-hls';
+      }, 45_000, 250);
+      const first = await figures(page);
+      await new Promise((r) => setTimeout(r, 3000));
+      const second = await figures(page);
+      assert.ok(second.frames > first.frames + 40, `decoded frames should keep increasing (${first.frames} → ${second.frames})`);
+      assert.match((await page.textContent('#protocol')) ?? '', /LL-HLS/);
+    } finally {
+      await page.close();
+      await blocked.close();
+    }
+  });
 });

@@ -4,8 +4,12 @@ import { chromium, type Browser } from 'playwright-core';
 /** Path of the system Chromium; CHROMIUM_PATH overrides. */
 export const CHROMIUM_PATH = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
 
-/** Launches headless Chromium with the flags this machine needs (closed network, root, no GPU). */
-export async function launchChromium(): Promise<Browser> {
+/**
+ * Launches headless Chromium with the flags this machine needs (closed network, root, no GPU). `extraArgs` add
+ * flags, e.g. `--webrtc-ip-handling-policy=disable_non_proxied_udp` to block WebRTC over UDP as a strict
+ * corporate network does.
+ */
+export async function launchChromium(extraArgs: string[] = []): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM_PATH,
     headless: true,
@@ -21,6 +25,7 @@ export async function launchChromium(): Promise<Browser> {
       // WebRTC on loopback (tests run in a network namespace whose only interface is lo; DESIGN.md).
       '--allow-loopback-in-peer-connection',
       '--disable-features=WebRtcHideLocalIpsWithMdns',
+      ...extraArgs,
     ],
   });
 }
