@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { GlasscastError } from './core/errors.js';
 import { helpText, loadConfig, parseArgs, type GlasscastConfig } from './config/config.js';
 import { startGlasscast } from './app.js';
+import { shutdownWebRtc } from './webrtc/webrtc-peer.js';
 import { createLogger } from './observability/logger.js';
 import { openDatabase } from './store/database.js';
 import { StreamStore } from './store/stream-store.js';
@@ -61,7 +62,10 @@ async function main(): Promise<void> {
     stopping = true;
     log.info({ signal }, 'stopping');
     app.close().then(
-      () => process.exit(0),
+      () => {
+        shutdownWebRtc();
+        process.exit(0);
+      },
       (err: unknown) => {
         log.error({ err }, 'error while stopping');
         process.exit(1);

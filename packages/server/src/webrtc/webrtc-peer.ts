@@ -30,8 +30,6 @@ export interface SendTrack {
   /** fmtp line value for H.264 (`packetization-mode=1;profile-level-id=…`). */
   fmtp: string | undefined;
   ssrc: number;
-  /** Packets kept for retransmission on NACK. */
-  historyPackets: number;
 }
 
 /** Peer connection states as the library reports them. */
@@ -96,8 +94,8 @@ export class WebRtcSendPeer {
       else if (media instanceof nodeDataChannel.Audio) media.addOpusCodec(t.payloadType);
       media.addSSRC(t.ssrc, 'glasscast', 'glasscast', t.kind);
       const track = this.pc.addTrack(media);
-      // Retransmissions come from the library's per-track history of what we sent (RFC 4585 generic NACK).
-      track.setMediaHandler(new nodeDataChannel.RtcpNackResponder(t.historyPackets));
+      // NACKs are answered by the caller from one history per stream (viewers share sequence numbers), which is
+      // cheaper than a history per viewer; the library's own responder did not answer in our tests.
       track.onMessage((msg) => {
         if (!isRtcp(msg)) return;
         const feedback = readRtcpFeedback(msg);

@@ -35,6 +35,8 @@ export interface WhepServerOptions {
 }
 
 const SDP = 'application/sdp';
+/** Cap on NACK retransmissions per viewer per second, so a hostile or broken receiver cannot amplify traffic. */
+const MAX_RETRANSMITS_PER_SECOND = 500;
 const TRICKLE = 'application/trickle-ice-sdpfrag';
 
 /** One WHEP viewer. */
@@ -55,8 +57,30 @@ class WhepSession implements RtpViewer {
     private readonly onClose: (s: WhepSession, reason: string) => void,
   ) {}
 
+  /** Retransmissions in the current one-second window, and when it began (a flood of NACKs is capped). */
+  private retransmitWindow = { start: 0, count: 0 };
+  /** Counters for stats. */
+  stats = { retransmitted: 0, keyframeRequests: 0 };
+
   /** Starts delivery once DTLS is up, and closes on failure or when never connected. */
   start(connectTimeoutMs: number): void {
+    this.peer.onFeedback((mid, feedback) => {
+      const kind = (Object.keys(this.mids) as MediaKind[]).find((k) => this.mids[k]?.mid === mid);
+      if (!kind) return;
+      this.stats.keyframeRequests += feedback.keyframeRequests.length;
+      const now = Date.now();
+      if (now - this.retransmitWindow.start > 1000) this.retransmitWindow = { start: now, count: 0 };
+      for (const nack of feedback.nacks) {
+        for (const seq of nack.sequenceNumbers) {
+          if (this.retransmitWindow.count >= MAX_RETRANSMITS_PER_SECOND) return;
+          const packet = this.source.retransmission(kind, seq);
+          if (!packet) continue;
+          this.retransmitWindow.count++;
+          this.stats.retransmitted++;
+          this.sendPacket(kind, packet);
+        }
+      }
+    });
     this.peer.onOpen(() => {
       clearTimeout(this.connectTimer);
       this.source.addViewer(this);
@@ -192,14 +216,13 @@ export class WhepServer implements StreamObserver {
           codec: 'H264',
           fmtp: `level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=${format.parameters.get('profile-level-id') ?? info.video.profileLevelId}`,
           ssrc: info.video.ssrc,
-          historyPackets: 1024,
         },
       ];
       const audioSection = sections.find((s) => s.kind === 'audio' && !s.rejected && s.direction !== 'sendonly' && s.direction !== 'inactive');
       const opus = audioSection && chooseOpusFormat(audioSection);
       if (info.audio && audioSection?.mid && opus) {
         mids.audio = { mid: audioSection.mid, payloadType: opus.payloadType };
-        tracks.push({ kind: 'audio', mid: audioSection.mid, payloadType: opus.payloadType, codec: 'opus', fmtp: undefined, ssrc: info.audio.ssrc, historyPackets: 256 });
+        tracks.push({ kind: 'audio', mid: audioSection.mid, payloadType: opus.payloadType, codec: 'opus', fmtp: undefined, ssrc: info.audio.ssrc });
       }
       let answer: string;
       try {

@@ -45,6 +45,8 @@ export interface RtpViewer {
 const GOP_CACHE_MAX_PACKETS = 8192;
 /** Limit of the source access units kept since the last keyframe (to start a re-encoder on a keyframe). */
 const GOP_CACHE_MAX_UNITS = 600;
+/** Packets kept per track for retransmission on NACK (shared by all viewers: they share sequence numbers). */
+const HISTORY_SIZE = 2048;
 /** Interval between RTCP sender reports, ms. */
 const SR_INTERVAL_MS = 1000;
 
@@ -59,6 +61,8 @@ interface RtpTrackState {
   lastRtpTimestamp: number;
   packets: number;
   octets: number;
+  /** Sent packets by sequence number modulo HISTORY_SIZE (RFC 4585 generic NACK answers come from here). */
+  history: (Buffer | undefined)[];
 }
 
 /** What the source currently carries, for offer/answer. */
@@ -104,6 +108,7 @@ export class WhepSource implements StreamSink {
       lastRtpTimestamp: 0,
       packets: 0,
       octets: 0,
+      history: new Array<Buffer | undefined>(HISTORY_SIZE),
     });
     // Payload types are rewritten per viewer only if the viewer's offer numbered them differently.
     this.rtp = { video: state('video', 96, 90_000), audio: state('audio', 111, 48_000) };
@@ -137,6 +142,12 @@ export class WhepSource implements StreamSink {
     this.viewers.add(viewer);
     for (const { kind, packet } of this.gop) viewer.sendPacket(kind, packet);
     this.sendSenderReports([viewer]);
+  }
+
+  /** The packet of `kind` with `sequenceNumber`, if still in the history (for NACK retransmission). */
+  retransmission(kind: MediaKind, sequenceNumber: number): Buffer | undefined {
+    const packet = this.rtp[kind].history[sequenceNumber % HISTORY_SIZE];
+    return packet && packet.readUInt16BE(2) === sequenceNumber ? packet : undefined;
   }
 
   /** Removes a viewer. */
@@ -195,6 +206,7 @@ export class WhepSource implements StreamSink {
     for (const packet of packets) {
       state.packets++;
       state.octets += packet.length - 12;
+      state.history[packet.readUInt16BE(2) % HISTORY_SIZE] = packet;
       for (const viewer of this.viewers) viewer.sendPacket(kind, packet);
     }
   }

@@ -1,0 +1,141 @@
+/**
+ * A non-browser WHEP client for tests and benchmarks (node-datachannel, the same library the server uses, on the
+ * other end of a real DTLS-SRTP connection): offers receive-only H.264 + Opus, collects the RTP it gets, and can
+ * send RTCP (e.g. a NACK) back.
+ */
+import nodeDataChannel from 'node-datachannel';
+import { readRtpPacket } from '../../src/media/rtp/rtp-packet.js';
+
+/** One received RTP packet. */
+export interface ReceivedPacket {
+  kind: 'video' | 'audio';
+  sequenceNumber: number;
+  timestamp: number;
+  ssrc: number;
+  marker: boolean;
+  payloadType: number;
+  payload: Buffer;
+  at: number;
+}
+
+/** A connected WHEP test client. */
+export class WhepTestClient {
+  readonly packets: ReceivedPacket[] = [];
+  location: string | undefined;
+  answerSdp = '';
+  private readonly pc: nodeDataChannel.PeerConnection;
+  private readonly video: nodeDataChannel.Track;
+  private readonly audio: nodeDataChannel.Track;
+  /** Keep received packets (tests) or only count them (load benchmarks). */
+  keepPackets = true;
+  counts = { video: 0, audio: 0, bytes: 0 };
+
+  constructor(options: { videoCodecs?: 'h264' | 'vp8' } = {}) {
+    this.pc = new nodeDataChannel.PeerConnection('whep-test-client', { iceServers: [], bindAddress: '127.0.0.1' });
+    const video = new nodeDataChannel.Video('0', 'RecvOnly');
+    if (options.videoCodecs === 'vp8') video.addVP8Codec(96);
+    else video.addH264Codec(102, 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f');
+    this.video = this.pc.addTrack(video);
+    const audio = new nodeDataChannel.Audio('1', 'RecvOnly');
+    audio.addOpusCodec(111);
+    this.audio = this.pc.addTrack(audio);
+    for (const [kind, track] of [['video', this.video], ['audio', this.audio]] as const) {
+      track.onMessage((msg) => {
+        if (msg.length < 12 || (msg[1]! >= 192 && msg[1]! <= 223)) return; // RTCP (sender reports)
+        this.counts[kind]++;
+        this.counts.bytes += msg.length;
+        if (!this.keepPackets) return;
+        const p = readRtpPacket(msg);
+        this.packets.push({ kind, sequenceNumber: p.sequenceNumber, timestamp: p.timestamp, ssrc: p.ssrc, marker: p.marker, payloadType: p.payloadType, payload: Buffer.from(p.payload), at: Date.now() });
+      });
+    }
+  }
+
+  /** Makes the offer (after ICE gathering). */
+  async offer(): Promise<string> {
+    this.pc.setLocalDescription();
+    const deadline = Date.now() + 3000;
+    while (this.pc.gatheringState() !== 'complete' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    return this.pc.localDescription()!.sdp;
+  }
+
+  /**
+   * POSTs the offer to `url`; returns the HTTP response (answer applied when 201). `rewriteAnswer` may change the
+   * answer first (e.g. to route media through a lossy relay).
+   */
+  async connect(url: string, rewriteAnswer: (sdp: string) => string | Promise<string> = (s) => s, options: { hideCandidates?: boolean } = {}): Promise<Response> {
+    let offer = await this.offer();
+    // Without our candidates the server cannot check a direct path, so media must take the one we point it to.
+    if (options.hideCandidates) offer = offer.replace(/a=candidate:[^\r\n]*\r?\n/g, '');
+    const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: offer });
+    if (res.status === 201) {
+      this.location = new URL(res.headers.get('location')!, url).toString();
+      this.answerSdp = await res.text();
+      this.pc.setRemoteDescription(await rewriteAnswer(this.answerSdp), 'answer');
+    }
+    return res;
+  }
+
+  /** The server's first host candidate port in the answer. */
+  serverPort(): number {
+    return Number(/a=candidate:\S+ \d \S+ \d+ 127\.0\.0\.1 (\d+) typ host/.exec(this.answerSdp)?.[1]);
+  }
+
+  /** Video sequence numbers this client has NACKed. */
+  readonly nacked = new Set<number>();
+
+  /**
+   * Sends a generic NACK for every video sequence number missing between the oldest and newest received,
+   * once each (what a browser's receiver does).
+   */
+  nackGaps(): number[] {
+    const seqs = this.packets.filter((p) => p.kind === 'video').map((p) => p.sequenceNumber);
+    if (seqs.length < 2) return [];
+    const have = new Set(seqs);
+    const ssrc = this.packets.find((p) => p.kind === 'video')!.ssrc;
+    const missing: number[] = [];
+    const newest = seqs[seqs.length - 1]!;
+    for (let back = 1; back < 500; back++) {
+      const seq = (newest - back + 0x10000) & 0xffff;
+      if (!have.has(seq) && !this.nacked.has(seq) && seqs.length > back) missing.push(seq);
+    }
+    if (missing.length > 0) {
+      for (const m of missing) this.nacked.add(m);
+      this.video.sendMessageBinary(writeNack(1, ssrc, missing));
+    }
+    return missing;
+  }
+
+  /** Connection state. */
+  get state(): string {
+    return this.pc.state();
+  }
+
+  /** Sends an RTCP packet on the video track (e.g. a NACK). */
+  sendVideoRtcp(packet: Buffer): boolean {
+    return this.video.sendMessageBinary(packet);
+  }
+
+  /** DELETEs the session (if any) and closes the connection. */
+  async close(): Promise<void> {
+    if (this.location) await fetch(this.location, { method: 'DELETE' }).catch(() => undefined);
+    this.location = undefined;
+    this.pc.close();
+  }
+}
+
+/** A generic NACK (RFC 4585 §6.2.1) from `senderSsrc` for `sequenceNumbers` of `mediaSsrc`. */
+export function writeNack(senderSsrc: number, mediaSsrc: number, sequenceNumbers: number[]): Buffer {
+  const fcis = sequenceNumbers.map((seq) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt16BE(seq & 0xffff, 0);
+    return b;
+  });
+  const out = Buffer.concat([Buffer.alloc(12), ...fcis]);
+  out[0] = 0x81; // V=2, FMT=1 (generic NACK)
+  out[1] = 205; // RTPFB
+  out.writeUInt16BE(out.length / 4 - 1, 2);
+  out.writeUInt32BE(senderSsrc, 4);
+  out.writeUInt32BE(mediaSsrc, 8);
+  return out;
+}
