@@ -5,7 +5,7 @@
  * (sampled every 4 ms). Both ends read the same system clock.
  *
  * Prints median/p95 latency (ms), time to first frame (ms) over several page loads, and stalls.
- * Usage: npm run bench:latency [-- --seconds 30 --loads 5 --part-target-ms 333]
+ * Usage: npm run bench:latency [-- --protocol ll-hls|webrtc --seconds 30 --loads 5 --part-target-ms 333]
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,8 +22,19 @@ const { values: opts } = parseArgs({
     seconds: { type: 'string', default: '30' },
     loads: { type: 'string', default: '5' },
     'part-target-ms': { type: 'string', default: '333' },
+    protocol: { type: 'string', default: 'll-hls' },
   },
 });
+const PROTOCOL = opts.protocol === 'webrtc' ? 'webrtc' : 'll-hls';
+// WebRTC gathers every interface: run inside a private network namespace with only loopback (DESIGN.md).
+if (PROTOCOL === 'webrtc' && process.env['GLASSCAST_TEST_NETNS'] !== '1') {
+  const { spawnSync } = await import('node:child_process');
+  const r = spawnSync('unshare', ['-n', '--', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
+    stdio: 'inherit',
+    env: { ...process.env, GLASSCAST_TEST_NETNS: '1' },
+  });
+  process.exit(r.status ?? 1);
+}
 const SECONDS = Number(opts.seconds);
 const LOADS = Number(opts.loads);
 const WIDTH = 640;
@@ -106,7 +117,7 @@ async function main(): Promise<void> {
   const [httpPort, rtmpPort] = [await freePort(), await freePort()];
   const server = spawn(
     process.execPath,
-    ['packages/server/dist/cli.js', '--host', '127.0.0.1', '--http-port', String(httpPort), '--rtmp-port', String(rtmpPort), '--data-dir', dataDir, '--publish-auth', 'open', '--log-level', 'warn', '--part-target-ms', opts['part-target-ms']!],
+    ['packages/server/dist/cli.js', '--host', '127.0.0.1', '--http-port', String(httpPort), '--rtmp-port', String(rtmpPort), '--data-dir', dataDir, '--publish-auth', 'open', '--log-level', 'warn', '--part-target-ms', opts['part-target-ms']!, '--webrtc-bind-address', '127.0.0.1'],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   // Never leave the server behind, even if this process dies on an uncaught error.
@@ -152,7 +163,7 @@ async function main(): Promise<void> {
         if (msg.type() === 'error') console.error(`page console: ${msg.text()}`);
       });
       await page.addInitScript(PAGE_PROBE);
-      await page.goto(`${base}/watch/bench`);
+      await page.goto(`${base}/watch/bench?protocol=${PROTOCOL}`);
       await waitUntil('the first frame', () => page.evaluate(() => (window as unknown as { benchFirstFrame?: number }).benchFirstFrame), 20_000, 50).catch(
         async (err: unknown) => {
           const state = await page.evaluate(() => {
@@ -170,7 +181,7 @@ async function main(): Promise<void> {
       });
       results.ttff.push(got.first);
       if (load === 0) {
-        // Skip the first 3 s while hls.js settles onto its target latency.
+        // Skip the first 3 s while the player settles onto its target latency.
         const t0 = got.frames[0]?.at ?? 0;
         results.latencies = got.frames.filter((f) => f.at - t0 > 3000).map((f) => f.latency);
         results.stalls = got.stalls;
@@ -189,7 +200,7 @@ async function main(): Promise<void> {
     rmSync(dataDir, { recursive: true, force: true });
   }
   const figures = {
-    bench: 'llhls-glass-to-glass',
+    bench: `${PROTOCOL}-glass-to-glass`,
     source: 'x264 veryfast zerolatency, 640x360@30, 1 s GOP, 2.5 Mb/s CBR, RTMP',
     partTargetMs: Number(opts['part-target-ms']),
     latencyMs: { median: quantile(results.latencies, 0.5), p95: quantile(results.latencies, 0.95), samples: results.latencies.length },
@@ -198,9 +209,9 @@ async function main(): Promise<void> {
     undecodableFrames: results.undecodable,
   };
   mkdirSync('bench/results', { recursive: true });
-  writeFileSync('bench/results/llhls-latency.json', JSON.stringify(figures, null, 2) + '\n');
+  writeFileSync(`bench/results/${PROTOCOL}-latency.json`, JSON.stringify(figures, null, 2) + '\n');
   console.log(
-    `LL-HLS glass-to-glass (hls.js, headless Chromium): median ${figures.latencyMs.median} ms, p95 ${figures.latencyMs.p95} ms ` +
+    `${PROTOCOL === 'webrtc' ? 'WebRTC (WHEP)' : 'LL-HLS (hls.js)'} glass-to-glass, RTMP source, headless Chromium: median ${figures.latencyMs.median} ms, p95 ${figures.latencyMs.p95} ms ` +
       `over ${figures.latencyMs.samples} frames; time to first frame median ${Math.round(figures.timeToFirstFrameMs.median)} ms ` +
       `(max ${Math.round(figures.timeToFirstFrameMs.max)} ms, ${LOADS} loads); stalls ${figures.stalls}; undecodable frames ${figures.undecodableFrames}`,
   );
