@@ -23,14 +23,19 @@ export class WhepTestClient {
   readonly packets: ReceivedPacket[] = [];
   location: string | undefined;
   answerSdp = '';
-  private readonly pc: nodeDataChannel.PeerConnection;
-  private readonly video: nodeDataChannel.Track;
-  private readonly audio: nodeDataChannel.Track;
+  private pc!: nodeDataChannel.PeerConnection;
+  private video!: nodeDataChannel.Track;
+  private audio!: nodeDataChannel.Track;
   /** Keep received packets (tests) or only count them (load benchmarks). */
   keepPackets = true;
   counts = { video: 0, audio: 0, bytes: 0 };
 
-  constructor(options: { videoCodecs?: 'h264' | 'vp8' } = {}) {
+  constructor(private readonly options: { videoCodecs?: 'h264' | 'vp8' } = {}) {
+    this.init();
+  }
+
+  private init(): void {
+    const options = this.options;
     this.pc = new nodeDataChannel.PeerConnection('whep-test-client', { iceServers: [], bindAddress: '127.0.0.1' });
     const video = new nodeDataChannel.Video('0', 'RecvOnly');
     if (options.videoCodecs === 'vp8') video.addVP8Codec(96);
@@ -64,16 +69,26 @@ export class WhepTestClient {
    * answer first (e.g. to route media through a lossy relay).
    */
   async connect(url: string, rewriteAnswer: (sdp: string) => string | Promise<string> = (s) => s, options: { hideCandidates?: boolean } = {}): Promise<Response> {
-    let offer = await this.offer();
-    // Without our candidates the server cannot check a direct path, so media must take the one we point it to.
-    if (options.hideCandidates) offer = offer.replace(/a=candidate:[^\r\n]*\r?\n/g, '');
-    const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: offer });
-    if (res.status === 201) {
+    for (let attempt = 1; ; attempt++) {
+      let offer = await this.offer();
+      // Without our candidates the server cannot check a direct path, so media must take the one we point it to.
+      if (options.hideCandidates) offer = offer.replace(/a=candidate:[^\r\n]*\r?\n/g, '');
+      const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: offer });
+      if (res.status !== 201) return res;
       this.location = new URL(res.headers.get('location')!, url).toString();
       this.answerSdp = await res.text();
-      this.pc.setRemoteDescription(await rewriteAnswer(this.answerSdp), 'answer');
+      try {
+        this.pc.setRemoteDescription(await rewriteAnswer(this.answerSdp), 'answer');
+        return res;
+      } catch (err) {
+        // This client library now and then loses its ICE transport before the answer ("remote candidate without
+        // ICE transport"); a fresh peer connection gets through. The server is not involved.
+        if (attempt >= 3) throw err;
+        await fetch(this.location, { method: 'DELETE' }).catch(() => undefined);
+        this.pc.close();
+        this.init();
+      }
     }
-    return res;
   }
 
   /** The server's first host candidate port in the answer. */
