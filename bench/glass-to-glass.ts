@@ -9,10 +9,10 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { freePort, runInLoopbackNamespace } from './bench-support.js';
 import { launchChromium } from '../packages/server/test/support/browser.js';
 import { runFfmpeg } from '../packages/server/test/support/ffmpeg.js';
 import { waitUntil } from '../packages/server/test/support/wait.js';
@@ -26,15 +26,7 @@ const { values: opts } = parseArgs({
   },
 });
 const PROTOCOL = opts.protocol === 'webrtc' ? 'webrtc' : 'll-hls';
-// WebRTC gathers every interface: run inside a private network namespace with only loopback (DESIGN.md).
-if (PROTOCOL === 'webrtc' && process.env['GLASSCAST_TEST_NETNS'] !== '1') {
-  const { spawnSync } = await import('node:child_process');
-  const r = spawnSync('unshare', ['-n', '--', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
-    stdio: 'inherit',
-    env: { ...process.env, GLASSCAST_TEST_NETNS: '1' },
-  });
-  process.exit(r.status ?? 1);
-}
+if (PROTOCOL === 'webrtc') runInLoopbackNamespace();
 const SECONDS = Number(opts.seconds);
 const LOADS = Number(opts.loads);
 const WIDTH = 640;
@@ -42,14 +34,6 @@ const HEIGHT = 360;
 const FPS = 30;
 const BITS = 32;
 const BLOCK = WIDTH / BITS; // 20 px blocks in the top rows
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 /** A yuv420p frame whose top BLOCK rows carry `ms mod 2^32` as 32 black/white blocks, MSB first. */
 function frame(ms: number, n: number): Buffer {

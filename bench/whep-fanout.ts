@@ -4,36 +4,22 @@
  * from /proc), CPU per viewer above the no-viewer baseline, and video packet loss seen by the viewers.
  * Usage: npm run bench:fanout [-- --steps 25,50,100,200,300 --window 10]
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { freePort, runInLoopbackNamespace } from './bench-support.js';
 import { publishTestPattern } from '../packages/server/test/support/ffmpeg.js';
 import { waitUntil } from '../packages/server/test/support/wait.js';
 
-if (process.env['GLASSCAST_TEST_NETNS'] !== '1') {
-  const r = spawnSync('unshare', ['-n', '--', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
-    stdio: 'inherit',
-    env: { ...process.env, GLASSCAST_TEST_NETNS: '1' },
-  });
-  process.exit(r.status ?? 1);
-}
+runInLoopbackNamespace();
 
 const { values: opts } = parseArgs({ options: { steps: { type: 'string', default: '25,50,100,200,300' }, window: { type: 'string', default: '10' } } });
 const STEPS = opts.steps!.split(',').map(Number);
 const WINDOW_S = Number(opts.window);
 const TICKS = 100; // USER_HZ
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 function cpuTicks(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
