@@ -69,7 +69,9 @@ async function main(): Promise<void> {
       if (row.lossPct > 5) break;
     }
   } finally {
-    await ask('quit').catch(() => undefined);
+    // "quit" closes every viewer and exits without a reply; give it a few seconds, then make sure.
+    clients.stdin.write('quit\n');
+    await Promise.race([new Promise((r) => clients.once('exit', r)), new Promise((r) => setTimeout(r, 10_000))]);
     clients.kill('SIGKILL');
     await publisher?.stop();
     server.kill('SIGTERM');

@@ -17,7 +17,7 @@ import { chooseH264Format, chooseOpusFormat, parseSdp, type SdpMediaSection } fr
 import type { SendTrack, WebRtcNetworkOptions } from '../../webrtc/webrtc-peer.js';
 import { WebRtcSendPeer } from '../../webrtc/webrtc-peer.js';
 import type { MediaKind, OpusTranscoderFactory, RtpViewer, VideoReencoderFactory } from './whep-source.js';
-import { WhepSource } from './whep-source.js';
+import { WhepSource, withPayloadType } from './whep-source.js';
 
 /** Options of the WHEP server. */
 export interface WhepServerOptions {
@@ -77,7 +77,7 @@ class WhepSession implements RtpViewer {
           if (!packet) continue;
           this.retransmitWindow.count++;
           this.stats.retransmitted++;
-          this.sendPacket(kind, packet);
+          this.sendPacket(kind, withPayloadType(packet, this.payloadType(kind)));
         }
       }
     });
@@ -93,18 +93,14 @@ class WhepSession implements RtpViewer {
     this.connectTimer.unref();
   }
 
+  payloadType(kind: MediaKind): number | undefined {
+    return this.mids[kind]?.payloadType;
+  }
+
+  /** Sends a packet that already carries this viewer's payload type (the source patches once per type). */
   sendPacket(kind: MediaKind, packet: Buffer): void {
     const target = this.mids[kind];
-    if (!target) return;
-    let out = packet;
-    // RTP (not RTCP) written with another payload type than this viewer negotiated: patch a copy.
-    if (packet[1]! < 192 || packet[1]! > 223) {
-      if ((packet[1]! & 0x7f) !== target.payloadType) {
-        out = Buffer.from(packet);
-        out[1] = (packet[1]! & 0x80) | target.payloadType;
-      }
-    }
-    this.peer.send(target.mid, out);
+    if (target) this.peer.send(target.mid, packet);
   }
 
   close(reason: string): void {

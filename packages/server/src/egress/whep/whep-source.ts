@@ -38,7 +38,17 @@ export interface VideoReencoderFactory {
 
 /** A viewer as the source sees it: something that takes packets per media kind. */
 export interface RtpViewer {
+  /** Payload type this viewer negotiated for `kind` (packets are delivered already carrying it). */
+  payloadType(kind: MediaKind): number | undefined;
   sendPacket(kind: MediaKind, packet: Buffer): void;
+}
+
+/** `packet` with its RTP payload type set to `payloadType` (a copy, unless it already has it or is RTCP). */
+export function withPayloadType(packet: Buffer, payloadType: number | undefined): Buffer {
+  if (payloadType === undefined || (packet[1]! >= 192 && packet[1]! <= 223) || (packet[1]! & 0x7f) === payloadType) return packet;
+  const out = Buffer.from(packet);
+  out[1] = (packet[1]! & 0x80) | payloadType;
+  return out;
 }
 
 /** Limit of the GOP packet cache, so a source without keyframes cannot grow memory without bound. */
@@ -140,7 +150,7 @@ export class WhepSource implements StreamSink {
   /** Adds a viewer; it gets the current GOP at once, then live packets. */
   addViewer(viewer: RtpViewer): void {
     this.viewers.add(viewer);
-    for (const { kind, packet } of this.gop) viewer.sendPacket(kind, packet);
+    for (const { kind, packet } of this.gop) viewer.sendPacket(kind, withPayloadType(packet, viewer.payloadType(kind)));
     this.sendSenderReports([viewer]);
   }
 
@@ -207,7 +217,14 @@ export class WhepSource implements StreamSink {
       state.packets++;
       state.octets += packet.length - 12;
       state.history[packet.readUInt16BE(2) % HISTORY_SIZE] = packet;
-      for (const viewer of this.viewers) viewer.sendPacket(kind, packet);
+      // Viewers may number the codec differently: patch one copy per payload type, not one per viewer.
+      const variants = new Map<number | undefined, Buffer>();
+      for (const viewer of this.viewers) {
+        const pt = viewer.payloadType(kind);
+        let out = variants.get(pt);
+        if (!out) variants.set(pt, (out = withPayloadType(packet, pt)));
+        viewer.sendPacket(kind, out);
+      }
     }
   }
 
