@@ -96,12 +96,12 @@ export class WhepTestClient {
     return Number(/a=candidate:\S+ \d \S+ \d+ 127\.0\.0\.1 (\d+) typ host/.exec(this.answerSdp)?.[1]);
   }
 
-  /** Video sequence numbers this client has NACKed. */
-  readonly nacked = new Set<number>();
+  /** Video sequence numbers this client has NACKed, with when and how often. */
+  readonly nacked = new Map<number, { at: number; times: number }>();
 
   /**
-   * Sends a generic NACK for every video sequence number missing between the oldest and newest received,
-   * once each (what a browser's receiver does).
+   * Sends a generic NACK for every video sequence number missing between the oldest and newest received, and
+   * again (up to 5 times, 200 ms apart) while it stays missing — what a browser's receiver does.
    */
   nackGaps(): number[] {
     const seqs = this.packets.filter((p) => p.kind === 'video').map((p) => p.sequenceNumber);
@@ -110,14 +110,16 @@ export class WhepTestClient {
     const ssrc = this.packets.find((p) => p.kind === 'video')!.ssrc;
     const missing: number[] = [];
     const newest = seqs[seqs.length - 1]!;
-    for (let back = 1; back < 500; back++) {
+    const now = Date.now();
+    for (let back = 1; back < 500 && back < seqs.length; back++) {
       const seq = (newest - back + 0x10000) & 0xffff;
-      if (!have.has(seq) && !this.nacked.has(seq) && seqs.length > back) missing.push(seq);
+      if (have.has(seq)) continue;
+      const prior = this.nacked.get(seq);
+      if (prior && (prior.times >= 5 || now - prior.at < 200)) continue;
+      missing.push(seq);
+      this.nacked.set(seq, { at: now, times: (prior?.times ?? 0) + 1 });
     }
-    if (missing.length > 0) {
-      for (const m of missing) this.nacked.add(m);
-      this.video.sendMessageBinary(writeNack(1, ssrc, missing));
-    }
+    if (missing.length > 0) this.video.sendMessageBinary(writeNack(1, ssrc, missing));
     return missing;
   }
 
