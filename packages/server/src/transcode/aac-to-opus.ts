@@ -3,14 +3,12 @@
  * packets come out in Ogg on stdout, timed by their own sample counts from the first input frame's time. The
  * child ends when its stdin closes, so it cannot outlive Glasscast even after a SIGKILL.
  */
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import type { Readable, Writable } from 'node:stream';
 import type { AccessUnit } from '../core/access-unit.js';
 import type { Logger } from '../core/logger.js';
 import type { AudioTrack } from '../core/track.js';
 import { adtsHeader, parseAacConfig } from '../media/codecs/aac.js';
 import { OggPacketReader, opusPacketSamples } from '../media/formats/ogg.js';
-import { ffmpegPath } from './ffmpeg-path.js';
+import { spawnFfmpegPipe } from './ffmpeg-path.js';
 
 /** An Opus packet with its RTP-style timestamp in 48 kHz samples. */
 export interface OpusPacket {
@@ -20,6 +18,8 @@ export interface OpusPacket {
 
 /** A running transcoder; `close()` is idempotent and kills the child. */
 export interface AudioTranscoder {
+  /** False once ffmpeg failed or exited: viewers must not be promised audio. */
+  readonly alive: boolean;
   push(au: AccessUnit): void;
   close(): void;
 }
@@ -39,42 +39,27 @@ export class FfmpegOpusTranscoderFactory implements OpusTranscoderFactory {
   create(track: AudioTrack, onPacket: (p: OpusPacket) => void): AudioTranscoder | undefined {
     if (track.codec !== 'aac') return undefined;
     const config = parseAacConfig(track.config);
-    let child: ChildProcessByStdio<Writable, Readable, Readable>;
-    try {
-      child = spawn(
-        ffmpegPath(),
-        [
-          '-hide_banner', '-loglevel', 'error', '-nostdin',
-          '-fflags', 'nobuffer', '-probesize', '32', '-analyzeduration', '0',
-          '-f', 'aac', '-i', 'pipe:0',
-          '-c:a', 'libopus', '-b:a', String(OPUS_BITRATE), '-application', 'lowdelay', '-frame_duration', '20', '-ar', '48000', '-ac', '2',
-          '-f', 'ogg', '-page_duration', '20000', '-flush_packets', '1', 'pipe:1',
-        ],
-        { stdio: ['pipe', 'pipe', 'pipe'] },
-      );
-    } catch (err) {
-      this.log.warn({ err }, 'cannot start ffmpeg for AAC → Opus; WebRTC viewers get no audio');
-      return undefined;
-    }
+    const ff = spawnFfmpegPipe(
+      [
+        '-fflags', 'nobuffer', '-probesize', '32', '-analyzeduration', '0',
+        '-f', 'aac', '-i', 'pipe:0',
+        '-c:a', 'libopus', '-b:a', String(OPUS_BITRATE), '-application', 'lowdelay', '-frame_duration', '20', '-ar', '48000', '-ac', '2',
+        '-f', 'ogg', '-page_duration', '20000', '-flush_packets', '1', 'pipe:1',
+      ],
+      this.log,
+      'AAC → Opus',
+    );
     const reader = new OggPacketReader();
     let base: number | undefined;
     let samples = 0;
     let headers = 0;
-    let closed = false;
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
-    child.stdin.on('error', () => undefined);
-    child.on('error', (err) => this.log.warn({ err }, 'AAC → Opus ffmpeg failed'));
-    child.on('exit', (code, signal) => {
-      if (!closed) this.log.warn({ code, signal, stderr }, 'AAC → Opus ffmpeg exited');
-    });
-    child.stdout.on('data', (data: Buffer) => {
+    ff.child.stdout.on('data', (data: Buffer) => {
       let packets: Buffer[];
       try {
         packets = reader.push(data);
       } catch (err) {
         this.log.warn({ err }, 'bad Ogg from ffmpeg');
-        child.kill('SIGKILL');
+        ff.stop();
         return;
       }
       for (const packet of packets) {
@@ -89,19 +74,17 @@ export class FfmpegOpusTranscoderFactory implements OpusTranscoderFactory {
       }
     });
     return {
+      get alive() {
+        return ff.alive;
+      },
       push(au) {
-        if (closed || au.payload.length === 0) return;
+        if (!ff.alive || au.payload.length === 0) return;
         // The first frame anchors the Opus clock to the stream's timeline (converted to 48 kHz).
         base ??= Math.round((au.dts * 48_000) / track.timescale);
         const frame = au.payload[0]!;
-        child.stdin.write(Buffer.concat([adtsHeader(config, frame.length), frame]));
+        ff.write(Buffer.concat([adtsHeader(config, frame.length), frame]));
       },
-      close() {
-        if (closed) return;
-        closed = true;
-        child.stdin.end();
-        child.kill('SIGKILL');
-      },
+      close: () => ff.stop(),
     };
   }
 }

@@ -4,15 +4,13 @@
  * timestamps copied through, x264 zerolatency, a keyframe every second. The child ends when its
  * stdin closes, so it cannot outlive Glasscast.
  */
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import type { Readable, Writable } from 'node:stream';
 import type { AccessUnit } from '../core/access-unit.js';
 import type { Logger } from '../core/logger.js';
 import type { VideoTrack } from '../core/track.js';
 import { splitLengthPrefixed } from '../media/codecs/h264.js';
 import { VIDEO_CODECS } from '../media/codecs/codec-table.js';
 import { flvAvcBody, FlvStreamReader, parseFlvVideo, writeFlvHeader, writeFlvTag } from '../media/formats/flv.js';
-import { ffmpegPath } from './ffmpeg-path.js';
+import { spawnFfmpegPipe } from './ffmpeg-path.js';
 
 /** What comes out: access units in presentation order (pts = dts), and the new decoder configuration. */
 export interface ReencodedOutput {
@@ -37,41 +35,26 @@ export class FfmpegH264Reencoder {
   /** Starts ffmpeg for `track`; `output` receives the re-encoded frames. */
   create(track: VideoTrack, output: ReencodedOutput): VideoReencoder | undefined {
     if (track.codec !== 'h264') return undefined;
-    let child: ChildProcessByStdio<Writable, Readable, Readable>;
-    try {
-      child = spawn(
-        ffmpegPath(),
-        [
-          '-hide_banner', '-loglevel', 'error', '-nostdin',
-          // Probe as little as possible; `-fflags nobuffer` must not be used here: it leaves the FLV demuxer
-          // without a first DTS and ffmpeg then holds every frame ("cur_dts is invalid").
-          '-probesize', '32', '-analyzeduration', '0',
-          '-f', 'flv', '-i', 'pipe:0',
-          '-an', '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-profile:v', 'baseline',
-          '-b:v', String(this.bitrate), '-maxrate', String(this.bitrate), '-bufsize', String(this.bitrate),
-          // A keyframe every second bounds what a joining viewer must receive before its first picture.
-          '-force_key_frames', 'expr:gte(t,n_forced*1)', '-fps_mode', 'passthrough', '-copyts',
-          '-f', 'flv', '-flvflags', 'no_duration_filesize', '-flush_packets', '1', 'pipe:1',
-        ],
-        { stdio: ['pipe', 'pipe', 'pipe'] },
-      );
-    } catch (err) {
-      this.log.warn({ err }, 'cannot start ffmpeg to remove B-frames');
-      return undefined;
-    }
-    let closed = false;
-    let stderr = '';
+    const ff = spawnFfmpegPipe(
+      [
+        // Probe as little as possible; `-fflags nobuffer` must not be used here: it leaves the FLV demuxer
+        // without a first DTS and ffmpeg then holds every frame ("cur_dts is invalid").
+        '-probesize', '32', '-analyzeduration', '0',
+        '-f', 'flv', '-i', 'pipe:0',
+        '-an', '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-profile:v', 'baseline',
+        '-b:v', String(this.bitrate), '-maxrate', String(this.bitrate), '-bufsize', String(this.bitrate),
+        // A keyframe every second bounds what a joining viewer must receive before its first picture.
+        '-force_key_frames', 'expr:gte(t,n_forced*1)', '-fps_mode', 'passthrough', '-copyts',
+        '-f', 'flv', '-flvflags', 'no_duration_filesize', '-flush_packets', '1', 'pipe:1',
+      ],
+      this.log,
+      'H.264 re-encoder',
+    );
     let nalLengthSize = 4;
     /** Stream-timeline ticks of the first input frame: FLV carries ms from 0, so outputs are shifted back by it. */
     let base: number | undefined;
     const reader = new FlvStreamReader();
-    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
-    child.stdin.on('error', () => undefined);
-    child.on('error', (err) => this.log.warn({ err }, 'H.264 re-encoder failed'));
-    child.on('exit', (code, signal) => {
-      if (!closed) this.log.warn({ code, signal, stderr }, 'H.264 re-encoder exited');
-    });
-    child.stdout.on('data', (data: Buffer) => {
+    ff.child.stdout.on('data', (data: Buffer) => {
       try {
         for (const tag of reader.push(data)) {
           if (tag.tagType !== 9) continue;
@@ -86,28 +69,23 @@ export class FfmpegH264Reencoder {
         }
       } catch (err) {
         this.log.warn({ err }, 'bad FLV from the H.264 re-encoder');
-        child.kill('SIGKILL');
+        ff.stop();
       }
     });
-    child.stdin.write(writeFlvHeader(true, false));
-    child.stdin.write(writeFlvTag(9, 0, flvAvcBody(0, true, 0, track.config)));
+    ff.write(writeFlvHeader(true, false));
+    ff.write(writeFlvTag(9, 0, flvAvcBody(0, true, 0, track.config)));
     const lengthSize = track.info.nalLengthSize;
     return {
       push(au) {
-        if (closed) return;
+        if (!ff.alive) return;
         // FLV timestamps are ms from 0: keep the input's offset so output ticks map back to the stream's timeline.
         base ??= au.dts;
         const dtsMs = Math.round((au.dts - base) / 90);
         const cts = Math.round((au.pts - au.dts) / 90);
         const data = Buffer.concat(au.payload.flatMap((n) => [lengthPrefix(n.length, lengthSize), Buffer.from(n)]));
-        child.stdin.write(writeFlvTag(9, dtsMs, flvAvcBody(1, au.keyframe, cts, data)));
+        ff.write(writeFlvTag(9, dtsMs, flvAvcBody(1, au.keyframe, cts, data)));
       },
-      close() {
-        if (closed) return;
-        closed = true;
-        child.stdin.end();
-        child.kill('SIGKILL');
-      },
+      close: () => ff.stop(),
     };
   }
 }

@@ -102,6 +102,8 @@ export class LlHlsMuxer implements StreamSink {
   private bytesWritten = 0;
   private secondsWritten = 0;
   private driverSamples = 0;
+  /** Driver-track ticks in the closed parts of the current segment (spares re-adding parts per sample). */
+  private segmentPartTicks = 0;
   /** Rendered playlist text, full and delta, until the playlist changes (thousands of viewers ask for the same). */
   private rendered: { full?: string; delta?: string } = {};
 
@@ -215,7 +217,7 @@ export class LlHlsMuxer implements StreamSink {
     const ts = driver.track.timescale;
     const partTicks = (this.options.partTargetMs * ts) / 1000;
     const segmentTicks = (this.options.segmentTargetMs * ts) / 1000;
-    const segmentSoFar = this.current ? this.current.parts.reduce((n, p) => n + p.duration, 0) * ts + sum(driver.partSamples) : 0;
+    const segmentSoFar = this.current ? this.segmentPartTicks + sum(driver.partSamples) : 0;
     if (!this.current) {
       if (!sample.keyframe) return;
       this.startSegment(sample.dts);
@@ -232,6 +234,7 @@ export class LlHlsMuxer implements StreamSink {
   private startSegment(firstDts: number): void {
     const seconds = firstDts / this.driver!.track.timescale;
     const anchor = this.wallAnchor ?? { wallMs: Date.now(), seconds };
+    this.segmentPartTicks = 0;
     this.current = {
       msn: this.nextMsn++,
       parts: [],
@@ -253,7 +256,9 @@ export class LlHlsMuxer implements StreamSink {
       .filter((t) => t.partSamples.length > 0)
       .map((t) => ({ trackId: t.track.id, baseDecodeTime: t.partSamples[0]!.dts, samples: t.partSamples }));
     const bytes = writeFragment(this.fragmentSequence++, runs);
-    const duration = sum(driver.partSamples) / driver.track.timescale;
+    const ticks = sum(driver.partSamples);
+    this.segmentPartTicks += ticks;
+    const duration = ticks / driver.track.timescale;
     seg.parts.push({ number: this.nextPartNumber++, duration, independent: driver.partSamples[0]!.keyframe, bytes });
     for (const t of this.tracks) t.partSamples = [];
     this.bytesWritten += bytes.length;

@@ -25,7 +25,7 @@ export interface OpusPacket {
 
 /** Turns a stream's AAC into Opus once per stream (implemented with ffmpeg in transcode/, wired in app.ts). */
 export interface OpusTranscoderFactory {
-  create(track: AudioTrack, onPacket: (p: OpusPacket) => void): { push(au: AccessUnit): void; close(): void } | undefined;
+  create(track: AudioTrack, onPacket: (p: OpusPacket) => void): { readonly alive: boolean; push(au: AccessUnit): void; close(): void } | undefined;
 }
 
 /** Re-encodes H.264 without B-frames once per stream (implemented with ffmpeg in transcode/, wired in app.ts). */
@@ -97,8 +97,10 @@ export class WhepSource implements StreamSink {
   private audioTrack: Track | undefined;
   /** Video access units since the last keyframe, as received. */
   private sourceGop: AccessUnit[] = [];
+  /** Per-packet scratch: the packet patched for each payload type (reused to spare an allocation per packet). */
+  private readonly variants = new Map<number | undefined, Buffer>();
   private reencoder: { push(au: AccessUnit): void; close(): void } | undefined;
-  private transcoder: { push(au: AccessUnit): void; close(): void } | undefined;
+  private transcoder: { readonly alive: boolean; push(au: AccessUnit): void; close(): void } | undefined;
   /** Wall clock ↔ stream timeline (seconds) of this session, shared by both tracks' sender reports. */
   private anchor: { wallMs: number; seconds: number } | undefined;
 
@@ -137,7 +139,8 @@ export class WhepSource implements StreamSink {
         clockRate: 90_000,
         ssrc: this.rtp.video.ssrc,
       },
-      audio: this.transcoder ? { clockRate: 48_000, channels: 2, ssrc: this.rtp.audio.ssrc } : undefined,
+      // Audio is offered only while the Opus transcoder runs (ffmpeg may be missing or may have died).
+      audio: this.transcoder?.alive ? { clockRate: 48_000, channels: 2, ssrc: this.rtp.audio.ssrc } : undefined,
       hasBFrames: this.hasBFrames,
     };
   }
@@ -218,7 +221,8 @@ export class WhepSource implements StreamSink {
       state.octets += packet.length - 12;
       state.history[packet.readUInt16BE(2) % HISTORY_SIZE] = packet;
       // Viewers may number the codec differently: patch one copy per payload type, not one per viewer.
-      const variants = new Map<number | undefined, Buffer>();
+      const variants = this.variants;
+      variants.clear();
       for (const viewer of this.viewers) {
         const pt = viewer.payloadType(kind);
         let out = variants.get(pt);
