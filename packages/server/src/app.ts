@@ -16,6 +16,7 @@ import { StreamRegistry } from './core/stream-registry.js';
 import { LlHlsServer } from './egress/llhls/llhls-server.js';
 import { WhepServer } from './egress/whep/whep-server.js';
 import { RtmpServer } from './ingest/rtmp/rtmp-server.js';
+import { WhipServer } from './ingest/whip/whip-server.js';
 import { registerApiRoutes } from './api/api-routes.js';
 import { FfmpegOpusTranscoderFactory } from './transcode/aac-to-opus.js';
 import { FfmpegH264Reencoder } from './transcode/h264-reencoder.js';
@@ -33,6 +34,7 @@ export interface Glasscast {
   store: StreamStore;
   llhls: LlHlsServer;
   whep: WhepServer;
+  whip: WhipServer;
   http: FastifyInstance;
   /** The stream created on first start, if this start created it. */
   createdStream: StreamRecord | undefined;
@@ -69,14 +71,15 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     log,
   );
   const iceServers = listSetting(config.iceServers);
+  const network = {
+    bindAddress: config.webrtcBindAddress || undefined,
+    portRange: { min: config.webrtcPortMin, max: config.webrtcPortMax },
+    publicAddresses: listSetting(config.webrtcPublicAddresses),
+    iceServers,
+  };
   const whep = new WhepServer(
     {
-      network: {
-        bindAddress: config.webrtcBindAddress || undefined,
-        portRange: { min: config.webrtcPortMin, max: config.webrtcPortMax },
-        publicAddresses: listSetting(config.webrtcPublicAddresses),
-        iceServers,
-      },
+      network,
       playerIceServers: iceServers,
       connectTimeoutMs: 15_000,
       maxSessions: 1000,
@@ -86,6 +89,19 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     log.child({ egress: 'whep' }),
   );
   const registry = new StreamRegistry({ reconnectGraceMs: config.reconnectGraceMs, log, observers: [llhls, whep] });
+  const whip = new WhipServer(
+    {
+      network,
+      publisherIceServers: iceServers,
+      authorize: (key) => auth.authorize(key),
+      open: config.publishAuth === 'open',
+      claimForPublish: (name) => registry.claimForPublish(name),
+      maxBitrate: config.whipMaxBitrate,
+      mediaTimeoutMs: 5_000,
+      keyframeIntervalMs: config.segmentTargetMs,
+    },
+    log.child({ ingest: 'whip' }),
+  );
   const rtmp = new RtmpServer({ host: config.host, port: config.rtmpPort }, {
     authorizePublish: ({ key }) => auth.authorize(key),
     claimForPublish: (name) => registry.claimForPublish(name),
@@ -95,6 +111,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   http.get('/healthz', async () => ({ status: 'ok', streams: registry.list().length }));
   llhls.registerRoutes(http);
   whep.registerRoutes(http);
+  whip.registerRoutes(http);
   registerApiRoutes(http, { registry, store, llhls, whep });
   const webDir = webDistDir();
   if (webDir) {
@@ -128,11 +145,13 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     store,
     llhls,
     whep,
+    whip,
     http,
     createdStream,
     close() {
       closed ??= (async () => {
         await rtmp.close();
+        whip.close();
         registry.close();
         whep.close();
         llhls.close();

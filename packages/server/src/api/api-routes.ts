@@ -26,6 +26,8 @@ export interface StreamStatus {
   /** True when WHEP (WebRTC) playback is offered now. */
   webrtc: boolean;
   playback: { hls: string; whep: string; watch: string };
+  /** WebRTC viewers now and their counters (see `WhepServer.streamStats`). */
+  webrtcStats: { viewers: number; framesDropped: number; retransmitted: number; keyframeRequests: number };
 }
 
 function status(deps: ApiDeps, name: string): StreamStatus {
@@ -42,6 +44,7 @@ function status(deps: ApiDeps, name: string): StreamStatus {
       whep: `/whep/${encodeURIComponent(name)}`,
       watch: `/watch/${encodeURIComponent(name)}`,
     },
+    webrtcStats: deps.whep.streamStats(name),
   };
 }
 

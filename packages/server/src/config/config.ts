@@ -40,6 +40,8 @@ export const configSchema = z
     webrtcBindAddress: z.string(),
     /** Comma-separated public IPs announced as candidates on the same ports (1:1 NAT / port forwarding). */
     webrtcPublicAddresses: z.string(),
+    /** Most a WHIP publisher may send (announced with REMB), bits/s. 300 000–50 000 000, default 6 000 000. */
+    whipMaxBitrate: z.number().int().min(300_000).max(50_000_000),
     /** Comma-separated STUN/TURN URLs the server uses and announces to players (e.g. stun:stun.example.com:3478). */
     iceServers: z.string(),
     /** pino log level. */
@@ -65,12 +67,13 @@ export const DEFAULT_CONFIG: GlasscastConfig = {
   webrtcPortMax: 40099,
   webrtcBindAddress: '',
   webrtcPublicAddresses: '',
+  whipMaxBitrate: 6_000_000,
   iceServers: '',
   logLevel: 'info',
 };
 
 type Key = keyof GlasscastConfig;
-const NUMERIC: ReadonlySet<Key> = new Set<Key>(['httpPort', 'rtmpPort', 'partTargetMs', 'segmentTargetMs', 'playlistSegments', 'reconnectGraceMs', 'webrtcPortMin', 'webrtcPortMax']);
+const NUMERIC: ReadonlySet<Key> = new Set<Key>(['httpPort', 'rtmpPort', 'partTargetMs', 'segmentTargetMs', 'playlistSegments', 'reconnectGraceMs', 'webrtcPortMin', 'webrtcPortMax', 'whipMaxBitrate']);
 
 /** camelCase key → kebab-case flag name (`httpPort` → `http-port`). */
 const flagName = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);

@@ -98,6 +98,23 @@ export class Stream {
     this.log.info({ session: this.session, tracks: tracks.map((t) => `${t.kind}:${t.info.codecString}`) }, 'publisher session started');
   }
 
+  private keyframeRequester: (() => void) | undefined;
+
+  /**
+   * Lets the publisher session be asked for a keyframe (WHIP: a PLI to the browser). Sources that cannot make
+   * one on demand (RTMP) leave it unset; it is cleared when the session ends.
+   */
+  setKeyframeRequester(request: (() => void) | undefined): void {
+    this.keyframeRequester = request;
+  }
+
+  /** Asks the live publisher for a keyframe (a viewer joined or lost a picture). Returns false if it cannot. */
+  requestKeyframe(): boolean {
+    if (this._state !== 'live' || !this.keyframeRequester) return false;
+    this.keyframeRequester();
+    return true;
+  }
+
   /** Publishes one access unit to every subscriber. Ignored unless live. Never blocks. */
   publish(au: AccessUnit): void {
     if (this._state !== 'live') return;
@@ -134,6 +151,7 @@ export class Stream {
   endSession(reason: string): void {
     if (this._state !== 'live') return;
     this._state = 'reconnecting';
+    this.keyframeRequester = undefined;
     this.clearGopCache();
     this.log.info({ reason, graceMs: this.options.reconnectGraceMs }, 'publisher lost; waiting for it to return');
     for (const sub of this.subscribers) sub.push({ type: 'lost' });

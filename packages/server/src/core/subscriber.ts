@@ -28,7 +28,7 @@ export interface StreamSink {
 
 type Event =
   | { type: 'start'; start: SessionStart }
-  | { type: 'au'; au: AccessUnit }
+  | { type: 'au'; au: AccessUnit; /** performance.now() when queued, ms. */ queuedAt?: number }
   | { type: 'lost' }
   | { type: 'end'; reason: string };
 
@@ -38,11 +38,21 @@ export interface SubscriberOptions {
   maxQueue?: number;
   /** Interval between "reader too slow" log lines, ms. Default 10 000. */
   dropLogIntervalMs?: number;
+  /**
+   * For real-time readers (WebRTC): when the oldest queued access unit waited longer than this, ms, the queue is
+   * dropped as on overflow and delivery resumes at the next keyframe. Default: no limit.
+   */
+  maxLagMs?: number;
 }
+
+/** Longest a drain runs before yielding to I/O (socket reads, timers), ms. */
+const DRAIN_SLICE_MS = 8;
 
 /** One reader of a stream. Created by `Stream.subscribe`; `close()` is idempotent. */
 export class Subscriber {
   private queue: Event[] = [];
+  /** Index of the next event to deliver in `queue` (a drain may stop part-way to let I/O run). */
+  private head = 0;
   private queuedFrames = 0;
   private scheduled = false;
   private waitForKeyframe = false;
@@ -56,6 +66,7 @@ export class Subscriber {
 
   private readonly maxQueue: number;
   private readonly dropLogIntervalMs: number;
+  private readonly maxLagMs: number | undefined;
 
   constructor(
     private readonly sink: StreamSink,
@@ -65,6 +76,7 @@ export class Subscriber {
   ) {
     this.maxQueue = options.maxQueue ?? 1024;
     this.dropLogIntervalMs = options.dropLogIntervalMs ?? 10_000;
+    this.maxLagMs = options.maxLagMs;
   }
 
   /** Queues an event; never blocks and never throws. */
@@ -78,17 +90,29 @@ export class Subscriber {
         }
         this.waitForKeyframe = false;
       }
-      if (this.queuedFrames >= this.maxQueue) {
-        this.queue = this.queue.filter((e) => e.type !== 'au');
+      if (this.queuedFrames >= this.maxQueue || this.lagging()) {
+        this.queue = this.queue.slice(this.head).filter((e) => e.type !== 'au');
+        this.head = 0;
         this.countDrop(this.queuedFrames + 1);
         this.queuedFrames = 0;
         this.waitForKeyframe = true;
         return;
       }
       this.queuedFrames++;
+      if (this.maxLagMs !== undefined) event.queuedAt = performance.now();
     }
     this.queue.push(event);
     this.schedule();
+  }
+
+  /** True when the oldest queued access unit waited longer than `maxLagMs`. */
+  private lagging(): boolean {
+    if (this.maxLagMs === undefined) return false;
+    for (let i = this.head; i < this.queue.length; i++) {
+      const e = this.queue[i]!;
+      if (e.type === 'au') return e.queuedAt !== undefined && performance.now() - e.queuedAt > this.maxLagMs;
+    }
+    return false;
   }
 
   private videoTrackIds = new Set<number>();
@@ -119,33 +143,49 @@ export class Subscriber {
     setImmediate(() => this.drain());
   }
 
+  /** Delivers queued events for at most DRAIN_SLICE_MS, then yields and continues on the next turn. */
   private drain(): void {
     this.scheduled = false;
-    const events = this.queue;
-    this.queue = [];
-    this.queuedFrames = 0;
-    for (const event of events) {
+    const until = performance.now() + DRAIN_SLICE_MS;
+    while (this.head < this.queue.length) {
       if (this.closed) return;
-      try {
-        switch (event.type) {
-          case 'start':
-            this.sink.onSessionStart(event.start);
-            break;
-          case 'au':
-            this.deliveredFrames++;
-            this.sink.onAccessUnit(event.au);
-            break;
-          case 'lost':
-            this.sink.onPublisherLost();
-            break;
-          case 'end':
-            this.sink.onEnd(event.reason);
-            break;
-        }
-      } catch (err) {
-        // A failing reader must not break the stream or other readers (mediasoup's safeEmit).
-        this.log.error({ err }, 'stream reader threw; event skipped');
+      const event = this.queue[this.head++]!;
+      if (event.type === 'au') this.queuedFrames--;
+      this.deliver(event);
+      if (performance.now() >= until && this.head < this.queue.length) break;
+    }
+    if (this.head >= this.queue.length) {
+      this.queue = [];
+      this.head = 0;
+    } else {
+      if (this.head > 1024) {
+        this.queue = this.queue.slice(this.head);
+        this.head = 0;
       }
+      this.schedule();
+    }
+  }
+
+  private deliver(event: Event): void {
+    try {
+      switch (event.type) {
+        case 'start':
+          this.sink.onSessionStart(event.start);
+          break;
+        case 'au':
+          this.deliveredFrames++;
+          this.sink.onAccessUnit(event.au);
+          break;
+        case 'lost':
+          this.sink.onPublisherLost();
+          break;
+        case 'end':
+          this.sink.onEnd(event.reason);
+          break;
+      }
+    } catch (err) {
+      // A failing reader must not break the stream or other readers (mediasoup's safeEmit).
+      this.log.error({ err }, 'stream reader threw; event skipped');
     }
   }
 
@@ -154,12 +194,13 @@ export class Subscriber {
     if (this.closed) return;
     this.closed = true;
     this.queue = [];
+    this.head = 0;
     this.queuedFrames = 0;
     this.onClose(this);
   }
 
   /** Counters for stats. */
   getStats(): { queued: number; droppedFrames: number; deliveredFrames: number } {
-    return { queued: this.queue.length, droppedFrames: this.droppedFrames, deliveredFrames: this.deliveredFrames };
+    return { queued: this.queue.length - this.head, droppedFrames: this.droppedFrames, deliveredFrames: this.deliveredFrames };
   }
 }

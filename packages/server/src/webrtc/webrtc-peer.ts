@@ -1,7 +1,8 @@
 /**
- * The one adapter around the WebRTC library (node-datachannel / libdatachannel, DESIGN.md): a send-only peer
- * that answers an offer with exactly the tracks we send, sends RTP/RTCP we built, hands back the RTCP feedback
- * it receives, and answers NACKs from a per-track packet history. Nothing outside this folder imports the library.
+ * The one adapter around the WebRTC library (node-datachannel / libdatachannel, DESIGN.md), shared by WHEP and
+ * WHIP: a peer that answers an offer with exactly our tracks (one codec each; send-only for WHEP viewers,
+ * receive-only for WHIP publishers), sends RTP/RTCP we built, and hands back the RTP and RTCP it receives.
+ * Nothing outside this folder imports the library.
  */
 import nodeDataChannel from 'node-datachannel';
 import type { Logger } from '../core/logger.js';
@@ -19,16 +20,19 @@ export interface WebRtcNetworkOptions {
   iceServers: string[];
 }
 
-/** A track this peer sends. */
-export interface SendTrack {
+/** A track of this peer: one media section of the offer, answered with one codec. */
+export interface PeerTrack {
   kind: 'video' | 'audio';
+  /** `send`: we send media on it (WHEP); `receive`: the remote peer does (WHIP). */
+  direction: 'send' | 'receive';
   /** The offer's mid for this media section. */
   mid: string;
   payloadType: number;
-  /** `H264` or `opus`. */
-  codec: 'H264' | 'opus';
+  /** `H264`, `VP8` or `opus`. */
+  codec: 'H264' | 'VP8' | 'opus';
   /** fmtp line value for H.264 (`packetization-mode=1;profile-level-id=…`). */
   fmtp: string | undefined;
+  /** Our SSRC: of the media we send, or the one our RTCP comes from on a receive track. */
   ssrc: number;
 }
 
@@ -38,12 +42,16 @@ export type PeerState = 'new' | 'connecting' | 'connected' | 'disconnected' | 'f
 /** How long to wait for ICE gathering before answering with what we have, ms. */
 const GATHER_TIMEOUT_MS = 2000;
 
-/** A send-only WebRTC peer. `close()` is idempotent. */
-export class WebRtcSendPeer {
+/** A WebRTC peer of one WHEP or WHIP session. `close()` is idempotent. */
+export class WebRtcPeer {
   private readonly pc: nodeDataChannel.PeerConnection;
   private readonly tracks = new Map<string, nodeDataChannel.Track>();
+  /** Tracks whose DTLS-SRTP is up, by mid (kept from open/close events: no native call per packet). */
+  private readonly openTracks = new Map<string, nodeDataChannel.Track>();
   private closed = false;
   private feedbackHandler: ((mid: string, feedback: RtcpFeedback) => void) | undefined;
+  private rtpHandler: ((mid: string, packet: Buffer) => void) | undefined;
+  private rtcpHandler: ((mid: string, packet: Buffer) => void) | undefined;
   private stateHandler: ((state: PeerState) => void) | undefined;
   private openHandler: (() => void) | undefined;
   /** Packets and bytes handed to the library. */
@@ -73,6 +81,16 @@ export class WebRtcSendPeer {
     this.feedbackHandler = handler;
   }
 
+  /** Called with every RTP packet received (decrypted), per track mid. */
+  onRtp(handler: (mid: string, packet: Buffer) => void): void {
+    this.rtpHandler = handler;
+  }
+
+  /** Called with every RTCP packet received (e.g. a publisher's sender reports), per track mid. */
+  onRtcp(handler: (mid: string, packet: Buffer) => void): void {
+    this.rtcpHandler = handler;
+  }
+
   /** Called on every connection state change. */
   onStateChange(handler: (state: PeerState) => void): void {
     this.stateHandler = handler;
@@ -87,21 +105,32 @@ export class WebRtcSendPeer {
    * Answers `offer` with exactly `tracks` (one codec each, our SSRCs), after ICE gathering.
    * @throws Error when the library refuses the offer (malformed SDP, no usable transport).
    */
-  async answer(offer: string, tracks: readonly SendTrack[]): Promise<string> {
+  async answer(offer: string, tracks: readonly PeerTrack[]): Promise<string> {
     for (const t of tracks) {
-      const media = t.kind === 'video' ? new nodeDataChannel.Video(t.mid, 'SendOnly') : new nodeDataChannel.Audio(t.mid, 'SendOnly');
-      if (t.kind === 'video' && media instanceof nodeDataChannel.Video) media.addH264Codec(t.payloadType, t.fmtp);
-      else if (media instanceof nodeDataChannel.Audio) media.addOpusCodec(t.payloadType);
-      media.addSSRC(t.ssrc, 'glasscast', 'glasscast', t.kind);
+      const direction = t.direction === 'send' ? 'SendOnly' : 'RecvOnly';
+      const media = t.kind === 'video' ? new nodeDataChannel.Video(t.mid, direction) : new nodeDataChannel.Audio(t.mid, direction);
+      if (media instanceof nodeDataChannel.Video) {
+        if (t.codec === 'VP8') media.addVP8Codec(t.payloadType);
+        else media.addH264Codec(t.payloadType, t.fmtp);
+      } else {
+        media.addOpusCodec(t.payloadType);
+      }
+      if (t.direction === 'send') media.addSSRC(t.ssrc, 'glasscast', 'glasscast', t.kind);
       const track = this.pc.addTrack(media);
       // NACKs are answered by the caller from one history per stream (viewers share sequence numbers), which is
       // cheaper than a history per viewer; the library's own responder did not answer in our tests.
       track.onMessage((msg) => {
-        if (!isRtcp(msg)) return;
+        if (!isRtcp(msg)) {
+          this.rtpHandler?.(t.mid, msg);
+          return;
+        }
+        this.rtcpHandler?.(t.mid, msg);
         const feedback = readRtcpFeedback(msg);
         if (feedback.keyframeRequests.length > 0 || feedback.nacks.length > 0) this.feedbackHandler?.(t.mid, feedback);
       });
+      track.onClosed(() => this.openTracks.delete(t.mid));
       track.onOpen(() => {
+        this.openTracks.set(t.mid, track);
         const h = this.openHandler;
         this.openHandler = undefined;
         h?.();
@@ -133,10 +162,10 @@ export class WebRtcSendPeer {
     return out.join('\r\n');
   }
 
-  /** Sends one RTP or RTCP packet on the track of `mid`. Returns false if it could not be sent. */
+  /** Sends one RTP or RTCP packet on the track of `mid` (RTCP also on receive tracks). Returns false if it could not be sent. */
   send(mid: string, packet: Buffer): boolean {
-    const track = this.tracks.get(mid);
-    if (this.closed || !track || !track.isOpen()) {
+    const track = this.openTracks.get(mid);
+    if (track === undefined) {
       this.packetsDropped++;
       return false;
     }
@@ -184,6 +213,7 @@ export class WebRtcSendPeer {
       }
     }
     this.tracks.clear();
+    this.openTracks.clear();
     this.pc.close();
   }
 }

@@ -41,24 +41,24 @@ export function runFfmpeg(args: string[], options: { stdin?: boolean } = {}): Ff
   };
 }
 
-/** Publishes the BBB clip looped, stream-copied, at real-time speed, as the issue's acceptance does. */
-export function publishClip(rtmpUrl: string): FfmpegProcess {
-  return runFfmpeg(['-re', '-stream_loop', '-1', '-i', BBB_CLIP, '-c', 'copy', '-f', 'flv', rtmpUrl]);
+/** Publishes a clip (the BBB clip unless `file` is given) looped, stream-copied, at real-time speed. */
+export function publishClip(rtmpUrl: string, file = BBB_CLIP): FfmpegProcess {
+  return runFfmpeg(['-re', '-stream_loop', '-1', '-i', file, '-c', 'copy', '-f', 'flv', rtmpUrl]);
 }
 
 /**
- * Publishes an x264 test pattern with OBS's usual settings: CBR 2500k, veryfast, keyframe interval
+ * Publishes (or, with `realtime: false` and a file path, encodes as fast as it can) an x264 test pattern with OBS's usual settings: CBR 2500k, veryfast, keyframe interval
  * `gopSeconds`, 30 fps, AAC 160k; `zerolatency` adds x264's zerolatency tune (no B-frames, no lookahead).
  */
 export function publishTestPattern(
   rtmpUrl: string,
-  options: { gopSeconds?: number; zerolatency?: boolean; size?: string; seconds?: number } = {},
+  options: { gopSeconds?: number; zerolatency?: boolean; size?: string; seconds?: number; realtime?: boolean } = {},
 ): FfmpegProcess {
   const fps = 30;
   const gop = fps * (options.gopSeconds ?? 2);
   const duration = options.seconds !== undefined ? ['-t', String(options.seconds)] : [];
   return runFfmpeg([
-    '-re',
+    ...(options.realtime === false ? [] : ['-re']),
     '-f', 'lavfi', '-i', `testsrc2=size=${options.size ?? '1280x720'}:rate=${fps}`,
     '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
     ...duration,

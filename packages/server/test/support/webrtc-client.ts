@@ -4,6 +4,7 @@
  * send RTCP (e.g. a NACK) back.
  */
 import nodeDataChannel from 'node-datachannel';
+import { writeNack } from '../../src/media/rtp/rtcp.js';
 import { readRtpPacket } from '../../src/media/rtp/rtp-packet.js';
 
 /** One received RTP packet. */
@@ -29,8 +30,14 @@ export class WhepTestClient {
   /** Keep received packets (tests) or only count them (load benchmarks). */
   keepPackets = true;
   counts = { video: 0, audio: 0, bytes: 0 };
+  /** With `keepPackets` off: called with each RTP packet's kind and sequence number (no copy, no parse). */
+  onSequence: ((kind: 'video' | 'audio', sequenceNumber: number) => void) | undefined;
 
-  constructor(private readonly options: { videoCodecs?: 'h264' | 'vp8' } = {}) {
+  /**
+   * `listen: false` registers no message callback at all: the library still receives and decrypts every packet
+   * but none crosses into JavaScript (load benchmarks, where thousands of callbacks a second would dominate).
+   */
+  constructor(private readonly options: { videoCodecs?: 'h264' | 'vp8'; listen?: boolean } = {}) {
     this.init();
   }
 
@@ -45,11 +52,15 @@ export class WhepTestClient {
     audio.addOpusCodec(111);
     this.audio = this.pc.addTrack(audio);
     for (const [kind, track] of [['video', this.video], ['audio', this.audio]] as const) {
+      if (options.listen === false) continue;
       track.onMessage((msg) => {
         if (msg.length < 12 || (msg[1]! >= 192 && msg[1]! <= 223)) return; // RTCP (sender reports)
         this.counts[kind]++;
         this.counts.bytes += msg.length;
-        if (!this.keepPackets) return;
+        if (!this.keepPackets) {
+          this.onSequence?.(kind, msg.readUInt16BE(2));
+          return;
+        }
         const p = readRtpPacket(msg);
         this.packets.push({ kind, sequenceNumber: p.sequenceNumber, timestamp: p.timestamp, ssrc: p.ssrc, marker: p.marker, payloadType: p.payloadType, payload: Buffer.from(p.payload), at: Date.now() });
       });
@@ -139,20 +150,4 @@ export class WhepTestClient {
     this.location = undefined;
     this.pc.close();
   }
-}
-
-/** A generic NACK (RFC 4585 §6.2.1) from `senderSsrc` for `sequenceNumbers` of `mediaSsrc`. */
-export function writeNack(senderSsrc: number, mediaSsrc: number, sequenceNumbers: number[]): Buffer {
-  const fcis = sequenceNumbers.map((seq) => {
-    const b = Buffer.alloc(4);
-    b.writeUInt16BE(seq & 0xffff, 0);
-    return b;
-  });
-  const out = Buffer.concat([Buffer.alloc(12), ...fcis]);
-  out[0] = 0x81; // V=2, FMT=1 (generic NACK)
-  out[1] = 205; // RTPFB
-  out.writeUInt16BE(out.length / 4 - 1, 2);
-  out.writeUInt32BE(senderSsrc, 4);
-  out.writeUInt32BE(mediaSsrc, 8);
-  return out;
 }

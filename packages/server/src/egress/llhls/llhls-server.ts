@@ -11,6 +11,7 @@ import type { Logger } from '../../core/logger.js';
 import type { Stream } from '../../core/stream.js';
 import type { StreamObserver } from '../../core/stream-registry.js';
 import type { Subscriber } from '../../core/subscriber.js';
+import { OpusToAacSink } from '../../transcode/opus-to-aac.js';
 import { LlHlsMuxer, type LlHlsMuxerOptions } from './llhls-muxer.js';
 import { renderMultivariantPlaylist } from './llhls-playlist.js';
 
@@ -55,9 +56,11 @@ export class LlHlsServer implements StreamObserver {
   /** Subscribes a new muxer to a new stream, replacing an ended one of the same name. */
   streamCreated(stream: Stream): void {
     this.remove(stream.name);
-    const muxer = new LlHlsMuxer(stream.name, this.options, this.log.child({ stream: stream.name, egress: 'llhls' }));
+    const log = this.log.child({ stream: stream.name, egress: 'llhls' });
+    const muxer = new LlHlsMuxer(stream.name, this.options, log);
     const entry: Entry = { muxer, subscriber: undefined as unknown as Subscriber, removeTimer: undefined };
-    entry.subscriber = stream.subscribe({
+    // LL-HLS carries AAC: an Opus source (WHIP) is transcoded once, in front of the muxer.
+    entry.subscriber = stream.subscribe(new OpusToAacSink({
       onSessionStart: (s) => muxer.onSessionStart(s),
       onAccessUnit: (au) => muxer.onAccessUnit(au),
       onPublisherLost: () => muxer.onPublisherLost(),
@@ -68,7 +71,7 @@ export class LlHlsServer implements StreamObserver {
         }, this.options.retainEndedMs);
         entry.removeTimer.unref();
       },
-    });
+    }, log));
     this.entries.set(stream.name, entry);
   }
 

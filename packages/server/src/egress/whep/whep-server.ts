@@ -7,15 +7,16 @@
  *   DELETE  /whep/<name>/sessions/<id>      ends the session → 200
  */
 import { randomBytes } from 'node:crypto';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../../core/logger.js';
 import type { Stream } from '../../core/stream.js';
 import type { StreamObserver } from '../../core/stream-registry.js';
 import type { Subscriber } from '../../core/subscriber.js';
 import { MediaParseError } from '../../media/errors.js';
 import { chooseH264Format, chooseOpusFormat, parseSdp, type SdpMediaSection } from '../../media/sdp/sdp.js';
-import type { SendTrack, WebRtcNetworkOptions } from '../../webrtc/webrtc-peer.js';
-import { WebRtcSendPeer } from '../../webrtc/webrtc-peer.js';
+import type { PeerTrack, WebRtcNetworkOptions } from '../../webrtc/webrtc-peer.js';
+import { WebRtcPeer } from '../../webrtc/webrtc-peer.js';
+import { applyTrickle, cors, created, hasType, linkIceServers, problem, SDP, TRICKLE } from '../../webrtc/signaling.js';
 import type { MediaKind, OpusTranscoderFactory, RtpViewer, VideoReencoderFactory } from './whep-source.js';
 import { WhepSource, withPayloadType } from './whep-source.js';
 
@@ -34,10 +35,8 @@ export interface WhepServerOptions {
   reencoder: VideoReencoderFactory | undefined;
 }
 
-const SDP = 'application/sdp';
 /** Cap on NACK retransmissions per viewer per second, so a hostile or broken receiver cannot amplify traffic. */
 const MAX_RETRANSMITS_PER_SECOND = 500;
-const TRICKLE = 'application/trickle-ice-sdpfrag';
 
 /** One WHEP viewer. */
 class WhepSession implements RtpViewer {
@@ -51,10 +50,12 @@ class WhepSession implements RtpViewer {
 
   constructor(
     readonly streamName: string,
-    readonly peer: WebRtcSendPeer,
+    readonly peer: WebRtcPeer,
     private readonly source: WhepSource,
     private readonly mids: Partial<Record<MediaKind, { mid: string; payloadType: number }>>,
     private readonly onClose: (s: WhepSession, reason: string) => void,
+    /** Asks the stream's publisher for a keyframe (WHIP: forwarded as a PLI; RTMP: cannot, returns false). */
+    private readonly requestKeyframe: () => boolean,
   ) {}
 
   /** Retransmissions in the current one-second window, and when it began (a flood of NACKs is capped). */
@@ -68,6 +69,8 @@ class WhepSession implements RtpViewer {
       const kind = (Object.keys(this.mids) as MediaKind[]).find((k) => this.mids[k]?.mid === mid);
       if (!kind) return;
       this.stats.keyframeRequests += feedback.keyframeRequests.length;
+      // A viewer that lost its picture: the next keyframe repairs it; ask the publisher to send it now if it can.
+      if (feedback.keyframeRequests.length > 0) this.requestKeyframe();
       const now = Date.now();
       if (now - this.retransmitWindow.start > 1000) this.retransmitWindow = { start: now, count: 0 };
       for (const nack of feedback.nacks) {
@@ -84,6 +87,9 @@ class WhepSession implements RtpViewer {
     this.peer.onOpen(() => {
       clearTimeout(this.connectTimer);
       this.source.addViewer(this);
+      // The cached GOP starts this viewer at once; a fresh keyframe (where the publisher can make one) keeps
+      // the cache short for the next viewer.
+      this.requestKeyframe();
     });
     this.peer.onStateChange((state) => {
       // libdatachannel reports "disconnected" when ICE consent fails (RFC 7675) and "failed" after it.
@@ -116,6 +122,7 @@ class WhepSession implements RtpViewer {
 interface SourceEntry {
   source: WhepSource;
   subscriber: Subscriber;
+  stream: Stream;
 }
 
 /** Owns WHEP sources and sessions. `close()` is idempotent. */
@@ -131,8 +138,8 @@ export class WhepServer implements StreamObserver {
   streamCreated(stream: Stream): void {
     this.removeSource(stream.name);
     const source = new WhepSource(stream.name, this.log.child({ stream: stream.name, egress: 'whep' }), this.options.opus, this.options.reencoder);
-    const subscriber = stream.subscribe(source, { maxQueue: 512 });
-    this.sources.set(stream.name, { source, subscriber });
+    const subscriber = stream.subscribe(source, { maxQueue: 512, maxLagMs: 1000 });
+    this.sources.set(stream.name, { source, subscriber, stream });
   }
 
   private removeSource(name: string): void {
@@ -149,6 +156,24 @@ export class WhepServer implements StreamObserver {
     return this.sources.get(name)?.source;
   }
 
+  /**
+   * WebRTC figures of one stream: viewers connected now, access units dropped before packetizing because the
+   * server fell behind real time (all viewers then resume at the next keyframe), and, over the current
+   * viewers, packets retransmitted for NACKs and keyframe requests (PLI/FIR) received.
+   */
+  streamStats(name: string): { viewers: number; framesDropped: number; retransmitted: number; keyframeRequests: number } {
+    let viewers = 0;
+    let retransmitted = 0;
+    let keyframeRequests = 0;
+    for (const s of this.sessions.values()) {
+      if (s.streamName !== name) continue;
+      viewers++;
+      retransmitted += s.stats.retransmitted;
+      keyframeRequests += s.stats.keyframeRequests;
+    }
+    return { viewers, framesDropped: this.sources.get(name)?.subscriber.droppedFrames ?? 0, retransmitted, keyframeRequests };
+  }
+
   /** Sessions open now. */
   get sessionCount(): number {
     return this.sessions.size;
@@ -160,53 +185,44 @@ export class WhepServer implements StreamObserver {
     for (const name of [...this.sources.keys()]) this.removeSource(name);
   }
 
-  private cors(reply: FastifyReply): FastifyReply {
-    return reply
-      .header('access-control-allow-origin', '*')
-      .header('access-control-allow-methods', 'OPTIONS, POST, PATCH, DELETE')
-      .header('access-control-allow-headers', 'content-type, authorization, if-match')
-      .header('access-control-expose-headers', 'location, link, etag');
-  }
-
-  private problem(reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
-    return this.cors(reply).code(status).header('cache-control', 'no-store').send({ code, message });
-  }
-
   /** Registers the WHEP routes. */
   registerRoutes(app: FastifyInstance): void {
-    app.addContentTypeParser([SDP, TRICKLE], { parseAs: 'string', bodyLimit: 64 * 1024 }, (_req, body, done) => done(null, body));
+    if (!app.hasContentTypeParser(SDP)) {
+      app.addContentTypeParser([SDP, TRICKLE], { parseAs: 'string', bodyLimit: 64 * 1024 }, (_req, body, done) => done(null, body));
+    }
 
-    app.options('/whep/:name', async (_req, reply) => this.cors(reply).header('accept-post', SDP).code(204).send());
-    app.options('/whep/:name/sessions/:id', async (_req, reply) => this.cors(reply).code(204).send());
+    app.options('/whep/:name', async (_req, reply) => cors(reply).header('accept-post', SDP).code(204).send());
+    app.options('/whep/:name/sessions/:id', async (_req, reply) => cors(reply).code(204).send());
 
     app.post<{ Params: { name: string } }>('/whep/:name', async (request, reply) => {
-      if (request.headers['content-type']?.split(';')[0]?.trim() !== SDP) {
-        return this.problem(reply, 415, 'UNSUPPORTED_MEDIA_TYPE', 'the offer must be application/sdp');
+      if (!hasType(request.headers['content-type'], SDP)) {
+        return problem(reply, 415, 'UNSUPPORTED_MEDIA_TYPE', 'the offer must be application/sdp');
       }
       const name = request.params.name;
       const source = this.source(name);
       const info = source?.info();
-      if (!source || !info?.video) return this.problem(reply, 404, 'STREAM_NOT_FOUND', `stream ${name} is not live over WebRTC`);
-      if (this.sessions.size >= this.options.maxSessions) return this.problem(reply, 503, 'LIMIT_EXCEEDED', 'too many WebRTC viewers');
+      if (!source || !info?.video) return problem(reply, 404, 'STREAM_NOT_FOUND', `stream ${name} is not live over WebRTC`);
+      if (this.sessions.size >= this.options.maxSessions) return problem(reply, 503, 'LIMIT_EXCEEDED', 'too many WebRTC viewers');
       let sections: SdpMediaSection[];
       try {
         sections = parseSdp(String(request.body)).media;
       } catch (err) {
-        if (err instanceof MediaParseError) return this.problem(reply, 400, 'BAD_SDP', err.message);
+        if (err instanceof MediaParseError) return problem(reply, 400, 'BAD_SDP', err.message);
         throw err;
       }
       const videoSection = sections.find((s) => s.kind === 'video' && !s.rejected && s.direction !== 'sendonly' && s.direction !== 'inactive');
       const format = videoSection && chooseH264Format(videoSection, info.video.profileIdc);
       if (!videoSection?.mid || !format) {
-        return this.problem(reply, 400, 'NO_COMMON_CODEC', 'the offer has no receivable video section with H.264 packetization-mode=1');
+        return problem(reply, 400, 'NO_COMMON_CODEC', 'the offer has no receivable video section with H.264 packetization-mode=1');
       }
-      const peer = new WebRtcSendPeer(`whep-${name}`, this.options.network, this.log);
+      const peer = new WebRtcPeer(`whep-${name}`, this.options.network, this.log);
       const mids: Partial<Record<MediaKind, { mid: string; payloadType: number }>> = {
         video: { mid: videoSection.mid, payloadType: format.payloadType },
       };
-      const tracks: SendTrack[] = [
+      const tracks: PeerTrack[] = [
         {
           kind: 'video',
+          direction: 'send',
           mid: videoSection.mid,
           payloadType: format.payloadType,
           codec: 'H264',
@@ -218,65 +234,51 @@ export class WhepServer implements StreamObserver {
       const opus = audioSection && chooseOpusFormat(audioSection);
       if (info.audio && audioSection?.mid && opus) {
         mids.audio = { mid: audioSection.mid, payloadType: opus.payloadType };
-        tracks.push({ kind: 'audio', mid: audioSection.mid, payloadType: opus.payloadType, codec: 'opus', fmtp: undefined, ssrc: info.audio.ssrc });
+        tracks.push({ kind: 'audio', direction: 'send', mid: audioSection.mid, payloadType: opus.payloadType, codec: 'opus', fmtp: undefined, ssrc: info.audio.ssrc });
       }
       let answer: string;
       try {
         answer = await peer.answer(String(request.body), tracks);
       } catch (err) {
         peer.close();
-        return this.problem(reply, 400, 'BAD_SDP', `offer refused: ${(err as Error).message}`);
+        return problem(reply, 400, 'BAD_SDP', `offer refused: ${(err as Error).message}`);
       }
-      const session = new WhepSession(name, peer, source, mids, (s, reason) => {
-        this.sessions.delete(s.id);
-        this.log.info({ stream: name, session: s.id.slice(0, 8), reason }, 'WHEP session closed');
-      });
+      const stream = this.sources.get(name)?.stream;
+      const session = new WhepSession(
+        name,
+        peer,
+        source,
+        mids,
+        (s, reason) => {
+          this.sessions.delete(s.id);
+          this.log.info({ stream: name, session: s.id.slice(0, 8), reason }, 'WHEP session closed');
+        },
+        () => stream?.requestKeyframe() ?? false,
+      );
       session.remoteUfrag = /a=ice-ufrag:(\S+)/.exec(String(request.body))?.[1];
       this.sessions.set(session.id, session);
       session.start(this.options.connectTimeoutMs);
       this.log.info({ stream: name, session: session.id.slice(0, 8) }, 'WHEP session created');
-      const links = this.options.playerIceServers.map((url) => `<${url}>; rel="ice-server"`);
-      if (links.length) reply.header('link', links.join(', '));
-      return this.cors(reply)
-        .code(201)
-        .header('location', `/whep/${encodeURIComponent(name)}/sessions/${session.id}`)
-        .header('etag', session.etag)
-        .header('cache-control', 'no-store')
-        .type(SDP)
-        .send(answer);
+      linkIceServers(reply, this.options.playerIceServers);
+      return created(reply, `/whep/${encodeURIComponent(name)}/sessions/${session.id}`, session.etag, answer);
     });
 
     app.patch<{ Params: { name: string; id: string } }>('/whep/:name/sessions/:id', async (request, reply) => {
       const session = this.sessions.get(request.params.id);
-      if (!session || session.streamName !== request.params.name) return this.problem(reply, 404, 'SESSION_NOT_FOUND', 'no such WHEP session');
-      if (request.headers['content-type']?.split(';')[0]?.trim() !== TRICKLE) {
-        return this.problem(reply, 415, 'UNSUPPORTED_MEDIA_TYPE', `PATCH takes ${TRICKLE}`);
+      if (!session || session.streamName !== request.params.name) return problem(reply, 404, 'SESSION_NOT_FOUND', 'no such WHEP session');
+      if (!hasType(request.headers['content-type'], TRICKLE)) {
+        return problem(reply, 415, 'UNSUPPORTED_MEDIA_TYPE', `PATCH takes ${TRICKLE}`);
       }
-      const frag = String(request.body);
-      const ufrag = /a=ice-ufrag:(\S+)/.exec(frag)?.[1];
-      if (ufrag !== undefined && ufrag !== session.remoteUfrag) {
-        // An ICE restart needs new credentials on our side, which this WebRTC library cannot do mid-session.
-        return this.problem(reply, 405, 'ICE_RESTART_UNSUPPORTED', 'ICE restart is not supported; start a new session');
-      }
-      let mid = '0';
-      for (const line of frag.split(/\r?\n/)) {
-        if (line.startsWith('a=mid:')) mid = line.slice(6).trim();
-        else if (line.startsWith('a=candidate:')) {
-          try {
-            session.peer.addRemoteCandidate(line.slice(2), mid);
-          } catch {
-            return this.problem(reply, 400, 'BAD_CANDIDATE', 'malformed ICE candidate');
-          }
-        }
-      }
-      return this.cors(reply).code(204).send();
+      const failed = applyTrickle(session.peer, String(request.body), session.remoteUfrag, '0');
+      if (failed) return problem(reply, failed.status, failed.code, failed.message);
+      return cors(reply).code(204).send();
     });
 
     app.delete<{ Params: { name: string; id: string } }>('/whep/:name/sessions/:id', async (request, reply) => {
       const session = this.sessions.get(request.params.id);
-      if (!session || session.streamName !== request.params.name) return this.problem(reply, 404, 'SESSION_NOT_FOUND', 'no such WHEP session');
+      if (!session || session.streamName !== request.params.name) return problem(reply, 404, 'SESSION_NOT_FOUND', 'no such WHEP session');
       session.close('viewer sent DELETE');
-      return this.cors(reply).code(200).send();
+      return cors(reply).code(200).send();
     });
   }
 }

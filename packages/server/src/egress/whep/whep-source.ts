@@ -139,8 +139,9 @@ export class WhepSource implements StreamSink {
         clockRate: 90_000,
         ssrc: this.rtp.video.ssrc,
       },
-      // Audio is offered only while the Opus transcoder runs (ffmpeg may be missing or may have died).
-      audio: this.transcoder?.alive ? { clockRate: 48_000, channels: 2, ssrc: this.rtp.audio.ssrc } : undefined,
+      // Opus sources (WHIP) are forwarded as they are; AAC is offered only while the Opus transcoder runs
+      // (ffmpeg may be missing or may have died).
+      audio: this.audioTrack?.kind === 'audio' && (this.audioTrack.codec === 'opus' || this.transcoder?.alive) ? { clockRate: 48_000, channels: 2, ssrc: this.rtp.audio.ssrc } : undefined,
       hasBFrames: this.hasBFrames,
     };
   }
@@ -188,7 +189,7 @@ export class WhepSource implements StreamSink {
     this.reencoder?.close();
     this.reencoder = undefined;
     this.sourceGop = [];
-    if (this.audioTrack?.kind === 'audio' && this.opus) {
+    if (this.audioTrack?.kind === 'audio' && this.audioTrack.codec === 'aac' && this.opus) {
       this.transcoder = this.opus.create(this.audioTrack, (p) => this.sendOpus(p));
     }
     // Timestamps of a new session restart anywhere: re-anchor so RTP time keeps increasing for viewers.
@@ -237,7 +238,11 @@ export class WhepSource implements StreamSink {
     if (!track) return;
     this.anchor ??= { wallMs: Date.now(), seconds: au.dts / track.timescale };
     if (track.kind === 'audio') {
-      this.transcoder?.push(au);
+      if (track.codec === 'opus') {
+        const p = au.payload[0] ?? new Uint8Array(0);
+        this.sendOpus({ timestamp: au.dts, packet: Buffer.from(p.buffer, p.byteOffset, p.byteLength) });
+      }
+      else this.transcoder?.push(au);
       return;
     }
     if (track.codec !== 'h264') return;

@@ -66,3 +66,43 @@ export function adtsHeader(config: AacConfig, frameLength: number): Buffer {
     0xfc, // buffer fullness 0x7ff (VBR), one raw data block
   ]);
 }
+
+/** Builds a 2-byte AudioSpecificConfig (ISO/IEC 14496-3 §1.6.2.1) for a standard rate, e.g. AAC-LC 48 kHz stereo. */
+export function buildAacConfig(objectType: number, sampleRate: number, channels: number): Buffer {
+  const freqIndex = AAC_SAMPLE_RATES.indexOf(sampleRate as (typeof AAC_SAMPLE_RATES)[number]);
+  if (objectType < 1 || objectType > 30 || freqIndex < 0 || channels < 1 || channels > 7) throw new RangeError('unsupported AAC configuration');
+  const v = (objectType << 11) | (freqIndex << 7) | (channels << 3);
+  return Buffer.from([v >> 8, v & 0xff]);
+}
+
+/**
+ * Splits an ADTS byte stream (ISO/IEC 13818-7 §6.2) into raw AAC frames, incrementally. Bytes before a sync
+ * word are skipped; holds at most one frame (8 KiB) between calls.
+ */
+export class AdtsFrameReader {
+  private buf: Buffer = Buffer.alloc(0);
+
+  /** Feeds bytes; returns the raw frames (ADTS headers removed) they complete. */
+  push(data: Buffer): Buffer[] {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, data]) : data;
+    const out: Buffer[] = [];
+    let pos = 0;
+    while (pos + 7 <= this.buf.length) {
+      if (this.buf[pos] !== 0xff || (this.buf[pos + 1]! & 0xf6) !== 0xf0) {
+        pos++;
+        continue;
+      }
+      const headerLength = this.buf[pos + 1]! & 1 ? 7 : 9; // protection_absent = 1: no CRC
+      const frameLength = ((this.buf[pos + 3]! & 3) << 11) | (this.buf[pos + 4]! << 3) | (this.buf[pos + 5]! >> 5);
+      if (frameLength < headerLength) {
+        pos++;
+        continue;
+      }
+      if (pos + frameLength > this.buf.length) break;
+      out.push(Buffer.from(this.buf.subarray(pos + headerLength, pos + frameLength)));
+      pos += frameLength;
+    }
+    this.buf = Buffer.from(this.buf.subarray(pos));
+    return out;
+  }
+}

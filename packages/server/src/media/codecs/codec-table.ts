@@ -5,11 +5,12 @@
 import { aacCodecString, parseAacConfig } from './aac.js';
 import { h264CodecString, H264_NAL, parseAvcConfig, parseH264Sps } from './h264.js';
 import { hevcCodecString, HEVC_NAL, parseHevcConfig, parseHevcSpsSize } from './hevc.js';
+import { parseOpusHead } from './opus.js';
 
 /** Video codecs the core carries. */
 export type VideoCodec = 'h264' | 'h265';
 /** Audio codecs the core carries. */
-export type AudioCodec = 'aac';
+export type AudioCodec = 'aac' | 'opus';
 
 /** Facts derived from a video codec configuration record. */
 export interface VideoConfigInfo {
@@ -84,7 +85,8 @@ export const VIDEO_CODECS: Record<VideoCodec, VideoCodecEntry> = {
 };
 
 interface AudioCodecEntry {
-  sampleEntry: 'mp4a';
+  /** ISO BMFF sample entry (LL-HLS carries AAC only: Opus is transcoded for it). */
+  sampleEntry: 'mp4a' | 'Opus';
   parseConfig(config: Uint8Array): AudioConfigInfo;
 }
 
@@ -96,6 +98,14 @@ export const AUDIO_CODECS: Record<AudioCodec, AudioCodecEntry> = {
       const cfg = parseAacConfig(config);
       // HE-AAC (SBR) still frames 1024 core samples at the core rate signalled here.
       return { codecString: aacCodecString(cfg), sampleRate: cfg.sampleRate, channels: cfg.channels, frameSamples: 1024 };
+    },
+  },
+  opus: {
+    sampleEntry: 'Opus',
+    parseConfig(config) {
+      const head = parseOpusHead(config);
+      // RFC 7587 §4.1: the RTP clock (and so the track timescale) is 48 kHz; WebRTC sends 20 ms packets.
+      return { codecString: 'opus', sampleRate: 48_000, channels: head.channels, frameSamples: 960 };
     },
   },
 };

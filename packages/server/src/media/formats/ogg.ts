@@ -65,3 +65,71 @@ export function opusPacketSamples(packet: Uint8Array): number {
   }
   return frameSamples * frames;
 }
+
+/** CRC-32 of Ogg pages (RFC 3533 §6: polynomial 0x04c11db7, no reflection, initial value 0). */
+const OGG_CRC_TABLE = (() => {
+  const table = new Uint32Array(256);
+  for (let i = 0; i < 256; i++) {
+    let r = i << 24;
+    for (let j = 0; j < 8; j++) r = r & 0x80000000 ? (r << 1) ^ 0x04c11db7 : r << 1;
+    table[i] = r >>> 0;
+  }
+  return table;
+})();
+
+function oggCrc(page: Uint8Array): number {
+  let crc = 0;
+  for (const byte of page) crc = ((crc << 8) ^ OGG_CRC_TABLE[((crc >>> 24) ^ byte) & 0xff]!) >>> 0;
+  return crc;
+}
+
+/**
+ * Writes one logical Ogg Opus stream (RFC 7845): the OpusHead page, the OpusTags page, then one page per Opus
+ * packet with its granule position (48 kHz samples so far), so a reader (ffmpeg) gets each packet at once.
+ */
+export class OggOpusWriter {
+  private sequence = 0;
+  private granule = 0n;
+  private readonly serial: number;
+
+  constructor(serial = 0x47434153 /* "GCAS" */) {
+    this.serial = serial >>> 0;
+  }
+
+  /** The two header pages for `opusHead` (a 19-byte OpusHead). */
+  headers(opusHead: Uint8Array): Buffer {
+    const tags = Buffer.alloc(8 + 4 + 9 + 4);
+    tags.write('OpusTags', 0, 'latin1');
+    tags.writeUInt32LE(9, 8);
+    tags.write('glasscast', 12, 'latin1');
+    tags.writeUInt32LE(0, 21);
+    return Buffer.concat([this.page(opusHead, 0x02, 0n), this.page(tags, 0x00, 0n)]);
+  }
+
+  /** A page carrying one Opus packet. */
+  packet(opus: Uint8Array): Buffer {
+    this.granule += BigInt(opusPacketSamples(opus));
+    return this.page(opus, 0x00, this.granule);
+  }
+
+  private page(body: Uint8Array, flags: number, granule: bigint): Buffer {
+    const lacing: number[] = [];
+    for (let left = body.length; ; left -= 255) {
+      lacing.push(Math.min(left, 255));
+      if (left < 255) break;
+    }
+    if (lacing.length > 255) throw new RangeError('Ogg page body too large');
+    const header = Buffer.alloc(27 + lacing.length);
+    header.write('OggS', 0, 'latin1');
+    header[4] = 0; // version
+    header[5] = flags;
+    header.writeBigUInt64LE(granule, 6);
+    header.writeUInt32LE(this.serial, 14);
+    header.writeUInt32LE(this.sequence++, 18);
+    header[26] = lacing.length;
+    Buffer.from(lacing).copy(header, 27);
+    const page = Buffer.concat([header, body]);
+    page.writeUInt32LE(oggCrc(page), 22);
+    return page;
+  }
+}

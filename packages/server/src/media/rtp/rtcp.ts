@@ -1,6 +1,8 @@
 /**
  * RTCP pieces a sender needs: Sender Reports (RFC 3550 §6.4.1) for audio/video sync, and reading the feedback
- * receivers send (PLI and FIR, RFC 4585 §6.3.1 / RFC 5104 §4.3.1; generic NACK, RFC 4585 §6.2.1).
+ * receivers send (PLI and FIR, RFC 4585 §6.3.1 / RFC 5104 §4.3.1; generic NACK, RFC 4585 §6.2.1). And what a
+ * receiver (WHIP ingest) sends: Receiver Reports (RFC 3550 §6.4.2), generic NACK, PLI, and REMB
+ * (draft-alvestrand-rmcat-remb-03 §2.2) so a browser's encoder knows how much it may send.
  */
 
 /** Seconds between 1900-01-01 (NTP epoch) and 1970-01-01. */
@@ -66,4 +68,115 @@ export function readRtcpFeedback(packet: Uint8Array): RtcpFeedback {
     pos = end;
   }
   return out;
+}
+
+/** One report block of a Receiver Report (RFC 3550 §6.4.1): reception statistics for one media SSRC. */
+export interface ReportBlock {
+  ssrc: number;
+  /** Fraction of packets lost since the last report, 0–1. */
+  fractionLost: number;
+  /** Packets lost in total (expected − received), may be negative with duplicates. */
+  cumulativeLost: number;
+  /** Extended highest sequence number received (cycles × 65536 + highest). */
+  extendedHighestSequence: number;
+  /** Interarrival jitter, RTP timestamp units. */
+  jitter: number;
+  /** Middle 32 bits of the NTP time of the last Sender Report received (0 if none). */
+  lastSenderReport: number;
+  /** Delay since that Sender Report, 1/65536 s (0 if none). */
+  delaySinceLastSenderReport: number;
+}
+
+/** Writes a Receiver Report from `senderSsrc` with up to 31 report blocks. */
+export function writeReceiverReport(senderSsrc: number, blocks: readonly ReportBlock[]): Buffer {
+  const n = Math.min(blocks.length, 31);
+  const out = Buffer.alloc(8 + 24 * n);
+  out[0] = 0x80 | n;
+  out[1] = 201;
+  out.writeUInt16BE(out.length / 4 - 1, 2);
+  out.writeUInt32BE(senderSsrc >>> 0, 4);
+  for (let i = 0; i < n; i++) {
+    const b = blocks[i]!;
+    const at = 8 + 24 * i;
+    out.writeUInt32BE(b.ssrc >>> 0, at);
+    out[at + 4] = Math.max(0, Math.min(255, Math.floor(b.fractionLost * 256)));
+    out.writeIntBE(Math.max(-0x800000, Math.min(0x7fffff, b.cumulativeLost)), at + 5, 3);
+    out.writeUInt32BE(b.extendedHighestSequence >>> 0, at + 8);
+    out.writeUInt32BE(Math.max(0, Math.round(b.jitter)) >>> 0, at + 12);
+    out.writeUInt32BE(b.lastSenderReport >>> 0, at + 16);
+    out.writeUInt32BE(b.delaySinceLastSenderReport >>> 0, at + 20);
+  }
+  return out;
+}
+
+/** A generic NACK (RFC 4585 §6.2.1) from `senderSsrc` for `sequenceNumbers` of `mediaSsrc`, packed as PID + BLP. */
+export function writeNack(senderSsrc: number, mediaSsrc: number, sequenceNumbers: readonly number[]): Buffer {
+  const sorted = [...new Set(sequenceNumbers.map((s) => s & 0xffff))].sort((a, b) => a - b);
+  const fcis: number[][] = [];
+  for (const seq of sorted) {
+    const last = fcis[fcis.length - 1];
+    const offset = last ? (seq - last[0]! + 0x10000) & 0xffff : 0;
+    if (last && offset >= 1 && offset <= 16) last[1]! |= 1 << (offset - 1);
+    else fcis.push([seq, 0]);
+  }
+  const out = Buffer.alloc(12 + 4 * fcis.length);
+  out[0] = 0x81; // V=2, FMT=1 (generic NACK)
+  out[1] = 205; // RTPFB
+  out.writeUInt16BE(out.length / 4 - 1, 2);
+  out.writeUInt32BE(senderSsrc >>> 0, 4);
+  out.writeUInt32BE(mediaSsrc >>> 0, 8);
+  fcis.forEach(([pid, blp], i) => {
+    out.writeUInt16BE(pid!, 12 + 4 * i);
+    out.writeUInt16BE(blp!, 14 + 4 * i);
+  });
+  return out;
+}
+
+/** A Picture Loss Indication (RFC 4585 §6.3.1): asks the sender of `mediaSsrc` for a keyframe. */
+export function writePli(senderSsrc: number, mediaSsrc: number): Buffer {
+  const out = Buffer.alloc(12);
+  out[0] = 0x81; // V=2, FMT=1 (PLI)
+  out[1] = 206; // PSFB
+  out.writeUInt16BE(2, 2);
+  out.writeUInt32BE(senderSsrc >>> 0, 4);
+  out.writeUInt32BE(mediaSsrc >>> 0, 8);
+  return out;
+}
+
+/**
+ * A Receiver Estimated Maximum Bitrate message (draft-alvestrand-rmcat-remb-03 §2.2): the most, in bits/s,
+ * the receiver wants the senders of `mediaSsrcs` to send in total.
+ */
+export function writeRemb(senderSsrc: number, bitrate: number, mediaSsrcs: readonly number[]): Buffer {
+  const out = Buffer.alloc(20 + 4 * mediaSsrcs.length);
+  out[0] = 0x8f; // V=2, FMT=15 (application layer feedback)
+  out[1] = 206; // PSFB
+  out.writeUInt16BE(out.length / 4 - 1, 2);
+  out.writeUInt32BE(senderSsrc >>> 0, 4);
+  out.writeUInt32BE(0, 8); // media source: unused
+  out.write('REMB', 12, 'latin1');
+  let mantissa = Math.max(0, Math.floor(bitrate));
+  let exp = 0;
+  while (mantissa > 0x3ffff) {
+    mantissa = Math.floor(mantissa / 2);
+    exp++;
+  }
+  out[16] = mediaSsrcs.length;
+  out[17] = (exp << 2) | (mantissa >> 16);
+  out.writeUInt16BE(mantissa & 0xffff, 18);
+  mediaSsrcs.forEach((ssrc, i) => out.writeUInt32BE(ssrc >>> 0, 20 + 4 * i));
+  return out;
+}
+
+/** The middle 32 bits of a Sender Report's NTP timestamp in `packet` (for an RR's LSR), with its sender SSRC. */
+export function readSenderReport(packet: Uint8Array): { ssrc: number; ntpMiddle: number } | undefined {
+  const view = Buffer.from(packet.buffer, packet.byteOffset, packet.byteLength);
+  for (let pos = 0; pos + 4 <= packet.length; ) {
+    const type = packet[pos + 1]!;
+    const end = pos + (view.readUInt16BE(pos + 2) + 1) * 4;
+    if (end > packet.length) break;
+    if (type === 200 && end - pos >= 28) return { ssrc: view.readUInt32BE(pos + 4), ntpMiddle: view.readUInt32BE(pos + 10) };
+    pos = end;
+  }
+  return undefined;
 }

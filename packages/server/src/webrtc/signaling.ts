@@ -1,0 +1,65 @@
+/**
+ * HTTP signaling pieces shared by WHIP (RFC 9725) and WHEP (draft-ietf-wish-whep): CORS, error bodies, ICE
+ * server `Link` headers (RFC 9725 §4.6) and trickle ICE fragments (RFC 8840) applied to a peer.
+ */
+import type { FastifyReply } from 'fastify';
+import type { WebRtcPeer } from './webrtc-peer.js';
+
+/** The SDP media type. */
+export const SDP = 'application/sdp';
+/** The trickle ICE fragment media type (RFC 8840 §9.1). */
+export const TRICKLE = 'application/trickle-ice-sdpfrag';
+
+/** Adds the CORS headers browsers need to POST offers and read `Location`/`Link`/`ETag`. */
+export function cors(reply: FastifyReply): FastifyReply {
+  return reply
+    .header('access-control-allow-origin', '*')
+    .header('access-control-allow-methods', 'OPTIONS, POST, PATCH, DELETE')
+    .header('access-control-allow-headers', 'content-type, authorization, if-match')
+    .header('access-control-expose-headers', 'location, link, etag');
+}
+
+/** Sends `{ code, message }` with `status`, uncached. */
+export function problem(reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
+  return cors(reply).code(status).header('cache-control', 'no-store').send({ code, message });
+}
+
+/** Adds one `Link: <url>; rel="ice-server"` per STUN/TURN URL. */
+export function linkIceServers(reply: FastifyReply, urls: readonly string[]): FastifyReply {
+  if (urls.length > 0) reply.header('link', urls.map((url) => `<${url}>; rel="ice-server"`).join(', '));
+  return reply;
+}
+
+/** True when the request's media type (without parameters) is `type`. */
+export function hasType(contentType: string | undefined, type: string): boolean {
+  return contentType?.split(';')[0]?.trim() === type;
+}
+
+/**
+ * Applies a trickle ICE fragment's candidates to `peer`. Returns an error reply's status and code, or undefined
+ * when applied: 405 for an ICE restart (new ufrag: this WebRTC library cannot renew credentials mid-session),
+ * 400 for a malformed candidate.
+ */
+export function applyTrickle(peer: WebRtcPeer, fragment: string, remoteUfrag: string | undefined, defaultMid: string): { status: number; code: string; message: string } | undefined {
+  const ufrag = /a=ice-ufrag:(\S+)/.exec(fragment)?.[1];
+  if (ufrag !== undefined && ufrag !== remoteUfrag) {
+    return { status: 405, code: 'ICE_RESTART_UNSUPPORTED', message: 'ICE restart is not supported; start a new session' };
+  }
+  let mid = defaultMid;
+  for (const line of fragment.split(/\r?\n/)) {
+    if (line.startsWith('a=mid:')) mid = line.slice(6).trim();
+    else if (line.startsWith('a=candidate:')) {
+      try {
+        peer.addRemoteCandidate(line.slice(2), mid);
+      } catch {
+        return { status: 400, code: 'BAD_CANDIDATE', message: 'malformed ICE candidate' };
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Answers a POSTed offer: `201 Created` with the session's `Location`, its `ETag` and the SDP answer. */
+export function created(reply: FastifyReply, location: string, etag: string, answer: string): FastifyReply {
+  return cors(reply).code(201).header('location', location).header('etag', etag).header('cache-control', 'no-store').type(SDP).send(answer);
+}
