@@ -9,6 +9,6 @@ export default defineConfig({
     emptyOutDir: true,
     // hls.js alone is ~500 kB minified.
     chunkSizeWarningLimit: 800,
-    rollupOptions: { input: { watch: resolve(import.meta.dirname, 'watch.html') } },
+    rollupOptions: { input: { watch: resolve(import.meta.dirname, 'watch.html'), broadcast: resolve(import.meta.dirname, 'broadcast.html') } },
   },
 });

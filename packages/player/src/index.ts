@@ -7,6 +7,7 @@ import Hls from 'hls.js';
 import { connectWhep, type WhepConnection } from './whep-client.js';
 
 export { connectWhep, iceServersFromLink, WhepError, type WhepConnection } from './whep-client.js';
+export { publishWhip, WhipError, type WhipPublish, type WhipPublishOptions } from './whip-publisher.js';
 
 /** Player states, in the order a viewer usually sees them. */
 export type PlayerState = 'offline' | 'connecting' | 'playing' | 'reconnecting' | 'ended';

@@ -117,6 +117,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   if (webDir) {
     await http.register(fastifyStatic, { root: webDir, prefix: '/', index: false, wildcard: true });
     http.get('/watch/:name', async (_request, reply) => reply.header('cache-control', 'no-cache').sendFile('watch.html'));
+    http.get('/broadcast', async (_request, reply) => reply.header('cache-control', 'no-cache').sendFile('broadcast.html'));
     http.get('/', async (_request, reply) => reply.redirect('/watch/main'));
   } else {
     log.warn({}, 'web app not built (packages/web/dist missing); /watch pages are unavailable — run npm run build');
