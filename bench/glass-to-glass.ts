@@ -4,8 +4,12 @@
  * and headless Chromium plays /watch/<name>, decoding the time from every displayed frame
  * (sampled every 4 ms). Both ends read the same system clock.
  *
+ * With `--source whip` the publisher is a browser instead: a page draws the same time code into a canvas and
+ * publishes `canvas.captureStream()` from /broadcast over WHIP (the browser's own H.264 encoder), as a streamer
+ * pressing Go Live does.
+ *
  * Prints median/p95 latency (ms), time to first frame (ms) over several page loads, and stalls.
- * Usage: npm run bench:latency [-- --protocol ll-hls|webrtc --seconds 30 --loads 5 --part-target-ms 333]
+ * Usage: npm run bench:latency [-- --protocol ll-hls|webrtc --source rtmp|whip --seconds 30 --loads 5 --part-target-ms 333]
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,10 +27,12 @@ const { values: opts } = parseArgs({
     loads: { type: 'string', default: '5' },
     'part-target-ms': { type: 'string', default: '333' },
     protocol: { type: 'string', default: 'll-hls' },
+    source: { type: 'string', default: 'rtmp' },
   },
 });
 const PROTOCOL = opts.protocol === 'webrtc' ? 'webrtc' : 'll-hls';
-if (PROTOCOL === 'webrtc') runInLoopbackNamespace();
+const SOURCE = opts.source === 'whip' ? 'whip' : 'rtmp';
+if (PROTOCOL === 'webrtc' || SOURCE === 'whip') runInLoopbackNamespace();
 const SECONDS = Number(opts.seconds);
 const LOADS = Number(opts.loads);
 const WIDTH = 640;
@@ -91,6 +97,42 @@ const PAGE_PROBE = `(() => {
   }, 5);
 })();`;
 
+/**
+ * Runs in the publisher page (as text, like PAGE_PROBE): getUserMedia returns a 640x360 canvas stream whose top
+ * rows carry the capture time (same blocks as the ffmpeg source), redrawn at 30 fps, plus a 440 Hz tone.
+ */
+const PUBLISHER_SOURCE = `(() => {
+  const bits = ${BITS}, block = ${BLOCK}, width = ${WIDTH}, height = ${HEIGHT};
+  navigator.mediaDevices.getUserMedia = async () => {
+    const canvas = document.createElement('canvas');
+    canvas.width = width; canvas.height = height;
+    const ctx = canvas.getContext('2d');
+    let n = 0;
+    const draw = () => {
+      const ms = Date.now();
+      ctx.fillStyle = 'rgb(96,96,96)'; ctx.fillRect(0, 0, width, height);
+      ctx.fillStyle = 'rgb(200,200,200)'; ctx.fillRect((n++ * 8) % width, block * 2, 40, height);
+      const code = ms % 2 ** 32;
+      for (let bit = 0; bit < bits; bit++) {
+        const on = Math.floor(code / 2 ** (bits - 1 - bit)) % 2 === 1;
+        ctx.fillStyle = on ? 'rgb(235,235,235)' : 'rgb(16,16,16)';
+        ctx.fillRect(bit * block, 0, block, block);
+      }
+    };
+    draw();
+    setInterval(draw, 1000 / ${FPS});
+    const stream = canvas.captureStream(${FPS});
+    try {
+      const audio = new AudioContext();
+      const osc = audio.createOscillator();
+      const dest = audio.createMediaStreamDestination();
+      osc.frequency.value = 440; osc.connect(dest); osc.start();
+      dest.stream.getAudioTracks().forEach((t) => stream.addTrack(t));
+    } catch (e) { /* video only */ }
+    return stream;
+  };
+})();`;
+
 const quantile = (xs: number[], q: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
@@ -110,33 +152,45 @@ async function main(): Promise<void> {
   let publisher: ReturnType<typeof runFfmpeg> | undefined;
   let ticker: NodeJS.Timeout | undefined;
   let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
+  let publisherPage: import('playwright-core').Page | undefined;
   const results = { latencies: [] as number[], ttff: [] as number[], stalls: 0, frames: 0, undecodable: 0 };
   try {
     await waitUntil('the server', async () => (await fetch(`${base}/healthz`).catch(() => undefined))?.ok, 20_000, 100);
-    const ff = runFfmpeg(
-      [
-        '-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-s', `${WIDTH}x${HEIGHT}`, '-r', String(FPS), '-i', 'pipe:0',
-        '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', String(FPS), '-keyint_min', String(FPS), '-sc_threshold', '0',
-        '-b:v', '2500k', '-maxrate', '2500k', '-bufsize', '2500k', '-pix_fmt', 'yuv420p',
-        '-f', 'flv', `rtmp://127.0.0.1:${rtmpPort}/live/bench`,
-      ],
-      { stdin: true },
-    );
-    publisher = ff;
-    ff.child.stdin!.on('error', () => undefined); // ffmpeg exiting shows up below as no frames
-    let n = 0;
-    const start = Date.now();
-    ticker = setInterval(() => {
-      // Frames are paced by the wall clock; each carries the time it was "captured".
-      const due = Math.floor(((Date.now() - start) * FPS) / 1000);
-      while (n <= due && ff.child.stdin!.writable) ff.child.stdin!.write(frame(Date.now(), n++));
-    }, 5);
-    browser = await launchChromium();
+    if (SOURCE === 'rtmp') {
+      const ff = runFfmpeg(
+        [
+          '-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-s', `${WIDTH}x${HEIGHT}`, '-r', String(FPS), '-i', 'pipe:0',
+          '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', String(FPS), '-keyint_min', String(FPS), '-sc_threshold', '0',
+          '-b:v', '2500k', '-maxrate', '2500k', '-bufsize', '2500k', '-pix_fmt', 'yuv420p',
+          '-f', 'flv', `rtmp://127.0.0.1:${rtmpPort}/live/bench`,
+        ],
+        { stdin: true },
+      );
+      publisher = ff;
+      ff.child.stdin!.on('error', () => undefined); // ffmpeg exiting shows up below as no frames
+      let n = 0;
+      const start = Date.now();
+      ticker = setInterval(() => {
+        // Frames are paced by the wall clock; each carries the time it was "captured".
+        const due = Math.floor(((Date.now() - start) * FPS) / 1000);
+        while (n <= due && ff.child.stdin!.writable) ff.child.stdin!.write(frame(Date.now(), n++));
+      }, 5);
+      browser = await launchChromium();
+    } else {
+      browser = await launchChromium(['--use-fake-ui-for-media-stream']);
+      const page = await browser.newPage();
+      page.on('pageerror', (err) => console.error(`publisher page error: ${err.message}`));
+      await page.addInitScript(PUBLISHER_SOURCE);
+      await page.goto(`${base}/broadcast?stream=bench&key=open`);
+      await page.click('#go');
+      await waitUntil('the publisher page to be live', async () => (await page.textContent('#badge')) === 'Live', 20_000, 100);
+      publisherPage = page;
+    }
     await waitUntil('the stream to be playable', async () => {
       const r = await fetch(`${base}/api/v1/streams/bench`).catch(() => undefined);
       return r?.ok && ((await r.json()) as { playable: boolean }).playable;
     }, 30_000, 250).catch((err: unknown) => {
-      throw new Error(`${String(err)}\nffmpeg: ${ff.stderr()}`);
+      throw new Error(`${String(err)}\nffmpeg: ${publisher?.stderr() ?? ''}`);
     });
     await new Promise((r) => setTimeout(r, 3000)); // a few segments, as a viewer arriving mid-stream finds
 
@@ -176,6 +230,7 @@ async function main(): Promise<void> {
     }
   } finally {
     clearInterval(ticker);
+    await publisherPage?.click('#stop').catch(() => undefined);
     await browser?.close();
     publisher?.child.stdin!.end();
     await publisher?.stop('SIGKILL');
@@ -184,8 +239,8 @@ async function main(): Promise<void> {
     rmSync(dataDir, { recursive: true, force: true });
   }
   const figures = {
-    bench: `${PROTOCOL}-glass-to-glass`,
-    source: 'x264 veryfast zerolatency, 640x360@30, 1 s GOP, 2.5 Mb/s CBR, RTMP',
+    bench: `${SOURCE}-to-${PROTOCOL}-glass-to-glass`,
+    source: SOURCE === 'rtmp' ? 'x264 veryfast zerolatency, 640x360@30, 1 s GOP, 2.5 Mb/s CBR, RTMP' : 'canvas 640x360@30 → Chromium H.264 (OpenH264) over WHIP from /broadcast',
     partTargetMs: Number(opts['part-target-ms']),
     latencyMs: { median: quantile(results.latencies, 0.5), p95: quantile(results.latencies, 0.95), samples: results.latencies.length },
     timeToFirstFrameMs: { median: quantile(results.ttff, 0.5), max: Math.max(...results.ttff), loads: results.ttff.length },
@@ -193,9 +248,9 @@ async function main(): Promise<void> {
     undecodableFrames: results.undecodable,
   };
   mkdirSync('bench/results', { recursive: true });
-  writeFileSync(`bench/results/${PROTOCOL}-latency.json`, JSON.stringify(figures, null, 2) + '\n');
+  writeFileSync(`bench/results/${SOURCE === 'rtmp' ? '' : 'whip-to-'}${PROTOCOL}-latency.json`, JSON.stringify(figures, null, 2) + '\n');
   console.log(
-    `${PROTOCOL === 'webrtc' ? 'WebRTC (WHEP)' : 'LL-HLS (hls.js)'} glass-to-glass, RTMP source, headless Chromium: median ${figures.latencyMs.median} ms, p95 ${figures.latencyMs.p95} ms ` +
+    `${PROTOCOL === 'webrtc' ? 'WebRTC (WHEP)' : 'LL-HLS (hls.js)'} glass-to-glass, ${SOURCE === 'rtmp' ? 'RTMP (x264)' : 'WHIP (browser)'} source, headless Chromium: median ${figures.latencyMs.median} ms, p95 ${figures.latencyMs.p95} ms ` +
       `over ${figures.latencyMs.samples} frames; time to first frame median ${Math.round(figures.timeToFirstFrameMs.median)} ms ` +
       `(max ${Math.round(figures.timeToFirstFrameMs.max)} ms, ${LOADS} loads); stalls ${figures.stalls}; undecodable frames ${figures.undecodableFrames}`,
   );

@@ -56,7 +56,24 @@ async function setCount(n: number): Promise<void> {
     viewers.push(v);
   }
   while (viewers.length > n) await viewers.pop()!.client.close();
+  // A viewer whose connection failed (the test library now and then loses one during setup) is replaced, as a
+  // real player reconnects; `replaced` counts them.
+  await new Promise((r) => setTimeout(r, 2000));
+  for (let i = 0; i < viewers.length; i++) {
+    const state = viewers[i]!.client.state;
+    if (state !== 'failed' && state !== 'closed' && state !== 'disconnected' && state !== 'new') continue;
+    await viewers[i]!.client.close();
+    const isProbe = i < PROBES;
+    const client = new WhepTestClient({ listen: isProbe });
+    const v: Viewer = { client, last: undefined, received: 0, expected: 0 };
+    if (isProbe) probe(v);
+    if ((await client.connect(url).catch(() => ({ status: 0 }))).status === 201) {
+      viewers[i] = v;
+      replaced++;
+    }
+  }
 }
+let replaced = 0;
 
 /** This process's CPU time (user + system), 1/100 s ticks. */
 function cpuTicks(): number {
@@ -77,7 +94,7 @@ rl.on('line', (line) => {
         v.expected = 0;
       }
       const connected = viewers.filter((v) => v.client.state === 'connected').length;
-      process.stdout.write(JSON.stringify({ viewers: viewers.length, probes: Math.min(PROBES, viewers.length), connected, received, expected, cpuTicks: cpuTicks() }) + '\n');
+      process.stdout.write(JSON.stringify({ viewers: viewers.length, probes: Math.min(PROBES, viewers.length), connected, received, expected, replaced, cpuTicks: cpuTicks() }) + '\n');
     } else if (line === 'quit') {
       await setCount(0);
       nodeDataChannel.cleanup();
