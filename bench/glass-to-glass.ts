@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { freePort, runInLoopbackNamespace } from './bench-support.js';
+import type { Page } from 'playwright-core';
 import { launchChromium } from '../packages/server/test/support/browser.js';
 import { runFfmpeg } from '../packages/server/test/support/ffmpeg.js';
 import { waitUntil } from '../packages/server/test/support/wait.js';
@@ -152,7 +153,7 @@ async function main(): Promise<void> {
   let publisher: ReturnType<typeof runFfmpeg> | undefined;
   let ticker: NodeJS.Timeout | undefined;
   let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
-  let publisherPage: import('playwright-core').Page | undefined;
+  let publisherPage: Page | undefined;
   const results = { latencies: [] as number[], ttff: [] as number[], stalls: 0, frames: 0, undecodable: 0 };
   try {
     await waitUntil('the server', async () => (await fetch(`${base}/healthz`).catch(() => undefined))?.ok, 20_000, 100);
