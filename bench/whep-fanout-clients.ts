@@ -22,6 +22,8 @@ interface Viewer {
   expected: number;
 }
 const viewers: Viewer[] = [];
+/** Viewers replaced after their connection failed. */
+let replaced = 0;
 
 function probe(v: Viewer): void {
   v.client.keepPackets = false;
@@ -73,7 +75,6 @@ async function setCount(n: number): Promise<void> {
     }
   }
 }
-let replaced = 0;
 
 /** This process's CPU time (user + system), 1/100 s ticks. */
 function cpuTicks(): number {

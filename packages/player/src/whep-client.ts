@@ -23,6 +23,23 @@ export class WhepError extends Error {
   }
 }
 
+/**
+ * Resolves when `pc` has gathered its ICE candidates, or after `timeoutMs` with what it has (WHIP/WHEP offers are
+ * sent whole, without trickle).
+ */
+export async function iceGathered(pc: RTCPeerConnection, timeoutMs: number): Promise<void> {
+  await new Promise<void>((resolve) => {
+    if (pc.iceGatheringState === 'complete') return resolve();
+    const timer = setTimeout(resolve, timeoutMs);
+    pc.addEventListener('icegatheringstatechange', () => {
+      if (pc.iceGatheringState === 'complete') {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+}
+
 /** Reads `<url>; rel="ice-server"` entries of a Link header (draft-ietf-wish-whep §4.4). */
 export function iceServersFromLink(link: string | null): RTCIceServer[] {
   if (!link) return [];
@@ -51,16 +68,7 @@ export async function connectWhep(url: string, gatherTimeoutMs = 1500): Promise<
   };
   try {
     await pc.setLocalDescription(await pc.createOffer());
-    await new Promise<void>((resolve) => {
-      if (pc.iceGatheringState === 'complete') return resolve();
-      const timer = setTimeout(resolve, gatherTimeoutMs);
-      pc.addEventListener('icegatheringstatechange', () => {
-        if (pc.iceGatheringState === 'complete') {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-    });
+    await iceGathered(pc, gatherTimeoutMs);
     const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: pc.localDescription!.sdp });
     if (res.status !== 201) throw new WhepError(res.status, `WHEP offer answered ${res.status}`);
     const loc = res.headers.get('location');

@@ -4,6 +4,7 @@
  * and DELETEs the session when stopped. The video sender keeps its resolution under congestion (frame rate
  * goes first) and is capped at `maxBitrate`.
  */
+import { iceGathered } from './whep-client.js';
 /** Why a WHIP attempt failed: `status` is the HTTP status when the server answered. */
 export class WhipError extends Error {
   override name = 'WhipError';
@@ -78,16 +79,7 @@ export async function publishWhip(endpoint: string, key: string, media: MediaStr
       }
     }
     await pc.setLocalDescription(await pc.createOffer());
-    await new Promise<void>((resolve) => {
-      if (pc.iceGatheringState === 'complete') return resolve();
-      const timer = setTimeout(resolve, options.gatherTimeoutMs ?? 1500);
-      pc.addEventListener('icegatheringstatechange', () => {
-        if (pc.iceGatheringState === 'complete') {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-    });
+    await iceGathered(pc, options.gatherTimeoutMs ?? 1500);
     let res: Response;
     try {
       res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp', authorization: `Bearer ${key}` }, body: pc.localDescription!.sdp });

@@ -19,6 +19,7 @@ import { RtmpServer } from './ingest/rtmp/rtmp-server.js';
 import { WhipServer } from './ingest/whip/whip-server.js';
 import { registerApiRoutes } from './api/api-routes.js';
 import { FfmpegOpusTranscoderFactory } from './transcode/aac-to-opus.js';
+import { OpusToAacSink } from './transcode/opus-to-aac.js';
 import { FfmpegH264Reencoder } from './transcode/h264-reencoder.js';
 import type { DatabaseSchema } from './store/database.js';
 import { openDatabase } from './store/database.js';
@@ -67,6 +68,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
       segmentTargetMs: config.segmentTargetMs,
       windowSegments: config.playlistSegments,
       retainEndedMs: 60_000,
+      audioAdapter: (muxer, muxerLog) => new OpusToAacSink(muxer, muxerLog),
     },
     log,
   );

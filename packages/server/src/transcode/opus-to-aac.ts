@@ -69,7 +69,12 @@ export class OpusToAacSink implements StreamSink {
       for (const frame of reader.push(data)) {
         const dts = this.base + this.samples;
         this.samples += 1024;
-        this.inner.onAccessUnit({ trackId: opus.id, dts, pts: dts, keyframe: true, payload: [frame] });
+        // Outside the subscriber's delivery loop: a throwing muxer must not become an uncaught exception.
+        try {
+          this.inner.onAccessUnit({ trackId: opus.id, dts, pts: dts, keyframe: true, payload: [frame] });
+        } catch (err) {
+          this.log.error({ err }, 'LL-HLS muxer threw on a transcoded AAC frame; frame skipped');
+        }
       }
     });
     ff.write(this.ogg.headers(opus.config));
@@ -98,6 +103,11 @@ export class OpusToAacSink implements StreamSink {
   onEnd(reason: string): void {
     this.stop();
     this.inner.onEnd(reason);
+  }
+
+  /** Stops the transcoder (the owner detached this sink). Idempotent. */
+  close(): void {
+    this.stop();
   }
 
   private stop(): void {

@@ -74,7 +74,7 @@ describe('RTMP session under mutated input (fuzz)', { timeout: 120_000 }, () => 
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('publishes the unmutated stream (the fuzz baseline is valid)', async () => {
-    const llhls = new LlHlsServer({ partTargetMs: 200, segmentTargetMs: 1000, windowSegments: 5, retainEndedMs: 10 }, silentLogger);
+    const llhls = new LlHlsServer({ partTargetMs: 200, segmentTargetMs: 1000, windowSegments: 5, retainEndedMs: 10, audioAdapter: undefined }, silentLogger);
     const registry = new StreamRegistry({ reconnectGraceMs: 0, log: silentLogger, observers: [llhls] });
     const socket = new FakeSocket();
     new RtmpSession(socket as unknown as Socket, { authorizePublish: async ({ key }) => ({ streamName: key }), claimForPublish: (n) => registry.claimForPublish(n) }, silentLogger, { handshakeTimeoutMs: 10_000, idleTimeoutMs: 10_000, maxMessageSize: 1 << 20 }, () => undefined);
@@ -93,7 +93,7 @@ describe('RTMP session under mutated input (fuzz)', { timeout: 120_000 }, () => 
 
   it('survives 300 truncated and bit-flipped copies without throwing out of the session', async () => {
     const rand = seededRandom(2024);
-    const llhls = new LlHlsServer({ partTargetMs: 200, segmentTargetMs: 1000, windowSegments: 5, retainEndedMs: 10 }, silentLogger);
+    const llhls = new LlHlsServer({ partTargetMs: 200, segmentTargetMs: 1000, windowSegments: 5, retainEndedMs: 10, audioAdapter: undefined }, silentLogger);
     const registry = new StreamRegistry({ reconnectGraceMs: 0, log: silentLogger, observers: [llhls] });
     const handler = { authorizePublish: async ({ key }: { key: string }) => ({ streamName: key.replace(/[^A-Za-z0-9_-]/g, 'x') || 'x' }), claimForPublish: (n: string) => registry.claimForPublish(n) };
     for (let i = 0; i < 300; i++) {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { depacketizeH264, packetizeH264 } from '../../src/media/rtp/h264-packetizer.js';
-import { isRtcp, readRtcpFeedback, writeSenderReport } from '../../src/media/rtp/rtcp.js';
+import { isRtcp, readRtcpFeedback, readSenderReport, writeNack, writePli, writeReceiverReport, writeRemb, writeSenderReport } from '../../src/media/rtp/rtcp.js';
 import { readRtpPacket, writeRtpPacket } from '../../src/media/rtp/rtp-packet.js';
 import { randomBytes, seededRandom } from '../support/random.js';
 
@@ -86,7 +86,37 @@ describe('RTCP', () => {
     for (let i = 0; i < 3000; i++) {
       const b = randomBytes(rand, Math.floor(rand() * 64));
       assert.doesNotThrow(() => readRtcpFeedback(b));
+      assert.doesNotThrow(() => readSenderReport(b));
       assert.doesNotThrow(() => depacketizeH264([b]));
     }
   });
 });
+
+describe('RTCP a receiver sends (WHIP ingest)', () => {
+  it('writes a Receiver Report block (RFC 3550 §6.4.2, golden)', () => {
+    const rr = writeReceiverReport(1, [{ ssrc: 2, fractionLost: 0.25, cumulativeLost: 3, extendedHighestSequence: 0x10005, jitter: 10, lastSenderReport: 0xaabbccdd, delaySinceLastSenderReport: 65536 }]);
+    assert.equal(h(rr), '81c90007' + '00000001' + '00000002' + '40000003' + '00010005' + '0000000a' + 'aabbccdd' + '00010000');
+  });
+
+  it('packs generic NACKs as PID + bitmask (RFC 4585 §6.2.1, golden) that the reader expands again', () => {
+    const nack = writeNack(1, 2, [103, 100, 120, 101, 100]);
+    assert.equal(h(nack), '81cd0004' + '00000001' + '00000002' + '00640005' + '00780000');
+    assert.deepEqual(readRtcpFeedback(nack).nacks, [{ ssrc: 2, sequenceNumbers: [100, 101, 103, 120] }]);
+    // Across the 16-bit wrap both are still asked for (as two FCIs).
+    assert.deepEqual(readRtcpFeedback(writeNack(1, 2, [65535, 0])).nacks[0]!.sequenceNumbers.sort((a, b) => a - b), [0, 65535]);
+  });
+
+  it('writes a PLI (RFC 4585 §6.3.1) and a REMB (draft-alvestrand-rmcat-remb §2.2) as golden bytes', () => {
+    assert.equal(h(writePli(1, 2)), '81ce0002' + '00000001' + '00000002');
+    assert.deepEqual(readRtcpFeedback(writePli(1, 2)).keyframeRequests, [2]);
+    // 6 000 000 bit/s = 187 500 × 2^5: exponent 5, 18-bit mantissa 0x2dc6c.
+    assert.equal(h(writeRemb(1, 6_000_000, [0x0a0b0c0d])), '8fce0005' + '00000001' + '00000000' + '52454d42' + '01' + '16' + 'dc6c' + '0a0b0c0d');
+  });
+
+  it("reads a Sender Report's SSRC and the middle 32 bits of its NTP time (for LSR)", () => {
+    const sr = writeSenderReport(0x11223344, Date.UTC(2026, 0, 1) + 500, 90000, 10, 1000);
+    assert.deepEqual(readSenderReport(sr), { ssrc: 0x11223344, ntpMiddle: sr.readUInt32BE(10) });
+    assert.equal(readSenderReport(writePli(1, 2)), undefined);
+  });
+});
+

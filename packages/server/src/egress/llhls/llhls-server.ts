@@ -10,8 +10,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Logger } from '../../core/logger.js';
 import type { Stream } from '../../core/stream.js';
 import type { StreamObserver } from '../../core/stream-registry.js';
-import type { Subscriber } from '../../core/subscriber.js';
-import { OpusToAacSink } from '../../transcode/opus-to-aac.js';
+import type { StreamSink, Subscriber } from '../../core/subscriber.js';
 import { LlHlsMuxer, type LlHlsMuxerOptions } from './llhls-muxer.js';
 import { renderMultivariantPlaylist } from './llhls-playlist.js';
 
@@ -19,6 +18,11 @@ import { renderMultivariantPlaylist } from './llhls-playlist.js';
 export interface LlHlsServerOptions extends LlHlsMuxerOptions {
   /** How long an ended stream's playlist stays available (with EXT-X-ENDLIST), ms. Default 60 000. */
   retainEndedMs: number;
+  /**
+   * Puts an audio transcoder in front of a muxer (LL-HLS carries AAC; WHIP sends Opus), or undefined to feed the
+   * muxer directly. What it returns is closed with the muxer.
+   */
+  audioAdapter: ((muxer: StreamSink, log: Logger) => StreamSink & { close(): void }) | undefined;
 }
 
 const CACHE_IMMUTABLE = 'public, max-age=86400, immutable';
@@ -41,6 +45,7 @@ const PART_ADVANCE_LIMIT = 2;
 interface Entry {
   muxer: LlHlsMuxer;
   subscriber: Subscriber;
+  adapter: { close(): void } | undefined;
   removeTimer: NodeJS.Timeout | undefined;
 }
 
@@ -58,9 +63,8 @@ export class LlHlsServer implements StreamObserver {
     this.remove(stream.name);
     const log = this.log.child({ stream: stream.name, egress: 'llhls' });
     const muxer = new LlHlsMuxer(stream.name, this.options, log);
-    const entry: Entry = { muxer, subscriber: undefined as unknown as Subscriber, removeTimer: undefined };
-    // LL-HLS carries AAC: an Opus source (WHIP) is transcoded once, in front of the muxer.
-    entry.subscriber = stream.subscribe(new OpusToAacSink({
+    const entry: Entry = { muxer, subscriber: undefined as unknown as Subscriber, adapter: undefined, removeTimer: undefined };
+    const sink: StreamSink = {
       onSessionStart: (s) => muxer.onSessionStart(s),
       onAccessUnit: (au) => muxer.onAccessUnit(au),
       onPublisherLost: () => muxer.onPublisherLost(),
@@ -71,7 +75,11 @@ export class LlHlsServer implements StreamObserver {
         }, this.options.retainEndedMs);
         entry.removeTimer.unref();
       },
-    }, log));
+    };
+    // LL-HLS carries AAC: an Opus source (WHIP) is transcoded once, in front of the muxer.
+    const adapter = this.options.audioAdapter?.(sink, log);
+    entry.adapter = adapter;
+    entry.subscriber = stream.subscribe(adapter ?? sink);
     this.entries.set(stream.name, entry);
   }
 
@@ -86,6 +94,7 @@ export class LlHlsServer implements StreamObserver {
     this.entries.delete(name);
     clearTimeout(entry.removeTimer);
     entry.subscriber.close();
+    entry.adapter?.close();
     entry.muxer.close();
   }
 

@@ -59,15 +59,30 @@ class WhipSession {
     readonly mapper: WhipToStream,
     readonly mids: Record<string, MediaKind>,
     private readonly mediaTimeoutMs: number,
+    private readonly log: Logger,
     private readonly onClose: (s: WhipSession, reason: string) => void,
   ) {}
+
+  /**
+   * Runs `work` from a WebRTC library callback: nothing may escape into native code. A state error (the stream
+   * was taken by another publisher or ended meanwhile) or a bug ends this publish only.
+   */
+  private guarded(work: () => void): void {
+    try {
+      work();
+    } catch (err) {
+      if (err instanceof GlasscastError) this.log.warn({ code: err.code }, `ending WHIP publish: ${err.message}`);
+      else this.log.error({ err }, 'ending WHIP publish after an internal error');
+      this.close(err instanceof GlasscastError ? err.message : 'internal error');
+    }
+  }
 
   start(): void {
     this.peer.onRtp((mid, packet) => {
       const kind = this.mids[mid];
-      if (kind) this.mapper.onRtp(kind, packet);
+      if (kind) this.guarded(() => this.mapper.onRtp(kind, packet));
     });
-    this.peer.onRtcp((_mid, packet) => this.mapper.onRtcp(packet));
+    this.peer.onRtcp((_mid, packet) => this.guarded(() => this.mapper.onRtcp(packet)));
     this.peer.onOpen(() => {
       this.connected = true;
     });
@@ -77,7 +92,8 @@ class WhipSession {
     });
     this.timer = setInterval(() => {
       const now = Date.now();
-      this.mapper.tick(now);
+      this.guarded(() => this.mapper.tick(now));
+      if (this.closed) return;
       if (!this.connected && now - this.createdAt > CONNECT_TIMEOUT_MS) this.close('publisher did not connect in time');
       else if (this.connected && now - Math.max(this.mapper.lastPacketAt, this.createdAt) > this.mediaTimeoutMs) this.close('publisher stopped sending');
     }, TICK_MS);
@@ -212,8 +228,8 @@ export class WhipServer {
         maxBitrate: this.options.maxBitrate,
         keyframeIntervalMs: this.options.keyframeIntervalMs,
         sendRtcp: (kind, packet) => {
-          const mid = Object.keys(mids).find((m) => mids[m] === kind);
-          if (mid !== undefined) peer.send(mid, packet);
+          const mid = kind === 'video' ? videoSection.mid : audioSection?.mid;
+          if (mid !== undefined && payloadTypes[kind] !== undefined) peer.send(mid, packet);
         },
       });
       let answer: string;
@@ -224,7 +240,7 @@ export class WhipServer {
         mapper.end('offer refused');
         return problem(reply, 400, 'BAD_SDP', `offer refused: ${(err as Error).message}`);
       }
-      const session = new WhipSession(name, peer, mapper, mids, this.options.mediaTimeoutMs, (s, reason) => {
+      const session = new WhipSession(name, peer, mapper, mids, this.options.mediaTimeoutMs, log, (s, reason) => {
         this.sessions.delete(s.id);
         log.info({ session: s.id.slice(0, 8), reason, ...s.mapper.stats }, 'WHIP publish ended');
       });

@@ -100,7 +100,7 @@ class TrackReceiver {
     this.missing.delete(seq);
     if (this.highest === undefined || seq > this.highest) {
       for (let s = (this.highest ?? seq - 1) + 1; s < seq && this.missing.size < MAX_REORDER_PACKETS; s++) {
-        this.missing.set(s, { since: arrivalMs, nackedAt: 0 });
+        this.missing.set(s, { since: arrivalMs, nackedAt: Number.NEGATIVE_INFINITY });
       }
       this.highest = seq;
     }
@@ -282,7 +282,8 @@ export class WhipToStream {
     });
     const ts = this.ticks('video', frame.timestamp, nowMs);
     this.stats.frames++;
-    this.stream.publish({ trackId: this.video.id, dts: ts, pts: ts, keyframe, payload: payload.map((n) => Buffer.from(n)) });
+    // NAL units are views into packets the WebRTC library gave us (fresh buffers each): no copy needed.
+    this.stream.publish({ trackId: this.video.id, dts: ts, pts: ts, keyframe, payload });
   }
 
   /** Builds the video track from the latest SPS/PPS; starts (or restarts) the stream session when it changed. */
@@ -319,7 +320,7 @@ export class WhipToStream {
   private onAudioPacket(p: ReceivedPacket, nowMs: number): void {
     const ts = this.ticks('audio', p.timestamp, nowMs);
     if (!this.started || !this.audio || p.payload.length === 0) return;
-    this.stream.publish({ trackId: this.audio.id, dts: ts, pts: ts, keyframe: true, payload: [Buffer.from(p.payload)] });
+    this.stream.publish({ trackId: this.audio.id, dts: ts, pts: ts, keyframe: true, payload: [p.payload] });
   }
 
   /** Sends a PLI for the video track (rate-limited). Returns false when it could not be sent now. */
