@@ -21,6 +21,9 @@ import { registerApiRoutes } from './api/api-routes.js';
 import { FfmpegOpusTranscoderFactory } from './transcode/aac-to-opus.js';
 import { OpusToAacSink } from './transcode/opus-to-aac.js';
 import { FfmpegH264Reencoder } from './transcode/h264-reencoder.js';
+import { chooseVideoEncoder } from './transcode/encoder-detect.js';
+import { parseLadder } from './transcode/ladder.js';
+import { LadderTranscoder } from './transcode/ladder-transcoder.js';
 import type { DatabaseSchema } from './store/database.js';
 import { openDatabase } from './store/database.js';
 import type { StreamRecord } from './store/stream-store.js';
@@ -36,6 +39,7 @@ export interface Glasscast {
   llhls: LlHlsServer;
   whep: WhepServer;
   whip: WhipServer;
+  ladder: LadderTranscoder;
   http: FastifyInstance;
   /** The stream created on first start, if this start created it. */
   createdStream: StreamRecord | undefined;
@@ -90,7 +94,19 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     },
     log.child({ egress: 'whep' }),
   );
-  const registry = new StreamRegistry({ reconnectGraceMs: config.reconnectGraceMs, log, observers: [llhls, whep] });
+  const defaultLadder = parseLadder(config.ladder);
+  const streamLadders = new Map(Object.entries(config.streamLadders).map(([name, text]) => [name, parseLadder(text)]));
+  const ladderUsed = defaultLadder.length > 0 || [...streamLadders.values()].some((l) => l.length > 0);
+  const ladderLog = log.child({ transcode: 'ladder' });
+  const ladder = new LadderTranscoder(
+    {
+      ladderFor: (name) => streamLadders.get(name) ?? defaultLadder,
+      // Probed once at start, and only when some stream has a ladder (each probe is an ffmpeg run).
+      encoder: ladderUsed ? await chooseVideoEncoder(config.videoEncoder, ladderLog) : { kind: 'libx264', reason: 'no ladder configured' },
+    },
+    ladderLog,
+  );
+  const registry = new StreamRegistry({ reconnectGraceMs: config.reconnectGraceMs, log, observers: [llhls, whep, ladder] });
   const whip = new WhipServer(
     {
       network,
@@ -114,7 +130,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   llhls.registerRoutes(http);
   whep.registerRoutes(http);
   whip.registerRoutes(http);
-  registerApiRoutes(http, { registry, store, llhls, whep });
+  registerApiRoutes(http, { registry, store, llhls, whep, ladder });
   const webDir = webDistDir();
   if (webDir) {
     await http.register(fastifyStatic, { root: webDir, prefix: '/', index: false, wildcard: true });
@@ -149,6 +165,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     llhls,
     whep,
     whip,
+    ladder,
     http,
     createdStream,
     close() {
@@ -156,6 +173,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
         await rtmp.close();
         whip.close();
         registry.close();
+        ladder.close();
         whep.close();
         llhls.close();
         await http.close();

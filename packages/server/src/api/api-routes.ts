@@ -7,6 +7,7 @@ import type { StreamRegistry } from '../core/stream-registry.js';
 import type { LlHlsServer } from '../egress/llhls/llhls-server.js';
 import type { WhepServer } from '../egress/whep/whep-server.js';
 import type { StreamStore } from '../store/stream-store.js';
+import type { LadderStats, LadderTranscoder } from '../transcode/ladder-transcoder.js';
 
 /** What the API reads. */
 export interface ApiDeps {
@@ -14,6 +15,7 @@ export interface ApiDeps {
   store: StreamStore;
   llhls: LlHlsServer;
   whep: WhepServer;
+  ladder: LadderTranscoder;
 }
 
 /** Public view of one stream. */
@@ -28,6 +30,10 @@ export interface StreamStatus {
   playback: { hls: string; whep: string; watch: string };
   /** WebRTC viewers now and their counters (see `WhepServer.streamStats`). */
   webrtcStats: { viewers: number; framesDropped: number; retransmitted: number; keyframeRequests: number };
+  /** Renditions playable now besides the source: name (`720p`), size, target bits/s and LL-HLS media playlist. */
+  renditions: { name: string; width: number; height: number; bitrate: number; hls: string }[];
+  /** The ABR ladder's transcoder (encoder and why, restarts, lag), or undefined when the stream has none. */
+  transcode: LadderStats | undefined;
 }
 
 function status(deps: ApiDeps, name: string): StreamStatus {
@@ -45,6 +51,14 @@ function status(deps: ApiDeps, name: string): StreamStatus {
       watch: `/watch/${encodeURIComponent(name)}`,
     },
     webrtcStats: deps.whep.streamStats(name),
+    renditions: deps.llhls.renditions(name).map(({ info }) => ({
+      name: info.name,
+      width: info.width,
+      height: info.height,
+      bitrate: info.bitrate,
+      hls: `/hls/${encodeURIComponent(name)}/${info.name}/media.m3u8`,
+    })),
+    transcode: deps.ladder.stats(name),
   };
 }
 

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { GlasscastError } from '../core/errors.js';
+import { DEFAULT_LADDER, parseLadder } from '../transcode/ladder.js';
 
 const port = z.number().int().min(0).max(65535);
 
@@ -44,6 +45,19 @@ export const configSchema = z
     whipMaxBitrate: z.number().int().min(300_000).max(50_000_000),
     /** Comma-separated STUN/TURN URLs the server uses and announces to players (e.g. stun:stun.example.com:3478). */
     iceServers: z.string(),
+    /**
+     * ABR ladder for every stream (transcode/ladder.ts): `1080p=4500k,720p=2500k,480p=1200k@30,360p=600k@30`
+     * (height, video bits/s, optional frame-rate cap); rungs at or above the source's height are skipped; `none`
+     * turns transcoding off.
+     */
+    ladder: z.string(),
+    /** Per-stream ladders overriding `ladder`, by stream name (e.g. `{"lobby":"none"}`). JSON in env/flags. */
+    streamLadders: z.record(z.string(), z.string()),
+    /**
+     * Video encoder for the ladder: `auto` probes NVENC, VAAPI and QSV with a one-frame encode and takes the first
+     * that works, else libx264; naming one forces it (it is still probed; a failing one falls back to libx264).
+     */
+    videoEncoder: z.enum(['auto', 'libx264', 'nvenc', 'vaapi', 'qsv']),
     /** pino log level. */
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   })
@@ -69,6 +83,9 @@ export const DEFAULT_CONFIG: GlasscastConfig = {
   webrtcPublicAddresses: '',
   whipMaxBitrate: 6_000_000,
   iceServers: '',
+  ladder: DEFAULT_LADDER,
+  streamLadders: {},
+  videoEncoder: 'auto',
   logLevel: 'info',
 };
 
@@ -80,7 +97,17 @@ const flagName = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toL
 /** camelCase key → environment variable (`httpPort` → `GLASSCAST_HTTP_PORT`). */
 const envName = (key: string): string => `GLASSCAST_${flagName(key).replace(/-/g, '_').toUpperCase()}`;
 
+/** Settings given as JSON in environment variables and flags. */
+const JSON_VALUED: ReadonlySet<Key> = new Set<Key>(['streamLadders']);
+
 function coerce(key: Key, raw: string, source: string): unknown {
+  if (JSON_VALUED.has(key)) {
+    try {
+      return JSON.parse(raw) as unknown;
+    } catch {
+      throw new GlasscastError('CONFIG_INVALID', `${source}: "${raw.slice(0, 80)}" is not JSON`);
+    }
+  }
   if (!NUMERIC.has(key)) return raw;
   const n = Number(raw);
   if (raw.trim() === '' || !Number.isFinite(n)) {
@@ -184,6 +211,13 @@ export function loadConfig(args: ParsedArgs, env: NodeJS.ProcessEnv = process.en
   if (result.data.partTargetMs * 3 > result.data.segmentTargetMs) {
     throw new GlasscastError('CONFIG_INVALID', `invalid configuration: partTargetMs (${result.data.partTargetMs}) must be at most a third of segmentTargetMs (${result.data.segmentTargetMs})`);
   }
+  for (const [where, text] of [['ladder', result.data.ladder], ...Object.entries(result.data.streamLadders).map(([n, t]) => [`streamLadders.${n}`, t])] as const) {
+    try {
+      parseLadder(text);
+    } catch (err) {
+      throw new GlasscastError('CONFIG_INVALID', `invalid configuration: ${where} (${sources.get(where.split('.')[0]!) ?? 'default'}): ${(err as Error).message}`);
+    }
+  }
   return result.data;
 }
 
@@ -197,7 +231,7 @@ export function listSetting(value: string): string[] {
 
 /** Help text for `glasscast --help`. */
 export function helpText(): string {
-  const rows = Object.entries(DEFAULT_CONFIG).map(([k, v]) => `  --${flagName(k).padEnd(20)} ${envName(k).padEnd(32)} default ${String(v)}`);
+  const rows = Object.entries(DEFAULT_CONFIG).map(([k, v]) => `  --${flagName(k).padEnd(20)} ${envName(k).padEnd(32)} default ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
   return [
     'Usage: glasscast [command] [--config FILE] [--flag value ...]',
     '',

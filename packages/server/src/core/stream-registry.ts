@@ -4,11 +4,14 @@
  */
 import { GlasscastError } from './errors.js';
 import type { Logger } from './logger.js';
+import type { Rendition } from './stream.js';
 import { Stream } from './stream.js';
 
 /** Told when a stream is created, so outputs can subscribe before the first access unit. */
 export interface StreamObserver {
   streamCreated(stream: Stream): void;
+  /** A transcoded rendition joined `source`'s rendition group (before its first access unit). */
+  renditionCreated?(source: Stream, rendition: Rendition): void;
 }
 
 /** Options of the registry. */
@@ -60,6 +63,15 @@ export class StreamRegistry {
       log: this.options.log,
       onEnded: (s) => {
         if (this.streams.get(s.name) === s) this.streams.delete(s.name);
+      },
+      onRendition: (source, rendition) => {
+        for (const observer of this.options.observers) {
+          try {
+            observer.renditionCreated?.(source, rendition);
+          } catch (err) {
+            this.options.log.error({ err, stream: name, rendition: rendition.info.name }, 'stream observer threw');
+          }
+        }
       },
     });
     this.streams.set(name, stream);

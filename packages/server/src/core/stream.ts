@@ -32,6 +32,29 @@ export interface StreamStats {
   sessionStartedAt: number | undefined;
 }
 
+/** What a transcoded rendition carries (DESIGN.md "rendition group"). */
+export interface RenditionInfo {
+  /** Rung name, `<height>p` (also its path segment in URLs). */
+  name: string;
+  /** Pixels. */
+  width: number;
+  height: number;
+  /** Target video bitrate, bits/s. */
+  bitrate: number;
+  /** Frames/s cap, or undefined when the source's rate is kept. */
+  maxFrameRate: number | undefined;
+}
+
+/**
+ * A transcoded rendition of a source stream. Its stream is not in the registry (no publisher can claim it);
+ * it is fed by the transcoder, shares the source's timeline (identical timestamps for the same picture) and its
+ * keyframes sit at the same presentation times in every rendition.
+ */
+export interface Rendition {
+  info: RenditionInfo;
+  stream: Stream;
+}
+
 /** Options of a stream. */
 export interface StreamOptions {
   /** How long a dropped publisher may take to return before the stream ends, ms. */
@@ -39,7 +62,12 @@ export interface StreamOptions {
   log: Logger;
   /** Called once when the stream ends, so the registry can forget it. */
   onEnded: (stream: Stream) => void;
+  /** Told when a rendition is added to this stream's rendition group (outputs subscribe to it). */
+  onRendition?: (source: Stream, rendition: Rendition) => void;
 }
+
+/** How long a rendition may stay without its transcoder (restarting with backoff) before it ends, ms. */
+const RENDITION_GRACE_MS = 24 * 3600 * 1000;
 
 /** One live stream. Created by the {@link StreamRegistry}. */
 export class Stream {
@@ -54,6 +82,7 @@ export class Stream {
   private bytes = 0;
   private sessionStartedAt: number | undefined;
   private readonly log: Logger;
+  private readonly _renditions = new Map<string, Rendition>();
 
   constructor(
     readonly name: string,
@@ -176,9 +205,51 @@ export class Stream {
     return sub;
   }
 
-  /** Ends the stream for good: readers get `onEnd`. Idempotent. */
+  /**
+   * Adds a rendition to this stream's group (the transcoder publishes into the returned stream), or returns
+   * the existing one of that name with its info updated.
+   * @throws InvalidStateError when this stream has ended.
+   */
+  addRendition(info: RenditionInfo): Stream {
+    if (this._state === 'ended') throw new InvalidStateError(`stream ${this.name} has ended`);
+    const existing = this._renditions.get(info.name);
+    if (existing) {
+      existing.info = info;
+      return existing.stream;
+    }
+    const stream = new Stream(`${this.name}/${info.name}`, {
+      reconnectGraceMs: RENDITION_GRACE_MS,
+      log: this.options.log,
+      onEnded: (s) => {
+        if (this._renditions.get(info.name)?.stream === s) this._renditions.delete(info.name);
+      },
+    });
+    const rendition: Rendition = { info, stream };
+    this._renditions.set(info.name, rendition);
+    this.log.info({ rendition: info.name, width: info.width, height: info.height, bitrate: info.bitrate }, 'rendition added');
+    this.options.onRendition?.(this, rendition);
+    return stream;
+  }
+
+  /** Ends one rendition (the source changed size and the rung no longer applies). */
+  removeRendition(name: string, reason: string): void {
+    this._renditions.get(name)?.stream.close(reason);
+  }
+
+  /** The renditions of this stream's group, highest bitrate first (the source itself is not among them). */
+  get renditions(): Rendition[] {
+    return [...this._renditions.values()].sort((a, b) => b.info.bitrate - a.info.bitrate);
+  }
+
+  /** The rendition of that name, if any. */
+  rendition(name: string): Rendition | undefined {
+    return this._renditions.get(name);
+  }
+
+  /** Ends the stream for good: readers get `onEnd`. Idempotent. Its renditions end with it. */
   close(reason: string): void {
     if (this._state === 'ended') return;
+    for (const r of [...this._renditions.values()]) r.stream.close(reason);
     if (this.graceTimer) clearTimeout(this.graceTimer);
     this.graceTimer = undefined;
     this._state = 'ended';

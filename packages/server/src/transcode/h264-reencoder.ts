@@ -7,7 +7,7 @@
 import type { AccessUnit } from '../core/access-unit.js';
 import type { Logger } from '../core/logger.js';
 import type { VideoTrack } from '../core/track.js';
-import { splitLengthPrefixed } from '../media/codecs/h264.js';
+import { joinLengthPrefixed, splitLengthPrefixed } from '../media/codecs/h264.js';
 import { VIDEO_CODECS } from '../media/codecs/codec-table.js';
 import { flvAvcBody, FlvStreamReader, parseFlvVideo, writeFlvHeader, writeFlvTag } from '../media/formats/flv.js';
 import { spawnFfmpegPipe } from './ffmpeg-path.js';
@@ -82,16 +82,10 @@ export class FfmpegH264Reencoder {
         base ??= au.dts;
         const dtsMs = Math.round((au.dts - base) / 90);
         const cts = Math.round((au.pts - au.dts) / 90);
-        const data = Buffer.concat(au.payload.flatMap((n) => [lengthPrefix(n.length, lengthSize), Buffer.from(n)]));
+        const data = joinLengthPrefixed(au.payload, lengthSize);
         ff.write(writeFlvTag(9, dtsMs, flvAvcBody(1, au.keyframe, cts, data)));
       },
       close: () => ff.stop(),
     };
   }
-}
-
-function lengthPrefix(n: number, size: number): Buffer {
-  const b = Buffer.alloc(size);
-  b.writeUIntBE(n, 0, size);
-  return b;
 }

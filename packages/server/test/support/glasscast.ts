@@ -20,7 +20,8 @@ export interface TestServer {
 /** Starts Glasscast on 127.0.0.1 with ports 0; `overrides` change the config. */
 export async function startTestServer(overrides: Partial<GlasscastConfig> = {}): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'glasscast-test-'));
-  const config: GlasscastConfig = { ...DEFAULT_CONFIG, host: '127.0.0.1', httpPort: 0, rtmpPort: 0, dataDir, logLevel: 'error', ...overrides };
+  // No ladder unless a test asks for one: transcoding would load the 2 cores every other test measures on.
+  const config: GlasscastConfig = { ...DEFAULT_CONFIG, host: '127.0.0.1', httpPort: 0, rtmpPort: 0, dataDir, logLevel: 'error', ladder: 'none', ...overrides };
   const app = await startGlasscast(config, createLogger(process.env['GLASSCAST_TEST_LOG'] ?? config.logLevel));
   const key = app.createdStream?.key ?? '';
   return {

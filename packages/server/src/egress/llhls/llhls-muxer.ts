@@ -101,6 +101,7 @@ export class LlHlsMuxer implements StreamSink {
   private peakBitrate = 0;
   private bytesWritten = 0;
   private secondsWritten = 0;
+  /** Driving-track samples in closed parts (the same span as `secondsWritten`). */
   private driverSamples = 0;
   /** Driver-track ticks in the closed parts of the current segment (spares re-adding parts per sample). */
   private segmentPartTicks = 0;
@@ -111,7 +112,17 @@ export class LlHlsMuxer implements StreamSink {
     readonly streamName: string,
     private readonly options: LlHlsMuxerOptions,
     private readonly log: Logger,
+    /**
+     * For a rendition: the source's muxer, whose timeline this one follows (a picture has the same media time
+     * and program date-time in every rendition, which players need to switch between them).
+     */
+    private readonly timelineLeader?: LlHlsMuxer,
   ) {}
+
+  /** How input seconds map to output seconds in this session (output = input − first + base), once known. */
+  get timeline(): { firstSeconds: number; baseSeconds: number; wallAnchor: { wallMs: number; seconds: number } | undefined } | undefined {
+    return this.sessionFirstSeconds === undefined ? undefined : { firstSeconds: this.sessionFirstSeconds, baseSeconds: this.sessionBaseSeconds, wallAnchor: this.wallAnchor };
+  }
 
   /** True once the stream ended (the playlist carries EXT-X-ENDLIST). */
   get ended(): boolean {
@@ -156,6 +167,12 @@ export class LlHlsMuxer implements StreamSink {
       this.waitingForKeyframe = false;
     }
     const ts = state.track.timescale;
+    const leader = this.timelineLeader?.timeline;
+    if (this.sessionFirstSeconds === undefined && leader) {
+      this.sessionFirstSeconds = leader.firstSeconds;
+      this.sessionBaseSeconds = leader.baseSeconds;
+      this.wallAnchor = leader.wallAnchor;
+    }
     if (this.sessionFirstSeconds === undefined) {
       this.sessionFirstSeconds = au.dts / ts;
       // Program date-times follow the wall clock, but never step back behind the previous segment's end.
@@ -204,10 +221,7 @@ export class LlHlsMuxer implements StreamSink {
     // Guard against timestamp jumps: a sample lasts at most one second.
     sample.duration = duration > 0 && duration <= ts ? duration : state.lastDuration || Math.round(ts / 30);
     state.lastDuration = sample.duration;
-    if (state === this.driver) {
-      this.addDriverSample(sample);
-      this.driverSamples++;
-    }
+    if (state === this.driver) this.addDriverSample(sample);
     else if (this.current) state.partSamples.push(sample);
     state.endDts = sample.dts + sample.duration;
   }
@@ -257,6 +271,7 @@ export class LlHlsMuxer implements StreamSink {
       .map((t) => ({ trackId: t.track.id, baseDecodeTime: t.partSamples[0]!.dts, samples: t.partSamples }));
     const bytes = writeFragment(this.fragmentSequence++, runs);
     const ticks = sum(driver.partSamples);
+    this.driverSamples += driver.partSamples.length;
     this.segmentPartTicks += ticks;
     const duration = ticks / driver.track.timescale;
     seg.parts.push({ number: this.nextPartNumber++, duration, independent: driver.partSamples[0]!.keyframe, bytes });
@@ -435,8 +450,10 @@ export class LlHlsMuxer implements StreamSink {
 
   /** Peak and average bits/s over the segments written so far (for BANDWIDTH); undefined before any. */
   bandwidth(): { peak: number; average: number } | undefined {
-    if (this.secondsWritten <= 0 || this.peakBitrate <= 0) return undefined;
-    return { peak: this.peakBitrate, average: (this.bytesWritten * 8) / this.secondsWritten };
+    if (this.secondsWritten <= 0) return undefined;
+    const average = (this.bytesWritten * 8) / this.secondsWritten;
+    // Before the first complete segment, the parts so far are the best estimate of the peak.
+    return { peak: Math.max(this.peakBitrate, average), average };
   }
 
   /** Frames per second of the driving track so far, for FRAME-RATE; undefined before any segment. */

@@ -102,10 +102,15 @@ export function renderMediaPlaylist(snapshot: MediaPlaylistSnapshot, options: { 
   } else if (snapshot.preloadHintUri) {
     lines.push(`#EXT-X-PRELOAD-HINT:TYPE=PART,URI="${snapshot.preloadHintUri}"`);
   }
-  for (const r of snapshot.renditionReports ?? []) {
-    lines.push(`#EXT-X-RENDITION-REPORT:URI="${r.uri}",LAST-MSN=${r.lastMsn},LAST-PART=${r.lastPart}`);
-  }
-  return lines.join('\n') + '\n';
+  return lines.join('\n') + '\n' + renderRenditionReports(snapshot.renditionReports ?? []);
+}
+
+/**
+ * EXT-X-RENDITION-REPORT lines (§4.4.5.4): where each other rendition of the group is, so a player switching
+ * to it can ask for the right part at once. `uri` is relative to the media playlist.
+ */
+export function renderRenditionReports(reports: readonly { uri: string; lastMsn: number; lastPart: number }[]): string {
+  return reports.map((r) => `#EXT-X-RENDITION-REPORT:URI="${r.uri}",LAST-MSN=${r.lastMsn},LAST-PART=${r.lastPart}\n`).join('');
 }
 
 /** A variant of the multivariant playlist (§4.4.6.2). */

@@ -174,6 +174,23 @@ export function splitLengthPrefixed(data: Uint8Array, lengthSize: number): Uint8
   return out;
 }
 
+/**
+ * Joins NAL units into the length-prefixed sample format (ISO/IEC 14496-15 §4.3), `lengthSize` bytes (1, 2 or 4)
+ * big-endian per length; the inverse of {@link splitLengthPrefixed}.
+ */
+export function joinLengthPrefixed(nals: readonly Uint8Array[], lengthSize: number): Buffer {
+  let total = 0;
+  for (const n of nals) total += lengthSize + n.length;
+  const out = Buffer.allocUnsafe(total);
+  let pos = 0;
+  for (const n of nals) {
+    out.writeUIntBE(n.length, pos, lengthSize);
+    out.set(n, pos + lengthSize);
+    pos += lengthSize + n.length;
+  }
+  return out;
+}
+
 /** Splits an Annex B byte stream (start codes 00 00 01 / 00 00 00 01, ITU-T H.264 Annex B) into NAL units. */
 export function splitAnnexB(data: Uint8Array): Uint8Array[] {
   const out: Uint8Array[] = [];
