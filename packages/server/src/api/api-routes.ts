@@ -5,7 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { StreamRegistry } from '../core/stream-registry.js';
 import type { LlHlsServer } from '../egress/llhls/llhls-server.js';
-import type { WhepServer } from '../egress/whep/whep-server.js';
+import type { WhepServer, WhepStreamStats } from '../egress/whep/whep-server.js';
 import type { StreamStore } from '../store/stream-store.js';
 import type { LadderStats, LadderTranscoder } from '../transcode/ladder-transcoder.js';
 
@@ -29,7 +29,7 @@ export interface StreamStatus {
   webrtc: boolean;
   playback: { hls: string; whep: string; watch: string };
   /** WebRTC viewers now and their counters (see `WhepServer.streamStats`). */
-  webrtcStats: { viewers: number; framesDropped: number; retransmitted: number; keyframeRequests: number };
+  webrtcStats: WhepStreamStats;
   /** Renditions playable now besides the source: name (`720p`), size, target bits/s and LL-HLS media playlist. */
   renditions: { name: string; width: number; height: number; bitrate: number; hls: string }[];
   /** The ABR ladder's transcoder (encoder and why, restarts, lag), or undefined when the stream has none. */

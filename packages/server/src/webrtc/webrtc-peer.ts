@@ -76,7 +76,7 @@ export class WebRtcPeer {
     });
   }
 
-  /** Called with RTCP feedback (PLI/FIR/NACK) per track mid. */
+  /** Called with RTCP feedback (PLI/FIR/NACK, reception reports, REMB) per track mid. */
   onFeedback(handler: (mid: string, feedback: RtcpFeedback) => void): void {
     this.feedbackHandler = handler;
   }
@@ -126,7 +126,9 @@ export class WebRtcPeer {
         }
         this.rtcpHandler?.(t.mid, msg);
         const feedback = readRtcpFeedback(msg);
-        if (feedback.keyframeRequests.length > 0 || feedback.nacks.length > 0) this.feedbackHandler?.(t.mid, feedback);
+        if (feedback.keyframeRequests.length > 0 || feedback.nacks.length > 0 || feedback.reports.length > 0 || feedback.remb !== undefined) {
+          this.feedbackHandler?.(t.mid, feedback);
+        }
       });
       track.onClosed(() => this.openTracks.delete(t.mid));
       track.onOpen(() => {

@@ -81,6 +81,21 @@ describe('RTCP', () => {
     assert.deepEqual(fb.nacks, [{ ssrc: 0xcccc, sequenceNumbers: [100, 101, 103] }]);
   });
 
+  it('reads report blocks (fraction lost, jitter) and REMB from what it writes, and from golden bytes', () => {
+    const rr = writeReceiverReport(1, [{ ssrc: 0xabc, fractionLost: 0.25, cumulativeLost: 3, extendedHighestSequence: 7, jitter: 90, lastSenderReport: 0, delaySinceLastSenderReport: 0 }]);
+    const remb = writeRemb(1, 1_234_567, [0xabc]);
+    const fb = readRtcpFeedback(Buffer.concat([rr, remb]));
+    assert.deepEqual(fb.reports, [{ ssrc: 0xabc, fractionLost: 0.25, jitter: 90 }]);
+    assert.ok(fb.remb !== undefined && Math.abs(fb.remb - 1_234_567) <= 8, `REMB ${fb.remb} (mantissa precision)`);
+    // 6 Mb/s golden REMB from above: exponent 5, mantissa 0x16dc6c → 187500 × 32.
+    assert.equal(readRtcpFeedback(hex('8fce0005 00000001 00000000 52454d42 01 16 dc6c 0a0b0c0d')).remb, 6_000_000);
+    // A Sender Report's block comes after its 20-byte sender info.
+    const sr = hex('81c8000c 00000001 00000000 00000000 00000000 00000000 00000000 00000def 80000000 00000000 00000000 00000000 00000000');
+    assert.deepEqual(readRtcpFeedback(sr).reports, [{ ssrc: 0xdef, fractionLost: 0.5, jitter: 0 }]);
+    // A REMB cut short is skipped, not misread.
+    assert.equal(readRtcpFeedback(remb.subarray(0, 16)).remb, undefined);
+  });
+
   it('never throws on random bytes (fuzz)', () => {
     const rand = seededRandom(11);
     for (let i = 0; i < 3000; i++) {

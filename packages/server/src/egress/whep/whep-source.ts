@@ -40,7 +40,21 @@ export interface VideoReencoderFactory {
 export interface RtpViewer {
   /** Payload type this viewer negotiated for `kind` (packets are delivered already carrying it). */
   payloadType(kind: MediaKind): number | undefined;
-  sendPacket(kind: MediaKind, packet: Buffer): void;
+  /**
+   * Takes one packet from `from`. `keyframeStart` marks the first packet of a keyframe (where a viewer may switch
+   * to this source from another rendition).
+   */
+  sendPacket(kind: MediaKind, packet: Buffer, from: WhepSource, keyframeStart: boolean): void;
+  /** The source's publisher (or transcoder) went away: a viewer watching a rendition moves back to the source. */
+  sourceLost?(from: WhepSource): void;
+}
+
+/** For a rendition's source: the group's source it shares RTP timing with, and the rendition's name. */
+export interface WhepSourceGroup {
+  /** The source of the stream as published: RTP timestamps and sender reports of every rendition follow it. */
+  leader: WhepSource;
+  /** Rendition name (`720p`, …). */
+  layer: string;
 }
 
 /** `packet` with its RTP payload type set to `payloadType` (a copy, unless it already has it or is RTCP). */
@@ -88,7 +102,9 @@ export class WhepSource implements StreamSink {
   private videoTrack: Track | undefined;
   private parameterSets: Uint8Array[] = [];
   private readonly rtp: Record<MediaKind, RtpTrackState>;
-  private readonly viewers = new Set<RtpViewer>();
+  private readonly viewers: Record<MediaKind, Set<RtpViewer>> = { video: new Set(), audio: new Set() };
+  /** Video bits/s measured over the last window, and the window being counted. */
+  private measured = { bitrate: 0, windowStart: 0, windowOctets: 0 };
   private gop: { kind: MediaKind; packet: Buffer }[] = [];
   private srTimer: NodeJS.Timeout | undefined;
   private hasBFrames = false;
@@ -109,6 +125,8 @@ export class WhepSource implements StreamSink {
     private readonly log: Logger,
     private readonly opus: OpusTranscoderFactory | undefined,
     private readonly reencoderFactory: VideoReencoderFactory | undefined,
+    /** Set for a rendition: video only, timed like the group's source. */
+    readonly group?: WhepSourceGroup,
   ) {
     const state = (kind: MediaKind, payloadType: number, clockRate: number): RtpTrackState => ({
       kind,
@@ -141,7 +159,7 @@ export class WhepSource implements StreamSink {
       },
       // Opus sources (WHIP) are forwarded as they are; AAC is offered only while the Opus transcoder runs
       // (ffmpeg may be missing or may have died).
-      audio: this.audioTrack?.kind === 'audio' && (this.audioTrack.codec === 'opus' || this.transcoder?.alive) ? { clockRate: 48_000, channels: 2, ssrc: this.rtp.audio.ssrc } : undefined,
+      audio: !this.group && this.audioTrack?.kind === 'audio' && (this.audioTrack.codec === 'opus' || this.transcoder?.alive) ? { clockRate: 48_000, channels: 2, ssrc: this.rtp.audio.ssrc } : undefined,
       hasBFrames: this.hasBFrames,
     };
   }
@@ -151,11 +169,33 @@ export class WhepSource implements StreamSink {
     return this.rtp[kind].payloadType;
   }
 
-  /** Adds a viewer; it gets the current GOP at once, then live packets. */
-  addViewer(viewer: RtpViewer): void {
-    this.viewers.add(viewer);
-    for (const { kind, packet } of this.gop) viewer.sendPacket(kind, withPayloadType(packet, viewer.payloadType(kind)));
+  /**
+   * Adds a viewer for `kinds`; with `replay` it gets the current GOP at once (a new viewer starts on a keyframe),
+   * then live packets. A viewer switching renditions joins without replay and waits for the next keyframe.
+   */
+  addViewer(viewer: RtpViewer, kinds: readonly MediaKind[] = ['video', 'audio'], replay = true): void {
+    for (const kind of kinds) this.viewers[kind].add(viewer);
+    if (replay) {
+      for (const { kind, packet } of this.gop) {
+        if (kinds.includes(kind)) viewer.sendPacket(kind, withPayloadType(packet, viewer.payloadType(kind)), this, false);
+      }
+    }
     this.sendSenderReports([viewer]);
+  }
+
+  /** RTP timestamp of the last video packet sent (the stream's timeline in 90 kHz, offset for RTP). */
+  get lastVideoTimestamp(): number {
+    return this.rtp.video.lastRtpTimestamp;
+  }
+
+  /** SSRC of the video packets. */
+  get videoSsrc(): number {
+    return this.rtp.video.ssrc;
+  }
+
+  /** Video bits/s over the last two seconds (what a viewer of this source receives). */
+  get videoBitrate(): number {
+    return this.measured.bitrate;
   }
 
   /** The packet of `kind` with `sequenceNumber`, if still in the history (for NACK retransmission). */
@@ -164,14 +204,14 @@ export class WhepSource implements StreamSink {
     return packet && packet.readUInt16BE(2) === sequenceNumber ? packet : undefined;
   }
 
-  /** Removes a viewer. */
-  removeViewer(viewer: RtpViewer): void {
-    this.viewers.delete(viewer);
+  /** Removes a viewer from `kinds` (default both). */
+  removeViewer(viewer: RtpViewer, kinds: readonly MediaKind[] = ['video', 'audio']): void {
+    for (const kind of kinds) this.viewers[kind].delete(viewer);
   }
 
-  /** Number of viewers. */
+  /** Number of viewers receiving video from this source. */
   get viewerCount(): number {
-    return this.viewers.size;
+    return this.viewers.video.size;
   }
 
   // ---- StreamSink -------------------------------------------------------------------------------------------
@@ -189,7 +229,7 @@ export class WhepSource implements StreamSink {
     this.reencoder?.close();
     this.reencoder = undefined;
     this.sourceGop = [];
-    if (this.audioTrack?.kind === 'audio' && this.audioTrack.codec === 'aac' && this.opus) {
+    if (!this.group && this.audioTrack?.kind === 'audio' && this.audioTrack.codec === 'aac' && this.opus) {
       this.transcoder = this.opus.create(this.audioTrack, (p) => this.sendOpus(p));
     }
     // Timestamps of a new session restart anywhere: re-anchor so RTP time keeps increasing for viewers.
@@ -198,7 +238,7 @@ export class WhepSource implements StreamSink {
     this.gop = [];
     this.hasBFrames = false;
     this.live = true;
-    this.srTimer ??= setInterval(() => this.sendSenderReports(this.viewers), SR_INTERVAL_MS);
+    this.srTimer ??= setInterval(() => this.sendSenderReports(new Set([...this.viewers.video, ...this.viewers.audio])), SR_INTERVAL_MS);
     this.srTimer.unref();
   }
 
@@ -207,6 +247,10 @@ export class WhepSource implements StreamSink {
    * the offset: random for the first session, continuing from the last timestamp after a publisher return.
    */
   private rtpTimestamp(state: RtpTrackState, ticks: number, step: number): number {
+    // A rendition uses its source's offset: the same picture has the same RTP timestamp in every rendition, so a
+    // viewer moved between them sees one continuous track.
+    const leaderOffset = state.kind === 'video' ? this.group?.leader.rtp.video.offset : undefined;
+    if (leaderOffset !== undefined) state.offset = leaderOffset;
     state.offset ??= state.packets === 0 ? randomInt(0, 2 ** 31) - ticks : state.lastRtpTimestamp + step - ticks;
     const ts = (((ticks + state.offset) % 2 ** 32) + 2 ** 32) % 2 ** 32;
     state.lastRtpTimestamp = ts;
@@ -217,6 +261,9 @@ export class WhepSource implements StreamSink {
     const state = this.rtp[kind];
     if (keyframe) this.gop = [];
     if (this.gop.length + packets.length <= GOP_CACHE_MAX_PACKETS) for (const packet of packets) this.gop.push({ kind, packet });
+    if (kind === 'video') this.measure(packets);
+    const viewers = this.viewers[kind];
+    let first = keyframe;
     for (const packet of packets) {
       state.packets++;
       state.octets += packet.length - 12;
@@ -224,12 +271,25 @@ export class WhepSource implements StreamSink {
       // Viewers may number the codec differently: patch one copy per payload type, not one per viewer.
       const variants = this.variants;
       variants.clear();
-      for (const viewer of this.viewers) {
+      for (const viewer of viewers) {
         const pt = viewer.payloadType(kind);
         let out = variants.get(pt);
         if (!out) variants.set(pt, (out = withPayloadType(packet, pt)));
-        viewer.sendPacket(kind, out);
+        viewer.sendPacket(kind, out, this, first);
       }
+      first = false;
+    }
+  }
+
+  private measure(packets: Buffer[]): void {
+    const m = this.measured;
+    const now = Date.now();
+    for (const p of packets) m.windowOctets += p.length;
+    if (m.windowStart === 0) m.windowStart = now;
+    if (now - m.windowStart >= 2000) {
+      m.bitrate = Math.round((m.windowOctets * 8 * 1000) / (now - m.windowStart));
+      m.windowStart = now;
+      m.windowOctets = 0;
     }
   }
 
@@ -238,6 +298,7 @@ export class WhepSource implements StreamSink {
     if (!track) return;
     this.anchor ??= { wallMs: Date.now(), seconds: au.dts / track.timescale };
     if (track.kind === 'audio') {
+      if (this.group) return; // a rendition's viewers get audio from the group's source
       if (track.codec === 'opus') {
         const p = au.payload[0] ?? new Uint8Array(0);
         this.sendOpus({ timestamp: au.dts, packet: Buffer.from(p.buffer, p.byteOffset, p.byteLength) });
@@ -292,6 +353,7 @@ export class WhepSource implements StreamSink {
   }
 
   onPublisherLost(): void {
+    for (const v of [...this.viewers.video]) v.sourceLost?.(this);
     this.gop = [];
     this.sourceGop = [];
     this.transcoder?.close();
@@ -306,7 +368,8 @@ export class WhepSource implements StreamSink {
   }
 
   private sendSenderReports(viewers: Iterable<RtpViewer>): void {
-    const anchor = this.anchor;
+    // A rendition reports on its source's clock, so receivers line its video up with the source's audio.
+    const anchor = this.group?.leader.anchor ?? this.anchor;
     if (!anchor) return;
     const now = Date.now();
     // Both tracks map "now" through the same timeline anchor, so the receiver can line audio up with video.
@@ -316,7 +379,7 @@ export class WhepSource implements StreamSink {
       if (s.packets === 0 || s.offset === undefined) continue;
       const rtpNow = (((Math.round(seconds * s.clockRate) + s.offset) % 2 ** 32) + 2 ** 32) % 2 ** 32;
       const sr = writeSenderReport(s.ssrc, now, rtpNow, s.packets, s.octets);
-      for (const v of viewers) v.sendPacket(kind, sr);
+      for (const v of viewers) v.sendPacket(kind, sr, this, false);
     }
   }
 
@@ -330,7 +393,8 @@ export class WhepSource implements StreamSink {
     this.reencoder?.close();
     this.reencoder = undefined;
     this.sourceGop = [];
-    this.viewers.clear();
+    this.viewers.video.clear();
+    this.viewers.audio.clear();
     this.gop = [];
   }
 }

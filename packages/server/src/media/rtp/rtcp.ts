@@ -34,6 +34,13 @@ export interface RtcpFeedback {
   keyframeRequests: number[];
   /** Lost packets reported by generic NACK: media SSRC and sequence numbers. */
   nacks: { ssrc: number; sequenceNumbers: number[] }[];
+  /**
+   * Report blocks of Receiver/Sender Reports (RFC 3550 §6.4): per media SSRC, the fraction of packets lost since
+   * the previous report (0–1) and the interarrival jitter (RTP clock units).
+   */
+  reports: { ssrc: number; fractionLost: number; jitter: number }[];
+  /** The receiver's estimated maximum bitrate (REMB, draft-alvestrand-rmcat-remb-03 §2.2), bits/s, if sent. */
+  remb: number | undefined;
 }
 
 /** True when `packet` looks like RTCP rather than RTP (RFC 5761 §4: payload type 192–223 in the second byte). */
@@ -41,16 +48,29 @@ export function isRtcp(packet: Uint8Array): boolean {
   return packet.length >= 4 && packet[1]! >= 192 && packet[1]! <= 223;
 }
 
-/** Reads PLI, FIR and generic NACK out of a compound RTCP packet; anything else, and anything malformed, is skipped. */
+/**
+ * Reads PLI, FIR, generic NACK (RFC 4585 §6.2.1, §6.3.1; RFC 5104 §4.3.1), report blocks of SR/RR (RFC 3550
+ * §6.4) and REMB out of a compound RTCP packet; anything else, and anything malformed, is skipped.
+ */
 export function readRtcpFeedback(packet: Uint8Array): RtcpFeedback {
-  const out: RtcpFeedback = { keyframeRequests: [], nacks: [] };
+  const out: RtcpFeedback = { keyframeRequests: [], nacks: [], reports: [], remb: undefined };
   const view = Buffer.from(packet.buffer, packet.byteOffset, packet.byteLength);
   for (let pos = 0; pos + 4 <= packet.length; ) {
     const fmt = packet[pos]! & 0x1f;
     const type = packet[pos + 1]!;
     const end = pos + (view.readUInt16BE(pos + 2) + 1) * 4;
     if (end > packet.length) break;
-    if (type === 206 && fmt === 1 && end - pos >= 12) {
+    if (type === 200 || type === 201) {
+      // SR (28-byte sender info after the header) or RR; `fmt` is the report count.
+      let p = pos + (type === 200 ? 28 : 8);
+      for (let i = 0; i < fmt && p + 24 <= end; i++, p += 24) {
+        out.reports.push({ ssrc: view.readUInt32BE(p), fractionLost: packet[p + 4]! / 256, jitter: view.readUInt32BE(p + 12) });
+      }
+    } else if (type === 206 && fmt === 15 && end - pos >= 24 && view.toString('latin1', pos + 12, pos + 16) === 'REMB') {
+      const exp = packet[pos + 17]! >> 2;
+      const mantissa = ((packet[pos + 17]! & 0x03) << 16) | view.readUInt16BE(pos + 18);
+      out.remb = mantissa * 2 ** exp;
+    } else if (type === 206 && fmt === 1 && end - pos >= 12) {
       out.keyframeRequests.push(view.readUInt32BE(pos + 8)); // PLI
     } else if (type === 206 && fmt === 4) {
       for (let p = pos + 12; p + 8 <= end; p += 8) out.keyframeRequests.push(view.readUInt32BE(p)); // FIR entries

@@ -1,0 +1,123 @@
+/**
+ * Automatic rendition choice for one WebRTC viewer (issue 5, "WebRTC ABR"), from what its receiver reports:
+ * the fraction of packets lost (RTCP RR, RFC 3550 §6.4.2) and the receiver's bandwidth estimate (REMB,
+ * draft-alvestrand-rmcat-remb-03). Pure: reports and a clock in, a wanted layer out.
+ *
+ * - Down at once when loss stays high (two reports over 10 %, or one over 25 %) or the estimate falls below
+ *   what the current layer needs; the target is the best layer that fits the estimate with headroom.
+ * - Up one layer at a time after a quiet period (no loss, estimate not below the current layer). A receiver's
+ *   REMB is capped near 1.5× what it receives, so it cannot prove room for a layer twice as big: going up is a
+ *   probe, and a probe that fails (a down switch soon after) doubles the quiet period before the next one.
+ * - REMB is ignored for the first seconds of a viewer: the browser's estimator starts from a fixed guess.
+ */
+
+/** A layer as the policy sees it: its bitrate, bits/s. Layers are ordered best (highest bitrate) first. */
+export interface PolicyLayer {
+  bitrate: number;
+}
+
+/** Tuning, with defaults. */
+export interface LayerPolicyOptions {
+  /** Loss fraction above which a report counts as lossy (default 0.10). */
+  lossyFraction?: number;
+  /** Loss fraction that switches down on a single report (default 0.25). */
+  severeFraction?: number;
+  /** REMB below this share of the current layer's bitrate switches down (default 0.8). */
+  rembDownRatio?: number;
+  /** A layer fits when its bitrate × this ≤ the estimate (default 1.15). */
+  headroom?: number;
+  /** REMB is ignored this long after the viewer starts, ms (default 6 000). */
+  rembWarmupMs?: number;
+  /** Quiet time before the first probe up, ms (default 8 000); doubles after a failed probe, up to 64 000. */
+  upAfterMs?: number;
+  /** After a switch, reports are only recorded this long (the switch lands at the next keyframe), ms (default 2 500). */
+  settleMs?: number;
+}
+
+/** Decides layer changes for one viewer. */
+export class LayerPolicy {
+  private readonly o: Required<LayerPolicyOptions>;
+  private readonly startedAt: number;
+  private lastSwitchAt: number;
+  private lastUpAt = -Infinity;
+  private upWaitMs: number;
+  private lossyReports = 0;
+  private lastLossAt = -Infinity;
+  private remb: number | undefined;
+
+  constructor(now: number, options: LayerPolicyOptions = {}) {
+    this.o = {
+      lossyFraction: options.lossyFraction ?? 0.1,
+      severeFraction: options.severeFraction ?? 0.25,
+      rembDownRatio: options.rembDownRatio ?? 0.8,
+      headroom: options.headroom ?? 1.15,
+      rembWarmupMs: options.rembWarmupMs ?? 6_000,
+      upAfterMs: options.upAfterMs ?? 8_000,
+      settleMs: options.settleMs ?? 2_500,
+    };
+    this.startedAt = now;
+    this.lastSwitchAt = now;
+    this.upWaitMs = this.o.upAfterMs;
+  }
+
+  /** The estimate currently trusted (REMB after the warm-up), bits/s. */
+  get estimate(): number | undefined {
+    return this.remb;
+  }
+
+  /**
+   * Takes one receiver report: `fractionLost` 0–1 from an RR block for the viewer's video SSRC and/or a REMB
+   * in bits/s. Returns the index into `layers` to switch to, or undefined to stay on `current`.
+   */
+  onReport(now: number, report: { fractionLost?: number; remb?: number }, layers: readonly PolicyLayer[], current: number): number | undefined {
+    if (report.remb !== undefined && now - this.startedAt >= this.o.rembWarmupMs) this.remb = report.remb;
+    let severe = false;
+    if (report.fractionLost !== undefined) {
+      if (report.fractionLost > this.o.lossyFraction) {
+        this.lossyReports++;
+        this.lastLossAt = now;
+        severe = report.fractionLost > this.o.severeFraction;
+      } else {
+        this.lossyReports = 0;
+        if (report.fractionLost > 0.02) this.lastLossAt = now;
+      }
+    }
+    const here = layers[current];
+    if (!here || now - this.lastSwitchAt < this.o.settleMs) return undefined;
+    const lossy = severe || this.lossyReports >= 2;
+    const starved = this.remb !== undefined && this.remb < here.bitrate * this.o.rembDownRatio;
+    if ((lossy || starved) && current < layers.length - 1) {
+      // Fit the estimate; with loss and no usable estimate, at most 60 % of what does not get through now.
+      let budget = this.remb ?? Infinity;
+      if (lossy) budget = Math.min(budget, here.bitrate * 0.6);
+      let target = layers.findIndex((l, i) => i > current && l.bitrate * this.o.headroom <= budget);
+      if (target < 0) target = layers.length - 1;
+      this.switched(now, 'down');
+      return target;
+    }
+    const quiet = now - Math.max(this.lastSwitchAt, this.lastLossAt) >= this.upWaitMs;
+    const roomy = this.remb === undefined || this.remb >= here.bitrate;
+    if (current > 0 && quiet && roomy) {
+      this.switched(now, 'up');
+      return current - 1;
+    }
+    return undefined;
+  }
+
+  /** Records a switch the viewer asked for itself (the quiet period starts again). */
+  manualSwitch(now: number): void {
+    this.lastSwitchAt = now;
+    this.lossyReports = 0;
+  }
+
+  private switched(now: number, direction: 'up' | 'down'): void {
+    if (direction === 'down' && now - this.lastUpAt < this.upWaitMs) {
+      this.upWaitMs = Math.min(this.upWaitMs * 2, 64_000); // the last probe up failed: wait longer next time
+    } else if (direction === 'down') {
+      this.upWaitMs = this.o.upAfterMs;
+    }
+    if (direction === 'up') this.lastUpAt = now;
+    this.lastSwitchAt = now;
+    this.lossyReports = 0;
+  }
+}
