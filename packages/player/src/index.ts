@@ -4,9 +4,9 @@
  * until the stream is live, picks it up when it goes live, and reports the protocol and measured latency.
  */
 import Hls from 'hls.js';
-import { connectWhep, type WhepConnection } from './whep-client.js';
+import { connectWhep, type WhepConnection, type WhepLayerState } from './whep-client.js';
 
-export { connectWhep, iceServersFromLink, WhepError, type WhepConnection } from './whep-client.js';
+export { connectWhep, iceServersFromLink, WhepError, type WhepConnection, type WhepLayer, type WhepLayerState } from './whep-client.js';
 export { publishWhip, WhipError, type WhipPublish, type WhipPublishOptions } from './whip-publisher.js';
 
 /** Player states, in the order a viewer usually sees them. */
@@ -28,6 +28,27 @@ export interface PlayerOptions {
   webrtcTimeoutMs?: number;
 }
 
+/** One quality a viewer can pick: the stream as published (`src`) or a rendition (`720p`, …). */
+export interface QualityLevel {
+  id: string;
+  /** For a menu: `720p`, or `Source (1080p)`. */
+  label: string;
+  width: number;
+  height: number;
+  /** Bits/s, if known. */
+  bitrate: number | undefined;
+}
+
+/** The quality menu's state, the same for WebRTC and LL-HLS. */
+export interface QualityState {
+  /** `auto`: the player (LL-HLS) or the server (WebRTC) adapts to the network. */
+  mode: 'auto' | 'manual';
+  /** Level id playing now, if known. */
+  current: string | undefined;
+  /** Best first. */
+  levels: QualityLevel[];
+}
+
 /** What the player knows now. */
 export interface PlayerStats {
   state: PlayerState;
@@ -37,6 +58,17 @@ export interface PlayerStats {
   /** Frames the video element has presented. */
   framesDecoded: number;
   stalls: number;
+  quality: QualityState;
+}
+
+/** `src/media.m3u8` or `…/720p/media.m3u8` → `src` / `720p`. */
+function renditionOf(uri: string): string {
+  const parts = uri.split('?')[0]!.split('/');
+  return parts[parts.length - 2] ?? uri;
+}
+
+function qualityLabel(id: string, height: number): string {
+  return id === 'src' ? (height > 0 ? `Source (${height}p)` : 'Source') : id;
 }
 
 interface StatusResponse {
@@ -45,6 +77,7 @@ interface StatusResponse {
   webrtc: boolean;
   playback: { hls: string; whep: string };
 }
+
 
 /** Plays one stream into a `<video>` element. `destroy()` is idempotent. */
 export class GlasscastPlayer {
@@ -59,6 +92,9 @@ export class GlasscastPlayer {
   private destroyed = false;
   private stalls = 0;
   private readonly base: string;
+  /** WebRTC: the last layer state read from the server (refreshed every second while playing). */
+  private layerState: WhepLayerState | undefined;
+  private layerTimer: ReturnType<typeof setInterval> | undefined;
 
   constructor(
     private readonly video: HTMLVideoElement,
@@ -146,6 +182,18 @@ export class GlasscastPlayer {
       return false;
     }
     this.setState('playing', 'webrtc');
+    if (conn.layerUrl) {
+      const refresh = (): void => {
+        conn.getLayers().then(
+          (state) => {
+            if (this.whep === conn) this.layerState = state;
+          },
+          () => undefined,
+        );
+      };
+      refresh();
+      this.layerTimer = setInterval(refresh, 1000);
+    }
     conn.pc.addEventListener('connectionstatechange', () => {
       if (this.whep !== conn) return;
       if (conn.pc.connectionState === 'failed' || conn.pc.connectionState === 'closed' || conn.pc.connectionState === 'disconnected') {
@@ -204,7 +252,58 @@ export class GlasscastPlayer {
     this.schedulePoll();
   }
 
+  /** The quality menu: levels, which one plays, and whether the choice is automatic. */
+  getQuality(): QualityState {
+    if (this.protocol === 'webrtc') {
+      const st = this.layerState;
+      if (!st) return { mode: 'auto', current: undefined, levels: [] };
+      return {
+        mode: st.mode,
+        current: st.current,
+        levels: st.layers.map((l) => ({ id: l.id, label: qualityLabel(l.id, l.height), width: l.width, height: l.height, bitrate: l.bitrate })),
+      };
+    }
+    const hls = this.hls;
+    if (this.protocol === 'll-hls' && hls) {
+      const levels = hls.levels.map((l) => ({ id: renditionOf(l.uri), label: qualityLabel(renditionOf(l.uri), l.height), width: l.width, height: l.height, bitrate: l.bitrate }));
+      const playing = hls.levels[hls.currentLevel];
+      return { mode: hls.autoLevelEnabled ? 'auto' : 'manual', current: playing ? renditionOf(playing.uri) : undefined, levels: [...levels].sort((a, b) => (b.bitrate ?? 0) - (a.bitrate ?? 0)) };
+    }
+    return { mode: 'auto', current: undefined, levels: [] };
+  }
+
+  /**
+   * Picks a quality by level id (`src`, `720p`, …) or `auto`. WebRTC switches at the rendition's next keyframe
+   * (the server keeps one smooth track); LL-HLS switches from the next segment without flushing what is buffered.
+   * Resolves false when there is no such level.
+   */
+  async setQuality(id: string): Promise<boolean> {
+    if (this.protocol === 'webrtc' && this.whep) {
+      try {
+        this.layerState = await this.whep.selectLayer(id);
+        return true;
+      } catch {
+        return false;
+      }
+    }
+    const hls = this.hls;
+    if (this.protocol === 'll-hls' && hls) {
+      if (id === 'auto') {
+        hls.nextLevel = -1;
+        return true;
+      }
+      const index = hls.levels.findIndex((l) => renditionOf(l.uri) === id);
+      if (index < 0) return false;
+      hls.nextLevel = index;
+      return true;
+    }
+    return false;
+  }
+
   private teardown(): void {
+    clearInterval(this.layerTimer);
+    this.layerTimer = undefined;
+    this.layerState = undefined;
     this.hls?.destroy();
     this.hls = undefined;
     if (this.whep) {
@@ -224,6 +323,7 @@ export class GlasscastPlayer {
       latency: this.protocol === 'll-hls' ? (this.hls?.latency ?? undefined) : undefined,
       framesDecoded: quality?.totalVideoFrames ?? 0,
       stalls: this.stalls,
+      quality: this.getQuality(),
     };
   }
 

@@ -73,6 +73,10 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
       windowSegments: config.playlistSegments,
       retainEndedMs: 60_000,
       audioAdapter: (muxer, muxerLog) => new OpusToAacSink(muxer, muxerLog),
+      expectedRenditions: (name) => {
+        const stats = ladder.stats(name);
+        return stats?.running ? stats.renditions.length : 0;
+      },
     },
     log,
   );

@@ -8,6 +8,9 @@ const overlay = document.querySelector<HTMLDivElement>('#overlay')!;
 const message = document.querySelector<HTMLParagraphElement>('#message')!;
 const protocol = document.querySelector<HTMLSpanElement>('#protocol')!;
 const latency = document.querySelector<HTMLSpanElement>('#latency')!;
+const rendition = document.querySelector<HTMLSpanElement>('#rendition')!;
+const quality = document.querySelector<HTMLSelectElement>('#quality')!;
+const qualityLabel = quality.closest('label')!;
 document.querySelector('#title')!.textContent = name;
 document.title = `${name} · Glasscast`;
 
@@ -33,10 +36,27 @@ const player = new GlasscastPlayer(video, {
 });
 player.start();
 
+// Quality menu: Auto plus every level (the same for WebRTC and LL-HLS); the level playing is shown beside it.
+let menuKey = '';
+quality.addEventListener('change', () => {
+  void player.setQuality(quality.value);
+});
+
 setInterval(() => {
   const stats = player.getStats();
   protocol.textContent = stats.protocol ? stats.protocol.toUpperCase() : '';
   latency.textContent = stats.latency !== undefined && stats.state === 'playing' ? `latency ${stats.latency.toFixed(2)} s` : '';
+  const q = stats.quality;
+  const key = q.levels.map((l) => `${l.id}:${l.label}`).join(',');
+  if (key !== menuKey) {
+    menuKey = key;
+    quality.replaceChildren(new Option('Auto', 'auto'), ...q.levels.map((l) => new Option(l.label, l.id)));
+  }
+  qualityLabel.hidden = q.levels.length < 2;
+  if (document.activeElement !== quality) quality.value = q.mode === 'auto' ? 'auto' : (q.current ?? 'auto');
+  const playing = q.levels.find((l) => l.id === q.current);
+  rendition.textContent = playing && q.levels.length > 1 ? `${playing.label}${q.mode === 'auto' ? ' (auto)' : ''}` : '';
+  rendition.dataset['level'] = q.current ?? '';
 }, 500);
 
 // For end-to-end tests and debugging from the console.

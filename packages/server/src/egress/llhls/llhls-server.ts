@@ -26,7 +26,15 @@ export interface LlHlsServerOptions extends LlHlsMuxerOptions {
    * muxer directly. What it returns is closed with the muxer.
    */
   audioAdapter: ((muxer: StreamSink, log: Logger) => StreamSink & { close(): void }) | undefined;
+  /**
+   * How many renditions of a stream are being made (the transcoder's plan), so the multivariant playlist can wait
+   * briefly for all of them at the start of a stream: a player reads it once and would never see a late one.
+   */
+  expectedRenditions?: (name: string) => number;
 }
+
+/** Longest the multivariant playlist waits for renditions still starting, ms. */
+const RENDITION_WAIT_MS = 4_000;
 
 const CACHE_IMMUTABLE = 'public, max-age=86400, immutable';
 const CACHE_BLOCKING_PLAYLIST = 'public, max-age=30';
@@ -185,8 +193,16 @@ export class LlHlsServer implements StreamObserver {
     });
 
     app.get<{ Params: { name: string } }>('/hls/:name/index.m3u8', async (request, reply) => {
-      const variants = this.variants(request.params.name);
-      if (variants.length === 0) return notFound(reply, `stream ${request.params.name} is not live`);
+      const name = request.params.name;
+      let variants = this.variants(name);
+      if (variants.length === 0) return notFound(reply, `stream ${name} is not live`);
+      const expected = this.options.expectedRenditions?.(name) ?? 0;
+      if (variants.length - 1 < expected) {
+        const signal = hangUp(reply);
+        const deadline = Date.now() + RENDITION_WAIT_MS;
+        while (this.renditions(name).length < expected && Date.now() < deadline && !signal.aborted) await new Promise((r) => setTimeout(r, 100));
+        variants = this.variants(name);
+      }
       const text = renderMultivariantPlaylist(variants);
       // Short-lived: renditions appear a moment after the source (the transcoder starts on its first keyframe).
       return reply.type(PLAYLIST_TYPE).header('cache-control', 'public, max-age=2').send(text);
