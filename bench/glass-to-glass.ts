@@ -8,8 +8,11 @@
  * publishes `canvas.captureStream()` from /broadcast over WHIP (the browser's own H.264 encoder), as a streamer
  * pressing Go Live does.
  *
+ * With `--layer 240p` (WebRTC) the server transcodes a 240p rendition (the ABR ladder) and the viewer picks it
+ * from the quality menu: the difference to the source's figure is the latency the transcoder adds.
+ *
  * Prints median/p95 latency (ms), time to first frame (ms) over several page loads, and stalls.
- * Usage: npm run bench:latency [-- --protocol ll-hls|webrtc --source rtmp|whip --seconds 30 --loads 5 --part-target-ms 333]
+ * Usage: npm run bench:latency [-- --protocol ll-hls|webrtc --source rtmp|whip --layer src|240p --seconds 30 --loads 5 --part-target-ms 333]
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -29,8 +32,11 @@ const { values: opts } = parseArgs({
     'part-target-ms': { type: 'string', default: '333' },
     protocol: { type: 'string', default: 'll-hls' },
     source: { type: 'string', default: 'rtmp' },
+    layer: { type: 'string', default: 'src' },
   },
 });
+/** The rendition watched: `src`, or a rung of a one-rung ladder made for the run (e.g. `240p`). */
+const LAYER = /^\d{3}p$/.test(opts.layer!) ? opts.layer! : 'src';
 const PROTOCOL = opts.protocol === 'webrtc' ? 'webrtc' : 'll-hls';
 const SOURCE = opts.source === 'whip' ? 'whip' : 'rtmp';
 if (PROTOCOL === 'webrtc' || SOURCE === 'whip') runInLoopbackNamespace();
@@ -144,7 +150,7 @@ async function main(): Promise<void> {
   const [httpPort, rtmpPort] = [await freePort(), await freePort()];
   const server = spawn(
     process.execPath,
-    ['packages/server/dist/cli.js', '--host', '127.0.0.1', '--http-port', String(httpPort), '--rtmp-port', String(rtmpPort), '--data-dir', dataDir, '--publish-auth', 'open', '--log-level', 'warn', '--part-target-ms', opts['part-target-ms']!, '--webrtc-bind-address', '127.0.0.1'],
+    ['packages/server/dist/cli.js', '--host', '127.0.0.1', '--http-port', String(httpPort), '--rtmp-port', String(rtmpPort), '--data-dir', dataDir, '--publish-auth', 'open', '--log-level', 'warn', '--part-target-ms', opts['part-target-ms']!, '--webrtc-bind-address', '127.0.0.1', '--ladder', LAYER === 'src' ? 'none' : `${LAYER}=500k`],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   // Never leave the server behind, even if this process dies on an uncaught error.
@@ -212,6 +218,12 @@ async function main(): Promise<void> {
           throw new Error(`${String(err)}; page: ${JSON.stringify(state)}`);
         },
       );
+      if (LAYER !== 'src' && load === 0) {
+        // Pick the rendition from the player's quality menu, then measure only once it plays.
+        await page.evaluate(`window.glasscast.setQuality('${LAYER}')`);
+        await waitUntil(`the ${LAYER} rendition`, () => page.evaluate(`window.glasscast.getStats().quality.current === '${LAYER}' && document.querySelector('video').videoHeight === ${Number.parseInt(LAYER)}`), 20_000, 100);
+        await page.evaluate('window.benchFrames = []');
+      }
       const measureMs = load === 0 ? SECONDS * 1000 : 4000;
       await new Promise((r) => setTimeout(r, measureMs));
       const got = await page.evaluate(() => {
@@ -240,7 +252,8 @@ async function main(): Promise<void> {
     rmSync(dataDir, { recursive: true, force: true });
   }
   const figures = {
-    bench: `${SOURCE}-to-${PROTOCOL}-glass-to-glass`,
+    bench: `${SOURCE}-to-${PROTOCOL}-glass-to-glass${LAYER === 'src' ? '' : `-${LAYER}-rendition`}`,
+    rendition: LAYER === 'src' ? 'source' : `${LAYER} (x264 ladder, 500 kb/s)`,
     source: SOURCE === 'rtmp' ? 'x264 veryfast zerolatency, 640x360@30, 1 s GOP, 2.5 Mb/s CBR, RTMP' : 'canvas 640x360@30 → Chromium H.264 (OpenH264) over WHIP from /broadcast',
     partTargetMs: Number(opts['part-target-ms']),
     latencyMs: { median: quantile(results.latencies, 0.5), p95: quantile(results.latencies, 0.95), samples: results.latencies.length },
@@ -249,9 +262,9 @@ async function main(): Promise<void> {
     undecodableFrames: results.undecodable,
   };
   mkdirSync('bench/results', { recursive: true });
-  writeFileSync(`bench/results/${SOURCE === 'rtmp' ? '' : 'whip-to-'}${PROTOCOL}-latency.json`, JSON.stringify(figures, null, 2) + '\n');
+  writeFileSync(`bench/results/${SOURCE === 'rtmp' ? '' : 'whip-to-'}${PROTOCOL}${LAYER === 'src' ? '' : `-${LAYER}`}-latency.json`, JSON.stringify(figures, null, 2) + '\n');
   console.log(
-    `${PROTOCOL === 'webrtc' ? 'WebRTC (WHEP)' : 'LL-HLS (hls.js)'} glass-to-glass, ${SOURCE === 'rtmp' ? 'RTMP (x264)' : 'WHIP (browser)'} source, headless Chromium: median ${figures.latencyMs.median} ms, p95 ${figures.latencyMs.p95} ms ` +
+    `${PROTOCOL === 'webrtc' ? 'WebRTC (WHEP)' : 'LL-HLS (hls.js)'} glass-to-glass, ${SOURCE === 'rtmp' ? 'RTMP (x264)' : 'WHIP (browser)'} source, ${figures.rendition} rendition, headless Chromium: median ${figures.latencyMs.median} ms, p95 ${figures.latencyMs.p95} ms ` +
       `over ${figures.latencyMs.samples} frames; time to first frame median ${Math.round(figures.timeToFirstFrameMs.median)} ms ` +
       `(max ${Math.round(figures.timeToFirstFrameMs.max)} ms, ${LOADS} loads); stalls ${figures.stalls}; undecodable frames ${figures.undecodableFrames}`,
   );
