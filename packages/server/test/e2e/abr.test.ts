@@ -11,6 +11,11 @@ import { launchChromium } from '../support/browser.js';
 import { ladderSourceClip, publishClip, publishTestPattern, type FfmpegProcess } from '../support/ffmpeg.js';
 import { startTestServer, type TestServer } from '../support/glasscast.js';
 import { waitUntil } from '../support/wait.js';
+import { linkedNamespace, THERE } from '../support/netns.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const isolated = process.env['GLASSCAST_TEST_NETNS'] === '1';
 
@@ -175,6 +180,63 @@ describe('ABR in headless Chromium', { timeout: 300_000, skip: isolated ? false 
         }
       } finally {
         await page.close();
+      }
+    });
+  });
+
+  describe('WebRTC (WHEP) on a network that gets worse', () => {
+    it('steps down by itself when the viewer’s link becomes a lossy bottleneck, frames decoding throughout', async () => {
+      // Glasscast and its publisher run in a second namespace; only the link from there to the browser gets the
+      // bottleneck, so the publisher's own upload is untouched.
+      const ns = await linkedNamespace();
+      const dir = mkdtempSync(join(tmpdir(), 'glasscast-abr-'));
+      const page = await browser.newPage();
+      let log = '';
+      try {
+        const cli = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
+        const server = ns.spawn(process.execPath, ['--import', 'tsx', cli, '--host', '0.0.0.0', '--http-port', '18080', '--rtmp-port', '11935', '--data-dir', dir, '--publish-auth', 'open', '--ladder', '480p=1200k,240p=300k', '--webrtc-bind-address', THERE, '--log-level', 'info'], { stdio: 'pipe' });
+        server.stdout!.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-200_000)));
+        const base = `http://${THERE}:18080`;
+        await waitUntil('the server', async () => (await fetch(`${base}/healthz`).catch(() => undefined))?.ok, 30_000, 200);
+        ns.spawn('ffmpeg', [
+          '-hide_banner', '-loglevel', 'error', '-nostdin', '-re', '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
+          '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-b:v', '2500k', '-maxrate', '2500k', '-bufsize', '2500k', '-g', '30', '-keyint_min', '30', '-sc_threshold', '0', '-pix_fmt', 'yuv420p',
+          '-c:a', 'aac', '-b:a', '128k', '-f', 'flv', 'rtmp://127.0.0.1:11935/live/abr',
+        ]);
+        await waitUntil('two renditions', async () => {
+          const r = await fetch(`${base}/api/v1/streams/abr`).catch(() => undefined);
+          const st = r?.ok ? ((await r.json()) as { webrtc: boolean; renditions: unknown[] }) : undefined;
+          return st?.webrtc && st.renditions.length === 2;
+        }, 40_000, 250);
+        await page.addInitScript(FRAME_GAP_PROBE);
+        await page.goto(`${base}/watch/abr`);
+        await waitUntil('WebRTC playing the source', async () => {
+          const f = await figures(page);
+          return f.state === 'playing' && f.protocol === 'webrtc' && f.quality.current === 'src' && f.frames > 90 ? f : undefined;
+        }, 30_000, 250);
+        await new Promise((r) => setTimeout(r, 4000)); // past the start-up settling of the automatic choice
+        const before = await figures(page);
+        assert.equal(before.quality.current, 'src', 'a clean link keeps the source');
+        await resetGap(page);
+        // 1.6 Mb/s with a 40-packet queue: the source (~2.6 Mb/s) queues and then drops; 480p (1.2 Mb/s) fits.
+        ns.bottleneck(1600, 40);
+        const switched = await waitUntil('an automatic step down', async () => {
+          const f = await figures(page);
+          return f.quality.current !== 'src' && f.height < 720 ? f : undefined;
+        }, 20_000, 100);
+        assert.equal(switched.quality.mode, 'auto');
+        await resetGap(page);
+        const later = await waitUntil('3 s more of frames', async () => {
+          const f = await figures(page);
+          return f.frames >= switched.frames + 75 ? f : undefined;
+        }, 15_000, 100);
+        console.log(`# WHEP auto: src → ${later.quality.current} under a 1.6 Mb/s bottleneck; longest frame gap before the switch ${Math.round(switched.maxGapMs)} ms, after it ${Math.round(later.maxGapMs)} ms`);
+        assert.ok(later.maxGapMs < 500, `longest gap between frames after the switch: ${Math.round(later.maxGapMs)} ms`);
+        assert.match(log, /WHEP viewer adapting rendition/);
+      } finally {
+        await page.close();
+        ns.close();
+        rmSync(dir, { recursive: true, force: true });
       }
     });
   });
