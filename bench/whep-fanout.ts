@@ -40,7 +40,7 @@ function cpuTicks(pid: number): number {
 async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'glasscast-fanout-'));
   const [httpPort, rtmpPort] = [await freePort(), await freePort()];
-  const server = spawn(process.execPath, ['packages/server/dist/cli.js', '--host', '127.0.0.1', '--http-port', String(httpPort), '--rtmp-port', String(rtmpPort), '--data-dir', dataDir, '--publish-auth', 'open', '--log-level', process.env['FANOUT_LOG_LEVEL'] ?? 'error', '--webrtc-bind-address', '127.0.0.1', '--webrtc-port-min', '41000', '--webrtc-port-max', '41999'], { stdio: ['ignore', process.env['FANOUT_LOG_LEVEL'] ? 'inherit' : 'ignore', 'inherit'] });
+  const server = spawn(process.execPath, ['packages/server/dist/cli.js', '--host', '127.0.0.1', '--http-port', String(httpPort), '--rtmp-port', String(rtmpPort), '--data-dir', dataDir, '--publish-auth', 'open', '--log-level', process.env['FANOUT_LOG_LEVEL'] ?? 'error', '--webrtc-bind-address', '127.0.0.1', '--webrtc-port-min', '41000', '--webrtc-port-max', '41999', '--ladder', 'none'], { stdio: ['ignore', process.env['FANOUT_LOG_LEVEL'] ? 'inherit' : 'ignore', 'inherit'] });
   process.once('exit', () => server.kill('SIGKILL'));
   const base = `http://127.0.0.1:${httpPort}`;
   const rows: { viewers: number; connected: number; serverCpuPct: number; perViewerPct: number; viewersCpuPct: number; datagramsPerViewerPerSecond: number; probeVideoPacketsPerSecond: number; serverDroppedFrames: number; deliveredPct: number; probeLossPct: number; kernelLossPct: number; lossPct: number }[] = [];

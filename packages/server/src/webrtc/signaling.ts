@@ -3,6 +3,8 @@
  * server `Link` headers (RFC 9725 §4.6) and trickle ICE fragments (RFC 8840) applied to a peer.
  */
 import type { FastifyReply } from 'fastify';
+import { MediaParseError } from '../media/errors.js';
+import { parseSdp, type SdpMediaSection } from '../media/sdp/sdp.js';
 import type { WebRtcPeer } from './webrtc-peer.js';
 
 /** The SDP media type. */
@@ -57,6 +59,19 @@ export function applyTrickle(peer: WebRtcPeer, fragment: string, remoteUfrag: st
     }
   }
   return undefined;
+}
+
+/**
+ * The media sections of an SDP offer, or the 400 answer when it does not parse (RFC 9725 §4.2 / WHEP: a bad
+ * offer is the client's error).
+ */
+export function parseOffer(reply: FastifyReply, body: unknown): SdpMediaSection[] | FastifyReply {
+  try {
+    return parseSdp(String(body)).media;
+  } catch (err) {
+    if (err instanceof MediaParseError) return problem(reply, 400, 'BAD_SDP', err.message);
+    throw err;
+  }
 }
 
 /** Answers a POSTed offer: `201 Created` with the session's `Location`, its `ETag` and the SDP answer. */

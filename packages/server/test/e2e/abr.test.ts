@@ -9,7 +9,7 @@ import type { Browser, Page } from 'playwright-core';
 import { DEFAULT_LADDER } from '../../src/transcode/ladder.js';
 import { launchChromium } from '../support/browser.js';
 import { ladderSourceClip, publishClip, publishTestPattern, type FfmpegProcess } from '../support/ffmpeg.js';
-import { startTestServer, type TestServer } from '../support/glasscast.js';
+import { startTestServer, waitForRenditions, type TestServer } from '../support/glasscast.js';
 import { waitUntil } from '../support/wait.js';
 import { linkedNamespace, THERE } from '../support/netns.js';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -152,10 +152,7 @@ describe('ABR in headless Chromium', { timeout: 300_000, skip: isolated ? false 
     before(async () => {
       server = await startTestServer({ webrtcBindAddress: '127.0.0.1', ladder: '480p=1200k,360p=600k' });
       publisher = publishTestPattern(`${server.rtmpUrl}/${server.key}`, { gopSeconds: 1, zerolatency: true, size: '1280x720' });
-      await waitUntil('two renditions', async () => {
-        const s = (await (await fetch(`${server.httpUrl}/api/v1/streams/main`)).json()) as { webrtc: boolean; renditions: unknown[] };
-        return s.webrtc && s.renditions.length === 2;
-      }, 30_000, 200);
+      await waitForRenditions(server.httpUrl, 'main', 2);
     });
     after(async () => {
       await publisher?.stop();
@@ -206,6 +203,7 @@ describe('ABR in headless Chromium', { timeout: 300_000, skip: isolated ? false 
         const cli = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
         const server = ns.spawn(process.execPath, ['--import', 'tsx', cli, '--host', '0.0.0.0', '--http-port', '18080', '--rtmp-port', '11935', '--data-dir', dir, '--publish-auth', 'open', '--ladder', '480p=1200k,240p=300k', '--webrtc-bind-address', THERE, '--log-level', 'info'], { stdio: 'pipe' });
         server.stdout!.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-200_000)));
+        server.stderr!.resume(); // never let a full pipe block the server
         const base = `http://${THERE}:18080`;
         await waitUntil('the server', async () => (await fetch(`${base}/healthz`).catch(() => undefined))?.ok, 30_000, 200);
         ns.spawn('ffmpeg', [
@@ -213,11 +211,7 @@ describe('ABR in headless Chromium', { timeout: 300_000, skip: isolated ? false 
           '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-b:v', '2500k', '-maxrate', '2500k', '-bufsize', '2500k', '-g', '30', '-keyint_min', '30', '-sc_threshold', '0', '-pix_fmt', 'yuv420p',
           '-c:a', 'aac', '-b:a', '128k', '-f', 'flv', 'rtmp://127.0.0.1:11935/live/abr',
         ]);
-        await waitUntil('two renditions', async () => {
-          const r = await fetch(`${base}/api/v1/streams/abr`).catch(() => undefined);
-          const st = r?.ok ? ((await r.json()) as { webrtc: boolean; renditions: unknown[] }) : undefined;
-          return st?.webrtc && st.renditions.length === 2;
-        }, 40_000, 250);
+        await waitForRenditions(base, 'abr', 2);
         await page.addInitScript(FRAME_GAP_PROBE);
         await page.goto(`${base}/watch/abr`);
         await waitUntil('WebRTC playing the source', async () => {

@@ -10,7 +10,7 @@ import { parseH264Sps } from '../../src/media/codecs/h264.js';
 import { depacketizeH264 } from '../../src/media/rtp/h264-packetizer.js';
 import { writeReceiverReport } from '../../src/media/rtp/rtcp.js';
 import { FFMPEG, publishTestPattern, type FfmpegProcess } from '../support/ffmpeg.js';
-import { startTestServer, type TestServer } from '../support/glasscast.js';
+import { startTestServer, waitForRenditions, type TestServer } from '../support/glasscast.js';
 import { waitUntil } from '../support/wait.js';
 import { WhepTestClient, type ReceivedPacket } from '../support/webrtc-client.js';
 
@@ -53,10 +53,7 @@ describe('WebRTC ABR (WHEP layers)', { timeout: 240_000, skip: isolated ? false 
     server = await startTestServer({ webrtcBindAddress: '127.0.0.1', ladder: '480p=1200k,240p=300k' });
     publisher = publishTestPattern(`${server.rtmpUrl}/${server.key}`, { gopSeconds: 1, zerolatency: true, size: '1280x720' });
     url = `${server.httpUrl}/whep/main`;
-    await waitUntil('two renditions', async () => {
-      const s = (await (await fetch(`${server.httpUrl}/api/v1/streams/main`)).json()) as { webrtc: boolean; renditions: unknown[] };
-      return s.webrtc && s.renditions.length === 2;
-    }, 30_000, 200);
+    await waitForRenditions(server.httpUrl, 'main', 2);
   });
   after(async () => {
     await publisher?.stop();
@@ -92,6 +89,15 @@ describe('WebRTC ABR (WHEP layers)', { timeout: 240_000, skip: isolated ? false 
       await waitUntil('1 s of source again', () => frames() >= mark + 30, 10_000);
 
       assert.equal((await choose('1080p')).status, 400, 'an unknown layer is refused');
+      // Bad requests: malformed JSON, no or wrong-typed encodingId, an oversized id, a session of another stream.
+      const post = (body: string, target = layerUrl): Promise<Response> => fetch(target, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      assert.equal((await post('{"encodingId":')).status, 400);
+      assert.equal((await post('{}')).status, 400);
+      assert.equal((await post('{"encodingId": 480}')).status, 400);
+      assert.equal((await post(JSON.stringify({ encodingId: 'x'.repeat(100_000) }))).status, 400);
+      assert.equal((await post('{"encodingId":"auto"}', layerUrl.replace('/whep/main/', '/whep/other/'))).status, 404);
+      assert.equal((await fetch(`${server.httpUrl}/whep/main/sessions/${'0'.repeat(32)}/layer`)).status, 404);
+      assert.equal((await state()).current, 'src', 'none of them moved the viewer');
       assert.equal((await choose('auto')).status, 200);
 
       const video = client.packets.filter((p) => p.kind === 'video');

@@ -35,3 +35,13 @@ export async function startTestServer(overrides: Partial<GlasscastConfig> = {}):
     },
   };
 }
+
+/** Waits until `stream` on the server at `httpUrl` offers WebRTC and `count` transcoded renditions (API status). */
+export async function waitForRenditions(httpUrl: string, stream: string, count: number, timeoutMs = 40_000): Promise<void> {
+  const { waitUntil } = await import('./wait.js');
+  await waitUntil(`${count} renditions of ${stream}`, async () => {
+    const r = await fetch(`${httpUrl}/api/v1/streams/${stream}`).catch(() => undefined);
+    const s = r?.ok ? ((await r.json()) as { webrtc: boolean; renditions: unknown[] }) : undefined;
+    return s?.webrtc === true && s.renditions.length === count;
+  }, timeoutMs, 200);
+}

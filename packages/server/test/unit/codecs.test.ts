@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { aacCodecString, parseAacConfig } from '../../src/media/codecs/aac.js';
 import { VIDEO_CODECS } from '../../src/media/codecs/codec-table.js';
-import { buildAvcConfig, h264CodecString, parseAvcConfig, parseH264Sps, splitAnnexB, splitLengthPrefixed } from '../../src/media/codecs/h264.js';
+import { buildAvcConfig, h264CodecString, joinLengthPrefixed, parseAvcConfig, parseH264Sps, splitAnnexB, splitLengthPrefixed } from '../../src/media/codecs/h264.js';
 import { buildHevcConfig, hevcCodecString, parseHevcConfig, parseHevcSpsSize } from '../../src/media/codecs/hevc.js';
 import { MediaParseError } from '../../src/media/errors.js';
 
@@ -50,6 +50,15 @@ describe('H.264', () => {
   it('splits length-prefixed NAL units and refuses a length past the end', () => {
     assert.deepEqual(splitLengthPrefixed(hex('00000002 abcd 00000001 ef'), 4).map((n) => Buffer.from(n).toString('hex')), ['abcd', 'ef']);
     assert.throws(() => splitLengthPrefixed(hex('00000009 abcd'), 4), (e: unknown) => e instanceof MediaParseError && e.code === 'NAL_LENGTH_INVALID');
+    // Joining is the inverse, for every length size (golden, then round trip).
+    assert.equal(joinLengthPrefixed([hex('abcd'), hex('ef')], 4).toString('hex'), '00000002abcd00000001ef');
+    assert.equal(joinLengthPrefixed([hex('abcd')], 2).toString('hex'), '0002abcd');
+    assert.equal(joinLengthPrefixed([hex('abcd'), hex('ef')], 1).toString('hex'), '02abcd01ef');
+    for (const size of [1, 2, 4]) {
+      const nals = [hex('65 88 84'), hex('41 9a'), Buffer.alloc(200, 7)];
+      assert.deepEqual(splitLengthPrefixed(joinLengthPrefixed(nals, size), size).map((n) => Buffer.from(n).toString('hex')), nals.map((n) => n.toString('hex')));
+    }
+    assert.equal(joinLengthPrefixed([], 4).length, 0);
   });
 });
 

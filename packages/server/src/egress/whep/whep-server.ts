@@ -12,11 +12,10 @@ import type { Logger } from '../../core/logger.js';
 import type { Rendition, Stream } from '../../core/stream.js';
 import type { StreamObserver } from '../../core/stream-registry.js';
 import type { Subscriber } from '../../core/subscriber.js';
-import { MediaParseError } from '../../media/errors.js';
-import { chooseH264Format, chooseOpusFormat, parseSdp, type SdpMediaSection } from '../../media/sdp/sdp.js';
+import { chooseH264Format, chooseOpusFormat } from '../../media/sdp/sdp.js';
 import type { PeerTrack, WebRtcNetworkOptions } from '../../webrtc/webrtc-peer.js';
 import { WebRtcPeer } from '../../webrtc/webrtc-peer.js';
-import { applyTrickle, cors, created, hasType, linkIceServers, problem, SDP, TRICKLE } from '../../webrtc/signaling.js';
+import { applyTrickle, cors, created, hasType, linkIceServers, parseOffer, problem, SDP, TRICKLE } from '../../webrtc/signaling.js';
 import type { MediaKind, OpusTranscoderFactory, RtpViewer, VideoReencoderFactory } from './whep-source.js';
 import { WhepSource, withPayloadType } from './whep-source.js';
 import { LayerPolicy } from './layer-policy.js';
@@ -95,9 +94,10 @@ class WhepSession implements RtpViewer {
     this.layerSwitch = new LayerSwitch(
       source,
       this,
+      // Live packets already carry this viewer's payload type (each source patches once per type).
       (packet) => {
         const target = this.mids.video;
-        if (target) this.peer.send(target.mid, withPayloadType(packet, target.payloadType));
+        if (target) this.peer.send(target.mid, packet);
       },
       (to) => this.log.info({ session: this.id.slice(0, 8), layer: layerId(to), mode: this.mode }, 'WHEP viewer switched rendition'),
     );
@@ -369,13 +369,8 @@ export class WhepServer implements StreamObserver {
       const info = source?.info();
       if (!source || !info?.video) return problem(reply, 404, 'STREAM_NOT_FOUND', `stream ${name} is not live over WebRTC`);
       if (this.sessions.size >= this.options.maxSessions) return problem(reply, 503, 'LIMIT_EXCEEDED', 'too many WebRTC viewers');
-      let sections: SdpMediaSection[];
-      try {
-        sections = parseSdp(String(request.body)).media;
-      } catch (err) {
-        if (err instanceof MediaParseError) return problem(reply, 400, 'BAD_SDP', err.message);
-        throw err;
-      }
+      const sections = parseOffer(reply, request.body);
+      if (!Array.isArray(sections)) return sections;
       const videoSection = sections.find((s) => s.kind === 'video' && !s.rejected && s.direction !== 'sendonly' && s.direction !== 'inactive');
       const format = videoSection && chooseH264Format(videoSection, info.video.profileIdc);
       if (!videoSection?.mid || !format) {

@@ -10,11 +10,10 @@ import type { FastifyInstance } from 'fastify';
 import { GlasscastError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Stream } from '../../core/stream.js';
-import { MediaParseError } from '../../media/errors.js';
-import { chooseH264Format, chooseOpusFormat, parseSdp, type SdpMediaSection } from '../../media/sdp/sdp.js';
+import { chooseH264Format, chooseOpusFormat, type SdpMediaSection } from '../../media/sdp/sdp.js';
 import type { PeerTrack, WebRtcNetworkOptions } from '../../webrtc/webrtc-peer.js';
 import { WebRtcPeer } from '../../webrtc/webrtc-peer.js';
-import { applyTrickle, cors, created, hasType, linkIceServers, problem, SDP, TRICKLE } from '../../webrtc/signaling.js';
+import { applyTrickle, cors, created, hasType, linkIceServers, parseOffer, problem, SDP, TRICKLE } from '../../webrtc/signaling.js';
 import { type MediaKind, WhipToStream } from './whip-to-stream.js';
 
 
@@ -174,13 +173,8 @@ export class WhipServer {
       if ([...this.sessions.values()].some((s) => s.streamName === name)) {
         return problem(reply, 409, 'STREAM_ALREADY_PUBLISHING', `stream ${name} already has a live publisher`);
       }
-      let sections: SdpMediaSection[];
-      try {
-        sections = parseSdp(String(request.body)).media;
-      } catch (err) {
-        if (err instanceof MediaParseError) return problem(reply, 400, 'BAD_SDP', err.message);
-        throw err;
-      }
+      const sections = parseOffer(reply, request.body);
+      if (!Array.isArray(sections)) return sections;
       const sending = (s: SdpMediaSection): boolean => !s.rejected && s.direction !== 'recvonly' && s.direction !== 'inactive';
       const videoSection = sections.find((s) => s.kind === 'video' && sending(s));
       const h264 = videoSection && chooseH264Format(videoSection, 0x42);
