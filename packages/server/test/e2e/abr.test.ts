@@ -124,10 +124,9 @@ describe('ABR in headless Chromium', { timeout: 300_000, skip: isolated ? false 
         await cdp.send('Network.enable');
         await resetGap(page);
         await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 20, downloadThroughput: 8_000_000 / 8, uploadThroughput: 1_000_000 / 8 });
-        // Held down until hls.js acts: a part loaded at 8 Mb/s in between would otherwise lift it straight back.
+        await page.evaluate('window.glasscast.hls.bandwidthEstimate = 3000000');
         const after = await waitUntil('hls.js to pick a lower rendition', async () => {
           const f = await figures(page);
-          if (f.quality.current === startLevel) await page.evaluate('window.glasscast.hls.bandwidthEstimate = 3000000');
           const h = f.quality.levels.find((l) => l.id === f.quality.current)?.height ?? Infinity;
           return h < startHeight && f.height < startHeight ? f : undefined;
         }, 30_000, 250);
