@@ -4,7 +4,10 @@
  * (scaled in a chain, largest first); each rung comes back as FLV on its own pipe (fd 3, 4, …).
  *
  * - Keyframes: every rung gets a keyframe exactly where the source has one (`-force_key_frames source`, scene
- *   cuts off, no other GOP boundary), so all renditions switch at identical presentation times.
+ *   cuts off), so all renditions switch at identical presentation times; and at least one a second in between
+ *   (`-g` from the source's measured frame rate), so an LL-HLS player switching to a rung finds an independent
+ *   part at most a second back and does not reload a whole long GOP. WHEP switches and LL-HLS segment cuts use
+ *   the source's keyframes only; the extra ones only start independent parts.
  * - Latency: no B-frames, zerolatency-class settings (no lookahead, sliced threads), ffmpeg reads with no
  *   probing and flushes every packet.
  * - Timeline: output timestamps are mapped back to the source's exact ticks, so a picture has the same PTS in
@@ -69,8 +72,12 @@ const MAX_AUDIO_QUEUE = 500;
 const STALL_MS = 5_000;
 /** A run this long resets the restart delay to its first value, ms. */
 const STABLE_RUN_MS = 30_000;
-/** GOP length (frames) that never triggers by itself: keyframes come from the source only. */
-const NO_AUTOMATIC_KEYFRAMES = 100_000;
+/** Longest time between two keyframes of a rung (the encoder's own GOP; the source's keyframes come on top), s. */
+const RUNG_KEYFRAME_INTERVAL_S = 1;
+/** Frame rate assumed when the source's cannot be measured (a single picture before the start buffer fills). */
+const DEFAULT_FRAME_RATE = 30;
+/** Access units held at the start while the source's frame rate is measured (it takes two pictures). */
+const MAX_START_BUFFER = 64;
 
 /**
  * ffmpeg arguments for one ladder process: FLV (H.264) in on stdin, one FLV per rung out on fd 3, 4, ….
@@ -78,7 +85,7 @@ const NO_AUTOMATIC_KEYFRAMES = 100_000;
  * every rung from the full-size source); a frame-rate cap keeps keyframes and drops other frames that come too
  * soon after the previous kept one, so timestamps stay the source's.
  */
-export function ladderFfmpegArgs(rungs: readonly PlannedRung[], encoder: VideoEncoderKind): string[] {
+export function ladderFfmpegArgs(rungs: readonly PlannedRung[], encoder: VideoEncoderKind, sourceFrameRate = DEFAULT_FRAME_RATE): string[] {
   const graph: string[] = [];
   rungs.forEach((r, i) => {
     const from = i === 0 ? '[0:v]' : `[next${i - 1}]`;
@@ -106,7 +113,10 @@ export function ladderFfmpegArgs(rungs: readonly PlannedRung[], encoder: VideoEn
   rungs.forEach((r, i) => {
     const b = String(r.bitrate);
     args.push('-map', `[out${i}]`, '-an', ...encoderArgs(encoder), '-b:v', b, '-maxrate', String(Math.round(r.bitrate * 1.1)), '-bufsize', b);
-    args.push('-force_key_frames', 'source', '-g', String(NO_AUTOMATIC_KEYFRAMES), '-fps_mode', 'passthrough');
+    const fps = Math.min(sourceFrameRate, r.maxFrameRate ?? Infinity);
+    const gop = Math.max(1, Math.round(fps * RUNG_KEYFRAME_INTERVAL_S));
+    // Encoder time base in ms (the default is 1/frame rate, which snaps a source's irregular timestamps to a grid).
+    args.push('-force_key_frames', 'source', '-g', String(gop), '-fps_mode', 'passthrough', '-enc_time_base', '1:1000');
     args.push('-f', 'flv', '-flvflags', 'no_duration_filesize', '-flush_packets', '1', `pipe:${3 + i}`);
   });
   return args;
@@ -132,6 +142,8 @@ interface RungOutput {
   reader: FlvStreamReader;
   stream: Stream | undefined;
   track: VideoTrack | undefined;
+  /** Index (counted since ffmpeg started) of the next queued audio frame this output has not published. */
+  audioNext: number;
 }
 
 /** One stream's ladder: owns its ffmpeg process. `close()` is idempotent. */
@@ -144,11 +156,18 @@ class LadderJob implements StreamSink {
   private live = false;
   private closed = false;
   private waitingForKeyframe = true;
+  /** Spacing of the source's pictures, 90 kHz ticks (sets the rungs' keyframe interval in frames). */
+  private frameTicks: number | undefined;
+  private lastVideoDts: number | undefined;
+  /** From the session's first keyframe until the frame rate is known (its second picture): replayed into ffmpeg. */
+  private startBuffer: AccessUnit[] | undefined;
   /** Stream ticks of the first picture written to this ffmpeg (FLV time 0). */
   private base: number | undefined;
   /** FLV ms of a written picture → its exact PTS (ticks) and when it was written (performance.now ms). */
   private readonly inputTimes = new Map<number, { pts: number; at: number }>();
   private audioQueue: AccessUnit[] = [];
+  /** Index of `audioQueue[0]` counted since ffmpeg started (frames every output has taken are dropped). */
+  private audioBase = 0;
   private restartTimer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
   private restartDelayMs: number;
@@ -188,10 +207,34 @@ class LadderJob implements StreamSink {
     this.rungs = rungs;
     if (video && video.codec !== 'h264') this.log.info({ codec: video.codec }, 'no ladder: only H.264 sources are transcoded');
     else if (video && rungs.length === 0) this.log.info({ height: video.info.height }, 'no ladder: no rung below the source resolution');
-    if (rungs.length > 0) this.spawn();
+    this.frameTicks = undefined;
+    this.lastVideoDts = undefined;
+    // ffmpeg starts at the second picture, when the frame rate is known; the first keyframe waits for it.
+    this.startBuffer = rungs.length > 0 ? [] : undefined;
   }
 
   onAccessUnit(au: AccessUnit): void {
+    const isVideo = au.trackId === this.video?.id;
+    if (isVideo) {
+      const d = this.lastVideoDts === undefined ? 0 : au.dts - this.lastVideoDts;
+      if (d > 0 && d <= 90_000 / 5) this.frameTicks = d;
+      this.lastVideoDts = au.dts;
+    }
+    const held = this.startBuffer;
+    if (!held) {
+      this.deliver(au);
+      return;
+    }
+    if (held.length === 0 && !(isVideo && au.keyframe)) return;
+    held.push(au);
+    if (this.frameTicks === undefined && held.length < MAX_START_BUFFER) return;
+    this.startBuffer = undefined;
+    this.spawn();
+    for (const a of held) this.deliver(a);
+  }
+
+  /** Writes one access unit to ffmpeg (video) or queues it to follow the renditions' video (audio). */
+  private deliver(au: AccessUnit): void {
     const ff = this.ff;
     if (au.trackId === this.audio?.id && au.trackId !== this.video?.id) {
       this.queueAudio(au);
@@ -239,7 +282,8 @@ class LadderJob implements StreamSink {
   private spawn(): void {
     if (this.closed || !this.live || !this.video) return;
     const video = this.video;
-    const ff = spawnFfmpegPipe(ladderFfmpegArgs(this.rungs, this.options.encoder.kind), this.log, 'ladder', this.rungs.length);
+    const frameRate = this.frameTicks ? nominalFrameRate(90_000 / this.frameTicks) : DEFAULT_FRAME_RATE;
+    const ff = spawnFfmpegPipe(ladderFfmpegArgs(this.rungs, this.options.encoder.kind, frameRate), this.log, 'ladder', this.rungs.length);
     this.ff = ff;
     this.startedAt = performance.now();
     this.lastInputAt = 0;
@@ -249,7 +293,8 @@ class LadderJob implements StreamSink {
     this.audioQueue = [];
     // Rendition streams persist across ffmpeg runs (their viewers stay); each run is a new publisher session.
     const previous = new Map(this.outputs.map((o) => [o.rung.name, o.stream]));
-    this.outputs = this.rungs.map((rung) => ({ rung, reader: new FlvStreamReader(), stream: previous.get(rung.name), track: undefined }));
+    this.audioBase = 0;
+    this.outputs = this.rungs.map((rung) => ({ rung, reader: new FlvStreamReader(), stream: previous.get(rung.name), track: undefined, audioNext: 0 }));
     this.outputs.forEach((output, i) => {
       ff.outputs[i]!.on('data', (data: Buffer) => {
         if (this.ff !== ff) return;
@@ -267,7 +312,7 @@ class LadderJob implements StreamSink {
     ff.write(writeFlvTag(9, 0, flvAvcBody(0, true, 0, video.config)));
     this.watchdog = setInterval(() => this.checkStall(), 1000);
     this.watchdog.unref();
-    this.log.info({ encoder: this.options.encoder.kind, rungs: this.rungs.map((r) => `${r.width}x${r.height}@${r.bitrate}`) }, 'ladder transcoder started');
+    this.log.info({ encoder: this.options.encoder.kind, frameRate: Math.round(frameRate * 100) / 100, rungs: this.rungs.map((r) => `${r.width}x${r.height}@${r.bitrate}`) }, 'ladder transcoder started');
   }
 
   private onOutput(output: RungOutput, data: Buffer): void {
@@ -292,8 +337,8 @@ class LadderJob implements StreamSink {
         this.lastOutputAt = now;
         if (input) this.stats.lagMs = Math.round(now - input.at);
         const nals = splitLengthPrefixed(p.data, output.track.info.nalLengthSize);
+        this.releaseAudio(output, pts);
         output.stream.publish({ trackId: video.id, dts: pts, pts, keyframe: p.keyframe, payload: nals });
-        if (output === this.outputs[this.outputs.length - 1]) this.releaseAudio(pts);
         if (input && now - input.at > (this.options.maxLagMs ?? 3000)) {
           this.restart(`fell behind real time (${Math.round(now - input.at)} ms from source to rendition)`);
           return;
@@ -306,20 +351,32 @@ class LadderJob implements StreamSink {
   private queueAudio(au: AccessUnit): void {
     if (!this.ff?.alive) return;
     this.audioQueue.push(au);
-    if (this.audioQueue.length > MAX_AUDIO_QUEUE) this.audioQueue.shift();
+    if (this.audioQueue.length > MAX_AUDIO_QUEUE) {
+      this.audioQueue.shift();
+      this.audioBase++;
+    }
   }
 
-  private releaseAudio(videoPts: number): void {
+  /**
+   * Publishes to `output`, just before its picture at `videoPts` (90 kHz), the queued audio frames that start
+   * before that picture. Each rendition thus gets its audio where its video is, whatever the order ffmpeg's pipes
+   * deliver in: at a segment cut (a keyframe) the audio before it ends the segment before, reaching past the cut,
+   * and the audio from it on starts the next, so audio and video buffered by a player end together.
+   */
+  private releaseAudio(output: RungOutput, videoPts: number): void {
     const audio = this.audio;
     if (!audio) return;
     const until = (videoPts / 90_000) * audio.timescale;
-    let n = 0;
-    while (n < this.audioQueue.length && this.audioQueue[n]!.dts <= until) n++;
-    if (n === 0) return;
-    const ready = this.audioQueue.splice(0, n);
-    for (const o of this.outputs) {
-      if (o.stream?.state !== 'live') continue;
-      for (const au of ready) o.stream.publish(au);
+    const live = output.stream?.state === 'live';
+    let i = Math.max(output.audioNext, this.audioBase);
+    for (let au = this.audioQueue[i - this.audioBase]; au && au.dts < until; au = this.audioQueue[++i - this.audioBase]) {
+      if (live) output.stream!.publish(au);
+    }
+    output.audioNext = i;
+    const taken = Math.min(...this.outputs.map((o) => o.audioNext)) - this.audioBase;
+    if (taken > 0) {
+      this.audioQueue.splice(0, taken);
+      this.audioBase += taken;
     }
   }
 
@@ -357,12 +414,26 @@ class LadderJob implements StreamSink {
     this.ff?.stop();
     this.ff = undefined;
     this.audioQueue = [];
+    this.startBuffer = undefined;
   }
 
   /** The ffmpeg child's PID, if running (tests kill it to prove recovery). */
   get pid(): number | undefined {
     return this.ff?.alive ? this.ff.child.pid : undefined;
   }
+}
+
+/** Frame rates encoders use; a measured one within 5 % snaps to the nearest (RTMP's ms timestamps jitter by a tick). */
+const NOMINAL_FRAME_RATES = [24000 / 1001, 24, 25, 30000 / 1001, 30, 48, 50, 60000 / 1001, 60, 120];
+
+/** `measured` frames/s snapped to the nearest common frame rate when within 5 % of it. */
+export function nominalFrameRate(measured: number): number {
+  let best: number | undefined;
+  for (const r of NOMINAL_FRAME_RATES) {
+    if (Math.abs(measured - r) / r >= 0.05) continue;
+    if (best === undefined || Math.abs(measured - r) < Math.abs(measured - best)) best = r;
+  }
+  return best ?? measured;
 }
 
 function renditionInfo(r: PlannedRung): RenditionInfo {

@@ -118,15 +118,47 @@ describe('ABR ladder', { timeout: 240_000 }, () => {
       const ratio = p.bitrate / rung.bitrate;
       assert.ok(ratio > 0.8 && ratio < 1.2, `${name}: ${Math.round(p.bitrate / 1000)} kb/s vs ${rung.bitrate / 1000} kb/s target`);
     }
-    // Keyframes: the same PTS in every rendition (and where the source has them), over the range all cover.
+    // Keyframes: every one of the source's at the same PTS in every rendition; the renditions add their own so
+    // none goes more than a second without one (an LL-HLS player switching finds an independent part close by).
     const all = [...probed.values()];
     const from = Math.max(...all.map((p) => p.first));
     const to = Math.min(...all.map((p) => p.last));
     assert.ok(to - from >= 2 * 90_000, `the renditions overlap by ${(to - from) / 90_000} s`);
     const inRange = (p: Probed): number[] => p.keyframes.filter((k) => k >= from && k <= to);
+    const sourceKeyframes = inRange(probed.get('src')!);
+    assert.ok(sourceKeyframes.length >= 1, 'a source keyframe in the common range');
     const reference = inRange(probed.get('720p')!);
-    assert.ok(reference.length >= 1, 'a keyframe in the common range');
-    for (const [name, p] of probed) assert.deepEqual(inRange(p), reference, `${name} keyframes at the same PTS as 720p`);
+    for (const name of ['720p', '480p', '360p']) {
+      const keyframes = inRange(probed.get(name)!);
+      for (const k of sourceKeyframes) assert.ok(keyframes.includes(k), `${name} has the source's keyframe at ${k}: ${keyframes.join(' ')}`);
+      assert.deepEqual(keyframes, reference, `${name} keyframes at the same PTS as 720p (the same frame rate)`);
+      const gaps = keyframes.slice(1).map((k, i) => k - keyframes[i]!);
+      assert.ok(Math.max(...gaps) <= 90_000 + 3003, `${name}: keyframes at most a second apart (${gaps.join(' ')} ticks)`);
+    }
+
+    // Past the clip's loop (12 s; its timestamps jump there by a fraction of a frame) the renditions' segments
+    // still start at the very pictures the source's do: the same program date-times, to the millisecond.
+    const starts = async (name: string): Promise<{ sequence: number; times: string[] }> => {
+      const text = await (await fetch(new URL(`${name}/media.m3u8`, base))).text();
+      // A segment's date-time, its parts (recent segments), then its EXTINF once complete.
+      const times = text.split('#EXT-X-PROGRAM-DATE-TIME:').slice(1).filter((block) => block.includes('#EXTINF')).map((block) => block.slice(0, block.indexOf('\n')));
+      return { sequence: Number(/#EXT-X-MEDIA-SEQUENCE:(\d+)/.exec(text)?.[1]), times };
+    };
+    const sourceStarts = await waitUntil('16 s of source segments', async () => {
+      const st = await starts('src');
+      return st.sequence + st.times.length >= 8 ? st.times : undefined;
+    }, 30_000, 500);
+    for (const name of ['720p', '480p', '360p']) {
+      // Renditions lag the source a little: wait until this one has completed segments as far as the source had.
+      const recent = sourceStarts[sourceStarts.length - 2]!;
+      const times = await waitUntil(`${name} to catch up`, async () => {
+        const st = (await starts(name)).times;
+        return st.some((t) => t >= recent) ? st : undefined;
+      }, 15_000, 250).catch(async () => (await starts(name)).times);
+      const own = times.filter((t) => t >= sourceStarts[0]! && t <= sourceStarts[sourceStarts.length - 1]!);
+      assert.ok(own.length >= 4, `${name} has complete segments`);
+      assert.deepEqual(own, sourceStarts.slice(sourceStarts.indexOf(own[0]!), sourceStarts.indexOf(own[0]!) + own.length), `${name} segments start where the source's do`);
+    }
 
     const status = (await (await fetch(`${server.httpUrl}/api/v1/streams/main`)).json()) as { renditions: { name: string }[]; transcode: { encoder: string; encoderReason: string; running: boolean } };
     assert.deepEqual(status.renditions.map((r) => r.name), ['720p', '480p', '360p']);

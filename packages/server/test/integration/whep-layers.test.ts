@@ -71,7 +71,10 @@ describe('WebRTC ABR (WHEP layers)', { timeout: 240_000, skip: isolated ? false 
       const choose = async (id: string): Promise<Response> => fetch(layerUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ encodingId: id }) });
       const frames = (): number => client.packets.filter((p) => p.kind === 'video' && p.marker).length;
 
-      await waitUntil('1 s of source video', () => frames() >= 30, 15_000);
+      await waitUntil('1 s of source video', () => frames() >= 30, 15_000).catch(async (err: Error) => {
+        const status = await (await fetch(`${server.httpUrl}/api/v1/streams/main`)).text();
+        throw new Error(`${err.message} (client: ${client.state}, ${JSON.stringify(client.counts)}; server: ${status})`);
+      });
       const first = await state();
       assert.equal(first.current, 'src');
       assert.equal(first.mode, 'auto');

@@ -5,7 +5,7 @@ import { renderRenditionReports } from '../../src/egress/llhls/llhls-playlist.js
 import { LayerPolicy } from '../../src/egress/whep/layer-policy.js';
 import { GlasscastError } from '../../src/core/errors.js';
 import { DEFAULT_LADDER, formatLadder, parseLadder, planRungs } from '../../src/transcode/ladder.js';
-import { ladderFfmpegArgs } from '../../src/transcode/ladder-transcoder.js';
+import { ladderFfmpegArgs, nominalFrameRate } from '../../src/transcode/ladder-transcoder.js';
 import { probeArgs } from '../../src/transcode/encoder-detect.js';
 import { seededRandom } from '../support/random.js';
 
@@ -59,8 +59,8 @@ describe('ladder profiles', () => {
 describe('ladder ffmpeg command', () => {
   const rungs = planRungs(parseLadder(DEFAULT_LADDER), 1920, 1080);
 
-  it('scales in a chain, caps frame rate keeping keyframes, and forces keyframes where the source has them (golden)', () => {
-    const args = ladderFfmpegArgs(rungs, 'libx264');
+  it('scales in a chain, caps frame rate keeping keyframes, forces keyframes where the source has them and one a second between (golden)', () => {
+    const args = ladderFfmpegArgs(rungs, 'libx264', 59.94);
     const graph = args[args.indexOf('-filter_complex') + 1];
     assert.equal(
       graph,
@@ -72,10 +72,20 @@ describe('ladder ffmpeg command', () => {
     for (let i = 0; i < 3; i++) {
       const at = args.indexOf(`[out${i}]`);
       const out = args.slice(at, args.indexOf(`pipe:${3 + i}`) + 1);
-      assert.deepEqual(out.slice(out.indexOf('-force_key_frames'), out.indexOf('-force_key_frames') + 4), ['-force_key_frames', 'source', '-g', '100000']);
+      // 720p keeps the source's 59.94 fps; 480p and 360p are capped at 30.
+      assert.deepEqual(out.slice(out.indexOf('-force_key_frames'), out.indexOf('-force_key_frames') + 4), ['-force_key_frames', 'source', '-g', i === 0 ? '60' : '30']);
+      assert.deepEqual(out.slice(out.indexOf('-enc_time_base'), out.indexOf('-enc_time_base') + 2), ['-enc_time_base', '1:1000'], 'timestamps kept to the ms, not snapped to 1/fps');
       assert.ok(out.includes('zerolatency') && out.includes('baseline'), 'no B-frames, no lookahead');
       assert.equal(out[out.indexOf('-b:v') + 1], String(rungs[i]!.bitrate));
     }
+  });
+
+  it('snaps a measured frame rate to the common one it is near (RTMP timestamps are whole ms)', () => {
+    assert.equal(nominalFrameRate(90_000 / 2970), 30, '33 ms');
+    assert.equal(Math.round(nominalFrameRate(90_000 / 3060) * 100), 2997, '34 ms');
+    assert.equal(nominalFrameRate(90_000 / 3600), 25);
+    assert.equal(nominalFrameRate(90_000 / 1530), 60000 / 1001, '17 ms');
+    assert.equal(nominalFrameRate(15), 15, 'nothing near: as measured');
   });
 
   it('drives hardware encoders with their own options (VAAPI uploads frames)', () => {
@@ -131,6 +141,25 @@ describe('WebRTC layer policy', () => {
     assert.equal(p.onReport(14_000, { fractionLost: 0.3 }, layers, 2), 3, 'the probe failed');
     assert.equal(p.onReport(14_000 + 8_100, { fractionLost: 0 }, layers, 3), undefined, 'not after 8 s now');
     assert.equal(p.onReport(14_000 + 16_100, { fractionLost: 0 }, layers, 3), 2, 'after 16 s');
+  });
+
+  it('reacts to NACKed shares like to RR loss: two lossy windows or one severe', () => {
+    const p = new LayerPolicy(0);
+    assert.equal(p.onReport(3000, { nackFraction: 0.15 }, layers, 0), undefined);
+    assert.equal(p.onReport(3500, { nackFraction: 0.01 }, layers, 0), undefined, 'a clean window resets the count');
+    assert.equal(p.onReport(4000, { nackFraction: 0.15 }, layers, 0), undefined);
+    assert.equal(p.onReport(4500, { nackFraction: 0.12 }, layers, 0), 1);
+    const q = new LayerPolicy(0);
+    assert.equal(q.onReport(3000, { nackFraction: 0.3 }, layers, 0), 1, 'severe: at once');
+  });
+
+  it('records but does not decide while a switch is on its way, and settles again from where it lands', () => {
+    const p = new LayerPolicy(0);
+    assert.equal(p.onReport(3000, { fractionLost: 0.4 }, layers, 0), 1);
+    assert.equal(p.onReport(5000, { nackFraction: 0.4 }, layers, 1, true), undefined, 'the old layer’s loss while switching');
+    p.switchLanded(5200);
+    assert.equal(p.onReport(6000, { nackFraction: 0.4 }, layers, 1), undefined, 'settling after the landing');
+    assert.equal(p.onReport(6800, { nackFraction: 0.4 }, layers, 1), 2, 'loss that goes on after the settle time counts');
   });
 
   it('a manual choice restarts the quiet period', () => {

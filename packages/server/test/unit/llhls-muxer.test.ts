@@ -93,6 +93,46 @@ describe('LL-HLS muxer', () => {
     assert.ok(m.segment(snap.mediaSequence)!.length > 0);
     m.close();
   });
+
+  it('cuts a rendition’s segments where its leader cut them; the rendition’s extra keyframes start independent parts', () => {
+    const log = silentLogger;
+    const options = { partTargetMs: 333, segmentTargetMs: 2000, windowSegments: 5 };
+    const leader = new LlHlsMuxer('src', options, log);
+    const rendition = new LlHlsMuxer('src/480p', options, log, leader);
+    leader.onSessionStart({ tracks: [VIDEO], session: 1, discontinuity: false });
+    rendition.onSessionStart({ tracks: [VIDEO], session: 1, discontinuity: false });
+    // The source: a keyframe every 3 s. The rendition: those keyframes and one every second between, a little later.
+    for (let i = 0; i < 30 * 10; i++) {
+      leader.onAccessUnit(frame(i, 90));
+      if (i >= 5) rendition.onAccessUnit(frame(i - 5, 30));
+    }
+    const durations = (m: LlHlsMuxer): number[] => m.snapshot().segments.filter((s) => s.complete).map((s) => Math.round(s.duration * 1000));
+    assert.deepEqual(durations(leader), [3000, 3000, 3000]);
+    assert.deepEqual(durations(rendition), [3000, 3000, 3000], 'not at 2 s, where the rendition’s own keyframe would have cut');
+    const parts = rendition.snapshot().segments[1]!.parts!;
+    // 3 s of 30 fps in parts of at most 333 ms, a new part at each keyframe (0, 1 and 2 s): 3 × (300+300+300+100 ms).
+    assert.deepEqual(parts.map((p) => p.independent), [true, false, false, false, true, false, false, false, true, false, false, false]);
+    leader.close();
+    rendition.close();
+  });
+
+  it('bounds a rendition’s segments when its leader’s cuts are not among its keyframes', () => {
+    const options = { partTargetMs: 333, segmentTargetMs: 2000, windowSegments: 10 };
+    const leader = new LlHlsMuxer('src', options, silentLogger);
+    const rendition = new LlHlsMuxer('src/480p', options, silentLogger, leader);
+    leader.onSessionStart({ tracks: [VIDEO], session: 1, discontinuity: false });
+    rendition.onSessionStart({ tracks: [VIDEO], session: 1, discontinuity: false });
+    // The leader's keyframes every 3 s at 1.5 s, 4.5 s, …; the rendition's every second on the second.
+    for (let i = 0; i < 30 * 20; i++) {
+      leader.onAccessUnit({ ...frame(i, 90), keyframe: i % 90 === 45 });
+      rendition.onAccessUnit(frame(i, 30));
+    }
+    const durations = rendition.snapshot().segments.filter((s) => s.complete).map((s) => Math.round(s.duration * 1000));
+    assert.ok(durations.length >= 3, `segments: ${durations.join(' ')}`);
+    for (const d of durations) assert.ok(d <= 5000, `a segment of ${d} ms: at most 1.5 × the leader's 3 s, on a keyframe`);
+    leader.close();
+    rendition.close();
+  });
 });
 
 describe('LL-HLS muxer waiters', () => {

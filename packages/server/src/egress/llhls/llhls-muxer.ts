@@ -35,6 +35,8 @@ interface Part {
 
 interface Segment {
   msn: number;
+  /** Presentation time of its first picture, seconds of the output timeline. */
+  startSeconds: number;
   parts: Part[];
   /** Seconds, final once complete. */
   duration: number;
@@ -70,6 +72,8 @@ interface Waiter {
 
 /** Where the timeline starts, seconds: positive so early audio before the first keyframe never goes negative. */
 const TIMELINE_ORIGIN_S = 10;
+/** Two presentation times this close are the same picture (renditions carry the source's times to the tick), s. */
+const SAME_PICTURE_S = 0.001;
 /** Parts of this many most recent complete segments are listed and kept. */
 const SEGMENTS_WITH_PARTS = 3;
 
@@ -105,6 +109,8 @@ export class LlHlsMuxer implements StreamSink {
   private driverSamples = 0;
   /** Driver-track ticks in the closed parts of the current segment (spares re-adding parts per sample). */
   private segmentPartTicks = 0;
+  /** Latest presentation time of a driving-track sample taken into a part, seconds of the output timeline. */
+  private latestSeconds = -Infinity;
   /** Rendered playlist text, full and delta, until the playlist changes (thousands of viewers ask for the same). */
   private rendered: { full?: string; delta?: string } = {};
 
@@ -122,6 +128,22 @@ export class LlHlsMuxer implements StreamSink {
   /** How input seconds map to output seconds in this session (output = input − first + base), once known. */
   get timeline(): { firstSeconds: number; baseSeconds: number; wallAnchor: { wallMs: number; seconds: number } | undefined } | undefined {
     return this.sessionFirstSeconds === undefined ? undefined : { firstSeconds: this.sessionFirstSeconds, baseSeconds: this.sessionBaseSeconds, wallAnchor: this.wallAnchor };
+  }
+
+  /**
+   * Whether one of this muxer's recent segments starts with the picture at `seconds` (presentation time, output
+   * timeline, ±1 ms); undefined when this muxer has not taken that picture yet. Renditions cut their segments
+   * where their leader did, so segment N is the same stretch of time in every rendition.
+   */
+  segmentStartsAt(seconds: number): boolean | undefined {
+    if (seconds > this.latestSeconds + SAME_PICTURE_S) return undefined;
+    if (this.current && Math.abs(this.current.startSeconds - seconds) < SAME_PICTURE_S) return true;
+    for (let i = this.segments.length - 1; i >= 0; i--) {
+      const start = this.segments[i]!.startSeconds;
+      if (Math.abs(start - seconds) < SAME_PICTURE_S) return true;
+      if (start < seconds) break;
+    }
+    return false;
   }
 
   /** True once the stream ended (the playlist carries EXT-X-ENDLIST). */
@@ -232,25 +254,44 @@ export class LlHlsMuxer implements StreamSink {
     const partTicks = (this.options.partTargetMs * ts) / 1000;
     const segmentTicks = (this.options.segmentTargetMs * ts) / 1000;
     const segmentSoFar = this.current ? this.segmentPartTicks + sum(driver.partSamples) : 0;
+    const presentation = (sample.dts + sample.compositionOffset) / ts;
     if (!this.current) {
       if (!sample.keyframe) return;
-      this.startSegment(sample.dts);
-    } else if (sample.keyframe && segmentSoFar + sample.duration / 2 >= segmentTicks) {
+      this.startSegment(presentation);
+    } else if (sample.keyframe && this.cutsSegment(presentation, segmentSoFar + sample.duration / 2 >= segmentTicks)) {
       this.closePart();
       this.closeSegment();
-      this.startSegment(sample.dts);
-    } else if (sum(driver.partSamples) + sample.duration > partTicks + 1) {
+      this.startSegment(presentation);
+    } else if (sample.keyframe || sum(driver.partSamples) + sample.duration > partTicks + 1) {
+      // Every keyframe starts a part: INDEPENDENT=YES, where a player switching renditions can begin.
       this.closePart();
     }
     driver.partSamples.push(sample);
+    this.latestSeconds = Math.max(this.latestSeconds, presentation);
   }
 
-  private startSegment(firstDts: number): void {
-    const seconds = firstDts / this.driver!.track.timescale;
+  /**
+   * Whether a keyframe at `presentation` s starts a new segment: for a rendition, where its leader started one
+   * (its extra keyframes only start parts); on its own, or when the leader has not got there, once the segment
+   * reached its target (`due`). A rendition's segment never exceeds twice the target or 1.5× the leader's longest.
+   */
+  private cutsSegment(presentation: number, due: boolean): boolean {
+    const leader = this.timelineLeader;
+    const aligned = leader?.segmentStartsAt(presentation);
+    if (aligned === undefined) return due;
+    // Never grow without bound if the leader's cut is not among this one's keyframes (a fault): cut on our own.
+    const limitSeconds = Math.max((2 * this.options.segmentTargetMs) / 1000, 1.5 * leader!.maxSegmentDuration);
+    return aligned || presentation - this.current!.startSeconds >= limitSeconds;
+  }
+
+  /** `startSeconds`: presentation time of the first picture (program date-times follow it, equal across renditions). */
+  private startSegment(startSeconds: number): void {
+    const seconds = startSeconds;
     const anchor = this.wallAnchor ?? { wallMs: Date.now(), seconds };
     this.segmentPartTicks = 0;
     this.current = {
       msn: this.nextMsn++,
+      startSeconds,
       parts: [],
       duration: 0,
       programDateTime: Math.round(anchor.wallMs + (seconds - anchor.seconds) * 1000),

@@ -1,10 +1,14 @@
 /**
  * Automatic rendition choice for one WebRTC viewer (issue 5, "WebRTC ABR"), from what its receiver reports:
- * the fraction of packets lost (RTCP RR, RFC 3550 §6.4.2) and the receiver's bandwidth estimate (REMB,
- * draft-alvestrand-rmcat-remb-03). Pure: reports and a clock in, a wanted layer out.
+ * the fraction of packets lost (RTCP RR, RFC 3550 §6.4.2), the share of sent packets it NACKs (RFC 4585
+ * §6.2.1; counted by the caller over short windows: it reacts within a round trip, where RRs come about once a
+ * second) and the receiver's bandwidth estimate (REMB, draft-alvestrand-rmcat-remb-03). Pure: reports and a
+ * clock in, a wanted layer out.
  *
- * - Down at once when loss stays high (two reports over 10 %, or one over 25 %) or the estimate falls below
- *   what the current layer needs; the target is the best layer that fits the estimate with headroom.
+ * - Down at once when loss stays high (two RRs or two NACK windows over 10 %, or one over 25 %) or the estimate
+ *   falls below what the current layer needs; the target is the best layer that fits the estimate with headroom.
+ * - While a switch is on its way (it lands at the new layer's next keyframe) and for a settle time after it
+ *   lands, reports are only recorded: loss of the old layer must not push the new one further down.
  * - Up one layer at a time after a quiet period (no loss, estimate not below the current layer). A receiver's
  *   REMB is capped near 1.5× what it receives, so it cannot prove room for a layer twice as big: going up is a
  *   probe, and a probe that fails (a down switch soon after) doubles the quiet period before the next one.
@@ -30,7 +34,9 @@ export interface LayerPolicyOptions {
   rembWarmupMs?: number;
   /** Quiet time before the first probe up, ms (default 8 000); doubles after a failed probe, up to 64 000. */
   upAfterMs?: number;
-  /** After a switch, reports are only recorded this long (the switch lands at the next keyframe), ms (default 2 500). */
+  /** No decision this long after the viewer starts, ms (default 2 500). */
+  startMs?: number;
+  /** After a switch is decided, and again after it lands, reports are only recorded this long, ms (default 1 500). */
   settleMs?: number;
 }
 
@@ -42,6 +48,7 @@ export class LayerPolicy {
   private lastUpAt = -Infinity;
   private upWaitMs: number;
   private lossyReports = 0;
+  private lossyNackWindows = 0;
   private lastLossAt = -Infinity;
   private remb: number | undefined;
 
@@ -53,7 +60,8 @@ export class LayerPolicy {
       headroom: options.headroom ?? 1.15,
       rembWarmupMs: options.rembWarmupMs ?? 6_000,
       upAfterMs: options.upAfterMs ?? 8_000,
-      settleMs: options.settleMs ?? 2_500,
+      startMs: options.startMs ?? 2_500,
+      settleMs: options.settleMs ?? 1_500,
     };
     this.startedAt = now;
     this.lastSwitchAt = now;
@@ -66,10 +74,12 @@ export class LayerPolicy {
   }
 
   /**
-   * Takes one receiver report: `fractionLost` 0–1 from an RR block for the viewer's video SSRC and/or a REMB
-   * in bits/s. Returns the index into `layers` to switch to, or undefined to stay on `current`.
+   * Takes one receiver report: `fractionLost` 0–1 from an RR block for the viewer's video SSRC, `nackFraction`
+   * 0–1 (sequence numbers NACKed for the first time ÷ video packets sent, over one short window) and/or a REMB in
+   * bits/s. `switching`: a switch is decided but has not landed yet. Returns the index into `layers` to switch
+   * to, or undefined to stay on `current`.
    */
-  onReport(now: number, report: { fractionLost?: number; remb?: number }, layers: readonly PolicyLayer[], current: number): number | undefined {
+  onReport(now: number, report: { fractionLost?: number; nackFraction?: number; remb?: number }, layers: readonly PolicyLayer[], current: number, switching = false): number | undefined {
     if (report.remb !== undefined && now - this.startedAt >= this.o.rembWarmupMs) this.remb = report.remb;
     let severe = false;
     if (report.fractionLost !== undefined) {
@@ -82,9 +92,19 @@ export class LayerPolicy {
         if (report.fractionLost > 0.02) this.lastLossAt = now;
       }
     }
+    if (report.nackFraction !== undefined) {
+      if (report.nackFraction > this.o.lossyFraction) {
+        this.lossyNackWindows++;
+        this.lastLossAt = now;
+        severe ||= report.nackFraction > this.o.severeFraction;
+      } else {
+        this.lossyNackWindows = 0;
+        if (report.nackFraction > 0.02) this.lastLossAt = now;
+      }
+    }
     const here = layers[current];
-    if (!here || now - this.lastSwitchAt < this.o.settleMs) return undefined;
-    const lossy = severe || this.lossyReports >= 2;
+    if (!here || switching || now - this.startedAt < this.o.startMs || now - this.lastSwitchAt < this.o.settleMs) return undefined;
+    const lossy = severe || this.lossyReports >= 2 || this.lossyNackWindows >= 2;
     const starved = this.remb !== undefined && this.remb < here.bitrate * this.o.rembDownRatio;
     if ((lossy || starved) && current < layers.length - 1) {
       // Fit the estimate; with loss and no usable estimate, at most 60 % of what does not get through now.
@@ -107,7 +127,18 @@ export class LayerPolicy {
   /** Records a switch the viewer asked for itself (the quiet period starts again). */
   manualSwitch(now: number): void {
     this.lastSwitchAt = now;
+    this.resetLoss();
+  }
+
+  /** A switch landed (the new layer's keyframe went out): the settle time starts again from here. */
+  switchLanded(now: number): void {
+    this.lastSwitchAt = now;
+    this.resetLoss();
+  }
+
+  private resetLoss(): void {
     this.lossyReports = 0;
+    this.lossyNackWindows = 0;
   }
 
   private switched(now: number, direction: 'up' | 'down'): void {
@@ -118,6 +149,6 @@ export class LayerPolicy {
     }
     if (direction === 'up') this.lastUpAt = now;
     this.lastSwitchAt = now;
-    this.lossyReports = 0;
+    this.resetLoss();
   }
 }

@@ -16,6 +16,8 @@ import type { RtpViewer, WhepSource } from './whep-source.js';
 const SWITCH_TIMEOUT_MS = 4_000;
 /** Longest the old source is held at its keyframe waiting for the new one to reach it, ms (aligned: the transcoder's delay). */
 const HOLD_LIMIT_MS = 500;
+/** Most packets kept back during a hold (500 ms of a 20 Mb/s source is ~1 000). */
+const MAX_HELD_PACKETS = 2_000;
 
 /** True when RTP timestamp `a` is later than `b` (modulo 2^32, RFC 3550 §5.1). */
 function after(a: number, b: number): boolean {
@@ -31,10 +33,12 @@ export class LayerSwitch {
   /** The current source reached a keyframe the pending one has not: hold it until the pending one gets there. */
   private held = false;
   private heldSince = 0;
+  /** What the current source sent while held (from its keyframe on): dropped at the cut-over, sent if the hold gives up. */
+  private heldPackets: Buffer[] = [];
   /** Added to incoming sequence numbers (mod 2^16). */
   private seqDelta = 0;
-  /** Before `switchSeq` (outgoing numbering), packets came from `previous` with `previousDelta`. */
-  private previous: { source: WhepSource; delta: number; switchSeq: number } | undefined;
+  /** Outgoing sequence number of the last cut-over's keyframe: packets before it are not retransmitted. */
+  private switchSeq: number | undefined;
   private lastSeq: number | undefined;
   private lastTimestamp: number | undefined;
   /** Completed switches. */
@@ -70,12 +74,12 @@ export class LayerSwitch {
     to.addViewer(this.viewer, ['video'], false);
   }
 
-  /** Gives up a pending switch. */
+  /** Gives up a pending switch (what was held back goes out: it starts with a keyframe the viewer needs). */
   cancel(): void {
     if (!this.pending) return;
     this.pending.removeViewer(this.viewer, ['video']);
     this.pending = undefined;
-    this.held = false;
+    this.releaseHeld();
   }
 
   /** Takes one video packet (RTP or RTCP) from `from`. */
@@ -99,25 +103,27 @@ export class LayerSwitch {
         this.held = true; // the pending rendition is behind: stop here, it resumes with this very keyframe
         this.heldSince = Date.now();
       } else if (this.held && Date.now() - this.heldSince > HOLD_LIMIT_MS) {
-        this.held = false; // its keyframes are not where ours are: keep playing and try at the next keyframe
+        this.releaseHeld(); // its keyframes are not where ours are: keep playing and try at the next keyframe
       }
-      if (this.held) return;
+      if (this.held) {
+        if (this.heldPackets.length < MAX_HELD_PACKETS) this.heldPackets.push(packet);
+        else this.releaseHeld();
+        if (this.held) return;
+      }
     }
     this.lastTimestamp = timestamp;
     this.send(this.rewrite(packet, false));
   }
 
-  /** The packet a NACK for outgoing `sequenceNumber` asks for, rewritten, or undefined when it is gone. */
+  /**
+   * The packet a NACK for outgoing `sequenceNumber` asks for, rewritten, or undefined when it is gone. Packets
+   * from before the last switch are not sent again: the new rendition's keyframe replaced every picture they
+   * belong to, and on a congested link (the usual reason to switch down) they would only delay that keyframe.
+   */
   retransmission(sequenceNumber: number): Buffer | undefined {
-    let source = this.current;
-    let delta = this.seqDelta;
-    const p = this.previous;
-    if (p && ((sequenceNumber - p.switchSeq) & 0xffff) >= 0x8000) {
-      source = p.source;
-      delta = p.delta;
-    }
-    const packet = source.retransmission('video', (sequenceNumber - delta) & 0xffff);
-    return packet && this.rewriteWith(packet, delta);
+    if (this.switchSeq !== undefined && ((sequenceNumber - this.switchSeq) & 0xffff) >= 0x8000) return undefined;
+    const packet = this.current.retransmission('video', (sequenceNumber - this.seqDelta) & 0xffff);
+    return packet && this.rewriteWith(packet, this.seqDelta);
   }
 
   /** Leaves every source it takes video from. */
@@ -129,15 +135,27 @@ export class LayerSwitch {
   private cutOver(incomingSeq: number): void {
     const to = this.pending!;
     const nextSeq = this.lastSeq === undefined ? incomingSeq : (this.lastSeq + 1) & 0xffff;
-    this.previous = { source: this.current, delta: this.seqDelta, switchSeq: nextSeq };
+    this.switchSeq = nextSeq;
     // The origin also feeds the viewer's audio: leave only its video.
     this.current.removeViewer(this.viewer, ['video']);
     this.current = to;
     this.pending = undefined;
     this.held = false;
+    this.heldPackets = [];
     this.seqDelta = (nextSeq - incomingSeq) & 0xffff;
     this.switches++;
     this.onSwitched(to);
+  }
+
+  /** Ends a hold: the packets kept back since the held keyframe go out in order (late, but decodable). */
+  private releaseHeld(): void {
+    this.held = false;
+    const packets = this.heldPackets;
+    this.heldPackets = [];
+    for (const p of packets) {
+      this.lastTimestamp = p.readUInt32BE(4);
+      this.send(this.rewrite(p, false));
+    }
   }
 
   private rewrite(packet: Buffer, rtcp: boolean): Buffer {

@@ -50,6 +50,12 @@ export interface WhepStreamStats {
 
 /** Cap on NACK retransmissions per viewer per second, so a hostile or broken receiver cannot amplify traffic. */
 const MAX_RETRANSMITS_PER_SECOND = 500;
+/** Length of the windows over which a viewer's NACKed share of video packets is measured, ms. */
+const NACK_WINDOW_MS = 500;
+/** Fewer video packets than this in a window say nothing about loss. */
+const MIN_PACKETS_PER_NACK_WINDOW = 20;
+/** Sequence numbers remembered as counted (a NACK repeated later is not new loss); a quarter of the number space. */
+const MAX_COUNTED_NACKS = 16_384;
 
 /** One rendition a WHEP viewer can watch: the stream as published (`src`) or a transcoded rung. */
 export interface WhepLayer {
@@ -97,10 +103,47 @@ class WhepSession implements RtpViewer {
       // Live packets already carry this viewer's payload type (each source patches once per type).
       (packet) => {
         const target = this.mids.video;
-        if (target) this.peer.send(target.mid, packet);
+        if (!target) return;
+        const w = this.nackWindow;
+        w.sent++;
+        w.firstSeq ??= packet.readUInt16BE(2);
+        this.nackFloor ??= w.firstSeq;
+        this.peer.send(target.mid, packet);
       },
-      (to) => this.log.info({ session: this.id.slice(0, 8), layer: layerId(to), mode: this.mode }, 'WHEP viewer switched rendition'),
+      (to) => {
+        this.policy.switchLanded(Date.now());
+        this.nackWindow = { start: Date.now(), sent: 0, nacked: 0, firstSeq: undefined };
+        this.nackFloor = undefined; // NACKs for the old rendition's packets say nothing about the new one
+        this.nacked.clear();
+        this.log.info({ session: this.id.slice(0, 8), layer: layerId(to), mode: this.mode }, 'WHEP viewer switched rendition');
+      },
     );
+  }
+
+  /** Video packets sent and sequence numbers NACKed for the first time in the current window (loss as NACKs show it). */
+  private nackWindow: { start: number; sent: number; nacked: number; firstSeq: number | undefined } = { start: Date.now(), sent: 0, nacked: 0, firstSeq: undefined };
+  /**
+   * NACKs for packets before this outgoing sequence number are not counted: it is the first one sent in the
+   * previous window, or since the last switch (loss of the old rendition says nothing about the new one).
+   */
+  private nackFloor: number | undefined;
+  /** Sequence numbers counted since then: a NACK repeated for the same packet counts once. */
+  private readonly nacked = new Set<number>();
+
+  /** Counts the first NACK of each video packet; at the end of each window hands the NACKed share to the policy. */
+  private countNacks(sequenceNumbers: readonly number[]): void {
+    const w = this.nackWindow;
+    for (const seq of sequenceNumbers) {
+      if (this.nackFloor === undefined || ((seq - this.nackFloor) & 0xffff) >= 0x8000 || this.nacked.has(seq)) continue;
+      if (this.nacked.size >= MAX_COUNTED_NACKS) this.nacked.clear();
+      this.nacked.add(seq);
+      w.nacked++;
+    }
+    const now = Date.now();
+    if (now - w.start < NACK_WINDOW_MS) return;
+    if (w.firstSeq !== undefined) this.nackFloor = w.firstSeq;
+    this.nackWindow = { start: now, sent: 0, nacked: 0, firstSeq: undefined };
+    if (w.sent >= MIN_PACKETS_PER_NACK_WINDOW) this.adapt({ nackFraction: Math.min(1, w.nacked / w.sent) });
   }
 
   /** Retransmissions in the current one-second window, and when it began (a flood of NACKs is capped). */
@@ -117,7 +160,10 @@ class WhepSession implements RtpViewer {
       // A viewer that lost its picture: the next keyframe repairs it; ask the publisher to send it now if it can
       // (a keyframe of the source is one of every rendition too: they follow its keyframes).
       if (feedback.keyframeRequests.length > 0) this.requestKeyframe();
-      if (kind === 'video') this.adapt(feedback.reports.find((r) => r.ssrc === this.source.videoSsrc)?.fractionLost, feedback.remb);
+      if (kind === 'video') {
+        this.adapt({ fractionLost: feedback.reports.find((r) => r.ssrc === this.source.videoSsrc)?.fractionLost, remb: feedback.remb });
+        this.countNacks(feedback.nacks.flatMap((n) => n.sequenceNumbers));
+      }
       const now = Date.now();
       if (now - this.retransmitWindow.start > 1000) this.retransmitWindow = { start: now, count: 0 };
       for (const nack of feedback.nacks) {
@@ -146,15 +192,16 @@ class WhepSession implements RtpViewer {
     this.connectTimer.unref();
   }
 
-  /** Feeds the automatic choice with a receiver report (loss 0–1) and/or REMB (bits/s). */
-  private adapt(fractionLost: number | undefined, remb: number | undefined): void {
-    if (fractionLost === undefined && remb === undefined) return;
+  /** Feeds the automatic choice with a receiver report (loss 0–1), a NACK window (NACKed share 0–1) and/or REMB (bits/s). */
+  private adapt(report: { fractionLost?: number; nackFraction?: number; remb?: number }): void {
+    if (report.fractionLost === undefined && report.nackFraction === undefined && report.remb === undefined) return;
     const layers = this.layers();
+    const switching = this.layerSwitch.target !== undefined;
     const current = layers.findIndex((l) => l.source === (this.layerSwitch.target ?? this.layerSwitch.source));
     if (current < 0) return;
-    const wanted = this.policy.onReport(Date.now(), { fractionLost, remb }, layers, current);
+    const wanted = this.policy.onReport(Date.now(), report, layers, current, switching);
     if (wanted === undefined || this.mode !== 'auto') return;
-    this.log.info({ session: this.id.slice(0, 8), from: layers[current]!.id, to: layers[wanted]!.id, fractionLost, remb, estimate: this.policy.estimate }, 'WHEP viewer adapting rendition');
+    this.log.info({ session: this.id.slice(0, 8), from: layers[current]!.id, to: layers[wanted]!.id, ...report, estimate: this.policy.estimate }, 'WHEP viewer adapting rendition');
     this.layerSwitch.request(layers[wanted]!.source);
   }
 
