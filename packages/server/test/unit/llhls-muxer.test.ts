@@ -5,7 +5,7 @@ import type { Track } from '../../src/core/track.js';
 import { LlHlsMuxer } from '../../src/egress/llhls/llhls-muxer.js';
 import { renderMediaPlaylist } from '../../src/egress/llhls/llhls-playlist.js';
 import { buildAvcConfig, splitAnnexB } from '../../src/media/codecs/h264.js';
-import { VIDEO_CODECS } from '../../src/media/codecs/codec-table.js';
+import { AUDIO_CODECS, VIDEO_CODECS } from '../../src/media/codecs/codec-table.js';
 
 const [SPS, PPS] = splitAnnexB(Buffer.from('000000016764001eacd940a02ff970110000030001000003003c0f162d960000000168ebe3cb22c0', 'hex'));
 const RECORD = buildAvcConfig([SPS!], [PPS!]);
@@ -132,6 +132,73 @@ describe('LL-HLS muxer', () => {
     for (const d of durations) assert.ok(d <= 5000, `a segment of ${d} ms: at most 1.5 × the leader's 3 s, on a keyframe`);
     leader.close();
     rendition.close();
+  });
+});
+
+/** Each track's [first decode time, end] in a CMAF fragment sequence (moof/traf/tfhd+tfdt+trun), track timescale ticks. */
+function trackSpans(bytes: Buffer): Map<number, [number, number]> {
+  const spans = new Map<number, [number, number]>();
+  const boxes = (buf: Buffer, from: number, to: number, visit: (type: string, start: number, end: number) => void): void => {
+    for (let at = from; at + 8 <= to; ) {
+      const size = buf.readUInt32BE(at);
+      visit(buf.toString('latin1', at + 4, at + 8), at + 8, at + size);
+      at += size;
+    }
+  };
+  boxes(bytes, 0, bytes.length, (type, start, end) => {
+    if (type !== 'moof') return;
+    boxes(bytes, start, end, (t, s, e) => {
+      if (t !== 'traf') return;
+      let track = 0;
+      let base = 0;
+      let duration = 0;
+      boxes(bytes, s, e, (tt, ss) => {
+        if (tt === 'tfhd') track = bytes.readUInt32BE(ss + 4);
+        if (tt === 'tfdt') base = bytes[ss] === 1 ? Number(bytes.readBigUInt64BE(ss + 4)) : bytes.readUInt32BE(ss + 4);
+        if (tt === 'trun') {
+          const flags = bytes.readUIntBE(ss + 1, 3);
+          const count = bytes.readUInt32BE(ss + 4);
+          let at = ss + 8 + (flags & 1 ? 4 : 0) + (flags & 4 ? 4 : 0);
+          const per = [0x100, 0x200, 0x400, 0x800].filter((f) => flags & f).length * 4;
+          for (let i = 0; i < count; i++, at += per) duration += flags & 0x100 ? bytes.readUInt32BE(at) : 0;
+        }
+      });
+      const prior = spans.get(track);
+      spans.set(track, [prior?.[0] ?? base, base + duration]);
+    });
+  });
+  return spans;
+}
+
+describe('LL-HLS muxer segment boundaries with audio', () => {
+  it('ends each segment’s audio at or past the cut and starts the next one’s from it, though the audio comes late', () => {
+    const aacConfig = Buffer.from([0x11, 0x90]); // AAC-LC, 48 kHz, stereo
+    const AUDIO: Track = { kind: 'audio', id: 2, codec: 'aac', timescale: 48_000, config: aacConfig, info: AUDIO_CODECS.aac.parseConfig(aacConfig) };
+    const m = new LlHlsMuxer('t', { partTargetMs: 333, segmentTargetMs: 2000, windowSegments: 5 }, silentLogger);
+    m.onSessionStart({ tracks: [VIDEO, AUDIO], session: 1, discontinuity: false });
+    // Video with B-frame reordering (decode times 2 frames before presentation), sent in decode order as RTMP
+    // does: the audio that plays just before a keyframe arrives after it.
+    let audioIndex = 0;
+    for (let i = 0; i < 30 * 7; i++) {
+      const dts = i * 3000;
+      m.onAccessUnit({ trackId: 1, dts, pts: dts + 6000, keyframe: i % 60 === 0, payload: [Buffer.from([i % 60 === 0 ? 0x65 : 0x41, i & 0xff])] });
+      while (audioIndex * 1024 * 90_000 < dts * 48_000) {
+        m.onAccessUnit({ trackId: 2, dts: audioIndex * 1024, pts: audioIndex * 1024, keyframe: true, payload: [Buffer.from([0x21, audioIndex & 0xff])] });
+        audioIndex++;
+      }
+    }
+    const segments = m.snapshot().segments.filter((x) => x.complete);
+    assert.ok(segments.length >= 2);
+    for (let n = 0; n + 1 < segments.length; n++) {
+      const now = trackSpans(m.segment(segments[n]!.msn)!);
+      const next = trackSpans(m.segment(segments[n + 1]!.msn)!);
+      // The next segment's first picture is presented at its video decode time + 2 frames.
+      const cutSeconds = (next.get(1)![0] + 6000) / 90_000;
+      assert.ok(now.get(2)![1] / 48_000 >= cutSeconds, `segment ${n}: audio ends at ${now.get(2)![1] / 48_000} s, before the cut at ${cutSeconds} s`);
+      assert.ok(next.get(2)![0] / 48_000 >= cutSeconds, `segment ${n + 1}: audio starts at ${next.get(2)![0] / 48_000} s, before its first picture at ${cutSeconds} s`);
+      assert.ok(next.get(2)![0] / 48_000 - cutSeconds < 1024 / 48_000, 'and with the first audio frame from the cut on');
+    }
+    m.close();
   });
 });
 

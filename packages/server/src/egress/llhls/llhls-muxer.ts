@@ -72,6 +72,8 @@ interface Waiter {
 
 /** Where the timeline starts, seconds: positive so early audio before the first keyframe never goes negative. */
 const TIMELINE_ORIGIN_S = 10;
+/** Longest a segment cut waits for the other tracks to reach it, in presentation time of the driving track, s. */
+const MAX_CUT_WAIT_S = 0.2;
 /** Two presentation times this close are the same picture (renditions carry the source's times to the tick), s. */
 const SAME_PICTURE_S = 0.001;
 /** Parts of this many most recent complete segments are listed and kept. */
@@ -111,6 +113,13 @@ export class LlHlsMuxer implements StreamSink {
   private segmentPartTicks = 0;
   /** Latest presentation time of a driving-track sample taken into a part, seconds of the output timeline. */
   private latestSeconds = -Infinity;
+  /**
+   * A segment cut decided at the keyframe presenting at `at` s, waiting for the other tracks (audio) to reach that
+   * time, so their samples before it end the old segment and those from it on start the new one (a player's
+   * buffered audio and video then end together at the boundary). Driving-track samples wait in `driver`,
+   * other tracks' samples from `at` on in `others`.
+   */
+  private cutPending: { at: number; driver: OutSample[]; others: { state: TrackState; sample: OutSample }[] } | undefined;
   /** Rendered playlist text, full and delta, until the playlist changes (thousands of viewers ask for the same). */
   private rendered: { full?: string; delta?: string } = {};
 
@@ -137,6 +146,7 @@ export class LlHlsMuxer implements StreamSink {
    */
   segmentStartsAt(seconds: number): boolean | undefined {
     if (seconds > this.latestSeconds + SAME_PICTURE_S) return undefined;
+    if (this.cutPending && Math.abs(this.cutPending.at - seconds) < SAME_PICTURE_S) return true;
     if (this.current && Math.abs(this.current.startSeconds - seconds) < SAME_PICTURE_S) return true;
     for (let i = this.segments.length - 1; i >= 0; i--) {
       const start = this.segments[i]!.startSeconds;
@@ -244,8 +254,24 @@ export class LlHlsMuxer implements StreamSink {
     sample.duration = duration > 0 && duration <= ts ? duration : state.lastDuration || Math.round(ts / 30);
     state.lastDuration = sample.duration;
     if (state === this.driver) this.addDriverSample(sample);
-    else if (this.current) state.partSamples.push(sample);
+    else if (this.cutPending && sample.dts / ts >= this.cutPending.at) {
+      this.cutPending.others.push({ state, sample });
+      this.finishCut(); // this track reached the boundary
+    } else if (this.current) state.partSamples.push(sample);
     state.endDts = sample.dts + sample.duration;
+  }
+
+  /** Closes the old segment and starts the new one for a pending cut, then replays what waited for it. */
+  private finishCut(): void {
+    const cut = this.cutPending;
+    if (!cut) return;
+    this.cutPending = undefined;
+    this.closePart();
+    this.closeSegment();
+    this.startSegment(cut.at);
+    for (const o of cut.others) o.state.partSamples.push(o.sample);
+    this.driver!.partSamples.push(cut.driver[0]!);
+    for (const sample of cut.driver.slice(1)) this.addDriverSample(sample);
   }
 
   private addDriverSample(sample: OutSample): void {
@@ -255,10 +281,22 @@ export class LlHlsMuxer implements StreamSink {
     const segmentTicks = (this.options.segmentTargetMs * ts) / 1000;
     const segmentSoFar = this.current ? this.segmentPartTicks + sum(driver.partSamples) : 0;
     const presentation = (sample.dts + sample.compositionOffset) / ts;
+    if (this.cutPending) {
+      this.cutPending.driver.push(sample);
+      this.latestSeconds = Math.max(this.latestSeconds, presentation);
+      // Other tracks that do not reach the boundary soon (a gap in the audio) do not hold the video back.
+      if (presentation - this.cutPending.at > MAX_CUT_WAIT_S) this.finishCut();
+      return;
+    }
     if (!this.current) {
       if (!sample.keyframe) return;
       this.startSegment(presentation);
     } else if (sample.keyframe && this.cutsSegment(presentation, segmentSoFar + sample.duration / 2 >= segmentTicks)) {
+      if (this.tracks.some((t) => t !== driver)) {
+        this.cutPending = { at: presentation, driver: [sample], others: [] };
+        this.latestSeconds = Math.max(this.latestSeconds, presentation);
+        return;
+      }
       this.closePart();
       this.closeSegment();
       this.startSegment(presentation);
@@ -346,6 +384,7 @@ export class LlHlsMuxer implements StreamSink {
   /** Writes out everything held (the last sample of each track gets its previous duration). */
   private flush(): void {
     for (const t of this.tracks) if (t.held) this.release(t, t.lastDuration);
+    this.finishCut();
     this.closePart();
     this.closeSegment();
   }
