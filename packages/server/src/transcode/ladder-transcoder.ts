@@ -373,7 +373,9 @@ class LadderJob implements StreamSink {
       if (live) output.stream!.publish(au);
     }
     output.audioNext = i;
-    const taken = Math.min(...this.outputs.map((o) => o.audioNext)) - this.audioBase;
+    let slowest = Infinity;
+    for (const o of this.outputs) slowest = Math.min(slowest, o.audioNext);
+    const taken = slowest - this.audioBase;
     if (taken > 0) {
       this.audioQueue.splice(0, taken);
       this.audioBase += taken;

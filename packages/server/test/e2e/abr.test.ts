@@ -92,6 +92,24 @@ async function figures(page: Page): Promise<PageFigures> {
 
 const resetGap = (page: Page): Promise<unknown> => page.evaluate('window.__gap.max = 0');
 
+/**
+ * Waits for the automatic choice to leave the 720p source, then for 3 s more of frames; returns the page's
+ * figures at the switch (gaps since the last reset) and after it (gaps since the switch).
+ */
+async function automaticStepDown(page: Page, timeoutMs: number): Promise<{ switched: PageFigures; later: PageFigures }> {
+  const switched = await waitUntil('an automatic step down', async () => {
+    const f = await figures(page);
+    return f.quality.current !== 'src' && f.height < 720 ? f : undefined;
+  }, timeoutMs, 100);
+  assert.equal(switched.quality.mode, 'auto');
+  await resetGap(page);
+  const later = await waitUntil('3 s more of frames', async () => {
+    const f = await figures(page);
+    return f.frames >= switched.frames + 75 ? f : undefined;
+  }, 15_000, 100);
+  return { switched, later };
+}
+
 /** The browser's own count of video packets it NACKed (lost on the way) and lost for good. */
 async function videoLoss(page: Page): Promise<{ nackCount: number; packetsLost: number }> {
   return page.evaluate(`(async () => {
@@ -261,16 +279,7 @@ describe('ABR in headless Chromium', { timeout: 300_000, skip: isolated ? false 
         const lossBefore = await videoLoss(page);
         await resetGap(page);
         dropping = true;
-        const switched = await waitUntil('an automatic step down', async () => {
-          const f = await figures(page);
-          return f.quality.current !== 'src' && f.height < 720 ? f : undefined;
-        }, 15_000, 100);
-        assert.equal(switched.quality.mode, 'auto');
-        await resetGap(page);
-        const later = await waitUntil('3 s more of frames', async () => {
-          const f = await figures(page);
-          return f.frames >= switched.frames + 75 ? f : undefined;
-        }, 15_000, 100);
+        const { switched, later } = await automaticStepDown(page, 15_000);
         dropping = false;
         const loss = await videoLoss(page);
         const dropped = proxy!.dropped.length;
@@ -323,16 +332,7 @@ describe('ABR in headless Chromium', { timeout: 300_000, skip: isolated ? false 
         const lossBefore = await videoLoss(page);
         ns.bottleneck(1900, 30);
         const bottleneckAt = Date.now();
-        const switched = await waitUntil('an automatic step down', async () => {
-          const f = await figures(page);
-          return f.quality.current !== 'src' && f.height < 720 ? f : undefined;
-        }, 20_000, 100);
-        assert.equal(switched.quality.mode, 'auto');
-        await resetGap(page);
-        const later = await waitUntil('3 s more of frames', async () => {
-          const f = await figures(page);
-          return f.frames >= switched.frames + 75 ? f : undefined;
-        }, 15_000, 100);
+        const { switched, later } = await automaticStepDown(page, 20_000);
         const loss = await videoLoss(page);
         console.log(`# WHEP auto: src → ${later.quality.current} under a 1.9 Mb/s bottleneck; ${loss.nackCount - lossBefore.nackCount} NACKs; longest frame gap before the switch ${Math.round(switched.maxGapMs)} ms, after it ${Math.round(later.maxGapMs)} ms`);
         console.log(`#   longest gaps ended at +${Math.round(switched.maxGapEndedAt - bottleneckAt)} ms (before the switch) and +${Math.round(later.maxGapEndedAt - bottleneckAt)} ms`);
