@@ -1,19 +1,23 @@
 /**
  * ABR ladder speed (DESIGN.md "Figures": 1080p → 720/480/360 with libx264 veryfast ≥ 1.3× real time on ≤ 1
- * core). Runs the transcoder's own ffmpeg command (`ladderFfmpegArgs`, the default ladder planned for a 1080p30
+ * core). Runs the video job's own ffmpeg command (`videoJobArgs`, the default ladder planned for a 1080p30
  * source) on the 1080p30 test clip (x264 High with B-frames, 6 Mb/s, as OBS sends), reading a file instead of
- * the pipe and writing the rungs to /dev/null:
+ * the pipe and writing the outputs to /dev/null, in two rows:
  *
- *   1. pinned to one core (taskset -c 0), as fast as it can: × real time = media seconds / wall seconds;
- *   2. at real time (-re), unpinned: CPU cores used = (user + system CPU seconds) / wall seconds.
+ *   - `ladder`: the three rungs (a source without B-frames gets just these);
+ *   - `default`: what this clip gets at the defaults: the rungs plus the 1080p B-frame-free copy for WebRTC,
+ *     all from one decode.
+ *
+ * Each row: pinned to one core (taskset -c 0), as fast as it can (× real time = media seconds / wall seconds),
+ * and at real time (-re) unpinned (cores used = (user + system CPU seconds) / wall seconds).
  *
  * Usage: npm run bench:ladder [-- --loops 3]
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { DEFAULT_LADDER, parseLadder, planRungs } from '../packages/server/src/transcode/ladder.js';
-import { ladderFfmpegArgs } from '../packages/server/src/transcode/ladder-transcoder.js';
+import { DEFAULT_LADDER, parseLadder } from '../packages/server/src/transcode/ladder.js';
+import { fullPlan, videoJobArgs, type VideoSourceFacts } from '../packages/server/src/transcode/video-job.js';
 import { ladderSourceClip } from '../packages/server/test/support/ffmpeg.js';
 
 const { values: opts } = parseArgs({ options: { loops: { type: 'string', default: '3' } } });
@@ -37,10 +41,10 @@ function timed(command: string[]): Promise<{ wall: number; user: number; sys: nu
   });
 }
 
-async function main(): Promise<void> {
-  const clip = await ladderSourceClip();
-  const rungs = planRungs(parseLadder(DEFAULT_LADDER), 1920, 1080);
-  const args = ladderFfmpegArgs(rungs, 'libx264').map((a) => (/^pipe:[3-9]$/.test(a) ? '/dev/null' : a));
+async function measure(clip: string, bFrames: boolean): Promise<Record<string, unknown>> {
+  const facts: VideoSourceFacts = { width: 1920, height: 1080, frameRate: 30, bFrames };
+  const plan = fullPlan(parseLadder(DEFAULT_LADDER), facts);
+  const args = videoJobArgs(plan, 'libx264', facts).map((a) => (/^pipe:[3-9]$/.test(a) ? '/dev/null' : a));
   const input = args.indexOf('pipe:0');
   // The file instead of the pipe (keeping -copyts and the filter graph); -stream_loop makes a longer run.
   const withInput = (realtime: boolean): string[] => [
@@ -54,21 +58,31 @@ async function main(): Promise<void> {
   const ffmpeg = ['ffmpeg', '-hide_banner', '-loglevel', 'error', '-nostdin', '-y'];
   const pinned = await timed(['taskset', '-c', '0', ...ffmpeg, ...withInput(false)]);
   const live = await timed([...ffmpeg, ...withInput(true)]);
-  const figures = {
-    bench: 'abr-ladder-speed',
-    source: '1080p30 x264 High with B-frames, 6 Mb/s (12 s test pattern, looped)',
-    rungs: rungs.map((r) => `${r.width}x${r.height} ${r.bitrate / 1000} kb/s${r.maxFrameRate ? ` ≤${r.maxFrameRate} fps` : ''}`),
-    encoder: 'libx264 veryfast zerolatency baseline, one ffmpeg: decode once, chained scaling',
+  return {
+    row: bFrames ? 'default (rungs + B-frame-free copy)' : 'ladder (rungs only)',
+    outputs: plan.outputs.map((o) => `${o.name} ${o.width}x${o.height} ${o.bitrate / 1000} kb/s${o.maxFrameRate ? ` ≤${o.maxFrameRate} fps` : ''}`),
     mediaSeconds: media,
     oneCore: { wallSeconds: pinned.wall, timesRealTime: Number((media / pinned.wall).toFixed(2)) },
     realTime: { wallSeconds: live.wall, cpuSeconds: Number((live.user + live.sys).toFixed(1)), coresUsed: Number(((live.user + live.sys) / live.wall).toFixed(2)) },
   };
+}
+
+async function main(): Promise<void> {
+  const clip = await ladderSourceClip();
+  const rows = [await measure(clip, false), await measure(clip, true)];
+  const figures = {
+    bench: 'abr-ladder-speed',
+    source: '1080p30 x264 High with B-frames, 6 Mb/s (12 s test pattern, looped)',
+    encoder: 'libx264 veryfast zerolatency baseline, one ffmpeg: decode once, chained scaling',
+    rows,
+  };
   mkdirSync('bench/results', { recursive: true });
   writeFileSync('bench/results/ladder-speed.json', JSON.stringify(figures, null, 2) + '\n');
-  console.log(
-    `ABR ladder 1080p30 → ${rungs.map((r) => r.name).join('/')} (libx264 veryfast): ${figures.oneCore.timesRealTime}× real time on one core; ` +
-      `${figures.realTime.coresUsed} cores used at real time (${media} s of media)`,
-  );
+  for (const r of rows) {
+    const one = r['oneCore'] as { timesRealTime: number };
+    const rt = r['realTime'] as { coresUsed: number };
+    console.log(`video job 1080p30, ${String(r['row'])}: ${one.timesRealTime}× real time on one core; ${rt.coresUsed} cores used at real time (${(r['outputs'] as string[]).join(', ')})`);
+  }
 }
 
 main().catch((err: unknown) => {

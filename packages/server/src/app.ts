@@ -1,6 +1,6 @@
 /**
- * The only file that wires every part (DESIGN.md "Layout"): store, auth, stream registry, RTMP ingest,
- * LL-HLS egress, the HTTP API and the web app, over one HTTP port.
+ * The only file that wires every part (DESIGN.md "Layout"): store, auth, stream registry, ingests (RTMP, WHIP),
+ * derived media (transcode/), egresses (LL-HLS, WHEP), the HTTP API and the web app, over one HTTP port.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -15,15 +15,14 @@ import type { Logger } from './core/logger.js';
 import { StreamRegistry } from './core/stream-registry.js';
 import { LlHlsServer } from './egress/llhls/llhls-server.js';
 import { WhepServer } from './egress/whep/whep-server.js';
+import { registerProblemHandlers, sendProblem } from './http/problem.js';
 import { RtmpServer } from './ingest/rtmp/rtmp-server.js';
 import { WhipServer } from './ingest/whip/whip-server.js';
 import { registerApiRoutes } from './api/api-routes.js';
-import { FfmpegOpusTranscoderFactory } from './transcode/aac-to-opus.js';
-import { OpusToAacSink } from './transcode/opus-to-aac.js';
-import { FfmpegH264Reencoder } from './transcode/h264-reencoder.js';
 import { chooseVideoEncoder } from './transcode/encoder-detect.js';
 import { parseLadder } from './transcode/ladder.js';
-import { LadderTranscoder } from './transcode/ladder-transcoder.js';
+import { TranscodeManager } from './transcode/transcode-manager.js';
+import { releaseWebRtc, retainWebRtc, webRtcHealthy } from './webrtc/webrtc-peer.js';
 import type { DatabaseSchema } from './store/database.js';
 import { openDatabase } from './store/database.js';
 import type { StreamRecord } from './store/stream-store.js';
@@ -39,7 +38,8 @@ export interface Glasscast {
   llhls: LlHlsServer;
   whep: WhepServer;
   whip: WhipServer;
-  ladder: LadderTranscoder;
+  rtmp: RtmpServer;
+  transcode: TranscodeManager;
   http: FastifyInstance;
   /** The stream created on first start, if this start created it. */
   createdStream: StreamRecord | undefined;
@@ -72,11 +72,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
       segmentTargetMs: config.segmentTargetMs,
       windowSegments: config.playlistSegments,
       retainEndedMs: 60_000,
-      audioAdapter: (muxer, muxerLog) => new OpusToAacSink(muxer, muxerLog),
-      expectedRenditions: (name) => {
-        const stats = ladder.stats(name);
-        return stats?.running ? stats.renditions.length : 0;
-      },
+      expectedRenditions: (name) => transcode.plannedRenditions(name),
     },
     log,
   );
@@ -93,31 +89,31 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
       playerIceServers: iceServers,
       connectTimeoutMs: 15_000,
       maxSessions: 1000,
-      opus: new FfmpegOpusTranscoderFactory(log.child({ transcode: 'aac-opus' })),
-      reencoder: new FfmpegH264Reencoder(log.child({ transcode: 'h264-no-bframes' })),
     },
     log.child({ egress: 'whep' }),
   );
   const defaultLadder = parseLadder(config.ladder);
   const streamLadders = new Map(Object.entries(config.streamLadders).map(([name, text]) => [name, parseLadder(text)]));
   const ladderUsed = defaultLadder.length > 0 || [...streamLadders.values()].some((l) => l.length > 0);
-  const ladderLog = log.child({ transcode: 'ladder' });
-  const ladder = new LadderTranscoder(
+  const transcodeLog = log.child({ transcode: 'jobs' });
+  const transcode = new TranscodeManager(
     {
       ladderFor: (name) => streamLadders.get(name) ?? defaultLadder,
-      // Probed once at start, and only when some stream has a ladder (each probe is an ffmpeg run).
-      encoder: ladderUsed ? await chooseVideoEncoder(config.videoEncoder, ladderLog) : { kind: 'libx264', reason: 'no ladder configured' },
+      // Probed once at start, and only when some stream has a ladder (each probe is an ffmpeg run); the
+      // B-frame-free copy for WebRTC uses libx264 otherwise.
+      encoder: ladderUsed ? await chooseVideoEncoder(config.videoEncoder, transcodeLog) : { kind: 'libx264', reason: 'no ladder configured' },
     },
-    ladderLog,
+    transcodeLog,
   );
-  const registry = new StreamRegistry({ reconnectGraceMs: config.reconnectGraceMs, log, observers: [llhls, whep, ladder] });
+  // Observers in this order: the jobs put renditions in place before the egresses read the session.
+  const registry = new StreamRegistry({ reconnectGraceMs: config.reconnectGraceMs, log, observers: [transcode, llhls, whep] });
   const whip = new WhipServer(
     {
       network,
       publisherIceServers: iceServers,
       authorize: (key) => auth.authorize(key),
       open: config.publishAuth === 'open',
-      claimForPublish: (name) => registry.claimForPublish(name),
+      claimForPublish: (name, info, hooks) => registry.claimForPublish(name, info, hooks),
       maxBitrate: config.whipMaxBitrate,
       mediaTimeoutMs: 5_000,
       keyframeIntervalMs: config.segmentTargetMs,
@@ -126,15 +122,30 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   );
   const rtmp = new RtmpServer({ host: config.host, port: config.rtmpPort }, {
     authorizePublish: ({ key }) => auth.authorize(key),
-    claimForPublish: (name) => registry.claimForPublish(name),
+    claimForPublish: (name, info, hooks) => registry.claimForPublish(name, info, hooks),
   }, log.child({ ingest: 'rtmp' }));
+  retainWebRtc();
 
   const http = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
-  http.get('/healthz', async () => ({ status: 'ok', streams: registry.list().length }));
+  registerProblemHandlers(http, log);
+  http.get('/healthz', async (_request, reply) => {
+    // Something real: what runs, what struggles, and whether the WebRTC library still answers.
+    const troubled = transcode.troubled();
+    const webrtc = webRtcHealthy();
+    const body = {
+      status: webrtc ? (troubled.length > 0 ? 'degraded' : 'ok') : 'failing',
+      streams: registry.list().length,
+      live: registry.list().filter((s) => s.state === 'live').length,
+      webrtc: { library: webrtc ? 'ok' : 'failing', viewers: whep.sessionCount, publishers: whip.sessionCount },
+      jobs: { troubled },
+      rtmp: { connections: rtmp.connectionCount, internalErrors: rtmp.internalErrors },
+    };
+    return reply.code(webrtc ? 200 : 503).header('cache-control', 'no-store').send(body);
+  });
   llhls.registerRoutes(http);
   whep.registerRoutes(http);
   whip.registerRoutes(http);
-  registerApiRoutes(http, { registry, store, llhls, whep, ladder });
+  registerApiRoutes(http, { registry, store, llhls, whep, transcode });
   const webDir = webDistDir();
   if (webDir) {
     await http.register(fastifyStatic, { root: webDir, prefix: '/', index: false, wildcard: true });
@@ -143,6 +154,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     http.get('/', async (_request, reply) => reply.redirect('/watch/main'));
   } else {
     log.warn({}, 'web app not built (packages/web/dist missing); /watch pages are unavailable — run npm run build');
+    http.get('/watch/:name', async (_request, reply) => sendProblem(reply, 'NOT_READY', 'the web app is not built; run npm run build'));
   }
 
   let rtmpPort: number;
@@ -157,6 +169,8 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     await rtmp.close();
     await http.close();
     await db.destroy();
+    transcode.close();
+    releaseWebRtc();
     throw err;
   }
 
@@ -169,7 +183,8 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     llhls,
     whep,
     whip,
-    ladder,
+    rtmp,
+    transcode,
     http,
     createdStream,
     close() {
@@ -177,11 +192,13 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
         await rtmp.close();
         whip.close();
         registry.close();
-        ladder.close();
+        transcode.close();
         whep.close();
         llhls.close();
         await http.close();
         await db.destroy();
+        // The last user of the WebRTC library releases its threads, so the process can end by itself.
+        releaseWebRtc();
         log.info({}, 'Glasscast stopped');
       })();
       return closed;

@@ -4,7 +4,6 @@ import { hostname } from 'node:os';
 import { GlasscastError } from './core/errors.js';
 import { helpText, loadConfig, parseArgs, type GlasscastConfig } from './config/config.js';
 import { startGlasscast } from './app.js';
-import { shutdownWebRtc } from './webrtc/webrtc-peer.js';
 import { createLogger } from './observability/logger.js';
 import { openDatabase } from './store/database.js';
 import { StreamStore } from './store/stream-store.js';
@@ -62,10 +61,7 @@ async function main(): Promise<void> {
     stopping = true;
     log.info({ signal }, 'stopping');
     app.close().then(
-      () => {
-        shutdownWebRtc();
-        process.exit(0);
-      },
+      () => process.exit(0),
       (err: unknown) => {
         log.error({ err }, 'error while stopping');
         process.exit(1);

@@ -1,13 +1,14 @@
 /**
- * The public REST API, `/api/v1`. Errors answer with `{ code, message }` from the one error taxonomy.
- * Stream keys are never returned here (admin endpoints with auth come later).
+ * The public REST API, `/api/v1`. Errors are problem details (RFC 9457) with codes from the catalogue
+ * (http/problem.ts). Stream keys are never returned here (admin endpoints with auth come later).
  */
 import type { FastifyInstance } from 'fastify';
+import type { EntityStats } from '../core/stats.js';
 import type { StreamRegistry } from '../core/stream-registry.js';
 import type { LlHlsServer } from '../egress/llhls/llhls-server.js';
 import type { WhepServer, WhepStreamStats } from '../egress/whep/whep-server.js';
 import type { StreamStore } from '../store/stream-store.js';
-import type { LadderStats, LadderTranscoder } from '../transcode/ladder-transcoder.js';
+import type { TranscodeManager } from '../transcode/transcode-manager.js';
 
 /** What the API reads. */
 export interface ApiDeps {
@@ -15,7 +16,7 @@ export interface ApiDeps {
   store: StreamStore;
   llhls: LlHlsServer;
   whep: WhepServer;
-  ladder: LadderTranscoder;
+  transcode: TranscodeManager;
 }
 
 /** Public view of one stream. */
@@ -30,21 +31,68 @@ export interface StreamStatus {
   playback: { hls: string; whep: string; watch: string };
   /** WebRTC viewers now and their counters (see `WhepServer.streamStats`). */
   webrtcStats: WhepStreamStats;
-  /** Renditions playable now besides the source: name (`720p`), size, target bits/s and LL-HLS media playlist. */
+  /** Ladder renditions playable now besides the source: name (`720p`), size, target bits/s and LL-HLS media playlist. */
   renditions: { name: string; width: number; height: number; bitrate: number; hls: string }[];
-  /** The ABR ladder's transcoder (encoder and why, restarts, lag), or undefined when the stream has none. */
-  transcode: LadderStats | undefined;
+  /**
+   * The stream's video job (encoder and why, outputs, speed, lag, restarts, `degraded` and what was shed), or
+   * undefined when the stream has none.
+   */
+  transcode: TranscodeStatus | undefined;
+  /** Every entity of the stream in the one stats shape: the stream (publisher, readers, renditions), its jobs, its WebRTC viewers. */
+  stats: { stream: EntityStats | undefined; jobs: EntityStats[]; viewers: EntityStats[] };
+}
+
+/** The video job in brief (the full picture is in `stats.jobs`). */
+export interface TranscodeStatus {
+  state: string;
+  encoder: string | undefined;
+  encoderReason: string | undefined;
+  outputs: string[];
+  degraded: boolean;
+  /** What was shed, in order (`x264 ultrafast, 720p dropped`), when degraded. */
+  shed: string | undefined;
+  degradeReason: string | undefined;
+  restarts: number;
+  lastFault: string | undefined;
+  /** Media time out per media time in over the last window (1 = real time). */
+  speed: number | undefined;
+  /** Source picture to its copy, last picture, ms. */
+  lagMs: number | undefined;
+  /** The audio job (AAC ↔ Opus), if any. */
+  audio: { state: string; from: string | undefined; to: string | undefined; restarts: number } | undefined;
+}
+
+function transcodeStatus(jobs: EntityStats[]): TranscodeStatus | undefined {
+  const video = jobs.find((j) => j.info['kind'] === 'video');
+  const audio = jobs.find((j) => j.info['kind'] === 'audio');
+  if (!video) return undefined;
+  const text = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+  return {
+    state: video.state,
+    encoder: text(video.info['encoder']),
+    encoderReason: text(video.info['encoderReason']),
+    outputs: (text(video.info['outputs']) ?? '').split(',').filter(Boolean),
+    degraded: video.info['degraded'] === true,
+    shed: text(video.info['shed']),
+    degradeReason: text(video.info['degradeReason']),
+    restarts: video.counters['restarts'] ?? 0,
+    lastFault: text(video.info['lastFault']),
+    speed: video.counters['speed'],
+    lagMs: video.counters['lagMs'],
+    audio: audio && { state: audio.state, from: text(audio.info['from']), to: text(audio.info['to']), restarts: audio.counters['restarts'] ?? 0 },
+  };
 }
 
 function status(deps: ApiDeps, name: string): StreamStatus {
   const stream = deps.registry.get(name);
   const muxer = deps.llhls.muxer(name);
   const state = stream?.state === 'live' ? 'live' : stream?.state === 'reconnecting' ? 'reconnecting' : 'offline';
+  const jobs = deps.transcode.stats(name);
   return {
     name,
     state,
     playable: state !== 'offline' && muxer !== undefined && muxer.ready && !muxer.ended,
-    webrtc: state === 'live' && deps.whep.source(name)?.info()?.video !== undefined,
+    webrtc: state === 'live' && deps.whep.playable(name),
     playback: {
       hls: `/hls/${encodeURIComponent(name)}/index.m3u8`,
       whep: `/whep/${encodeURIComponent(name)}`,
@@ -58,7 +106,8 @@ function status(deps: ApiDeps, name: string): StreamStatus {
       bitrate: info.bitrate,
       hls: `/hls/${encodeURIComponent(name)}/${info.name}/media.m3u8`,
     })),
-    transcode: deps.ladder.stats(name),
+    transcode: transcodeStatus(jobs),
+    stats: { stream: stream?.getStats(), jobs, viewers: deps.whep.viewerStats(name) },
   };
 }
 

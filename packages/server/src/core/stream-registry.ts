@@ -1,17 +1,21 @@
 /**
- * All streams by name. Publishers claim a stream here; outputs learn of new streams through the observers
- * passed in at construction (wired in app.ts), not through a global event bus.
+ * All source streams by name. Publishers claim a stream here and get its {@link PublisherSession} handle;
+ * outputs and jobs learn of new streams through the observers passed in at construction (wired in app.ts),
+ * not through a global event bus.
  */
 import { GlasscastError } from './errors.js';
 import type { Logger } from './logger.js';
-import type { Rendition } from './stream.js';
+import type { PublisherHooks, PublisherInfo, PublisherSession, Rendition } from './stream.js';
 import { Stream } from './stream.js';
+import type { SessionStart } from './subscriber.js';
 
-/** Told when a stream is created, so outputs can subscribe before the first access unit. */
+/** Told when a stream is created, so outputs can subscribe before the first access unit. Must not throw. */
 export interface StreamObserver {
   streamCreated(stream: Stream): void;
-  /** A transcoded rendition joined `source`'s rendition group (before its first access unit). */
+  /** A derived rendition joined `source`'s group (before its first access unit). */
   renditionCreated?(source: Stream, rendition: Rendition): void;
+  /** A publisher session of `stream` starts; called synchronously, before readers hear of it. */
+  sessionStarted?(stream: Stream, start: SessionStart): void;
 }
 
 /** Options of the registry. */
@@ -25,7 +29,7 @@ export interface StreamRegistryOptions {
 /** Stream names: letters, digits, `-`, `_` and `.`, 1–64 characters, not starting with a dot. */
 export const STREAM_NAME_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/;
 
-/** The registry of live streams. */
+/** The registry of source streams. `close()` is idempotent. */
 export class StreamRegistry {
   private readonly streams = new Map<string, Stream>();
 
@@ -42,50 +46,41 @@ export class StreamRegistry {
   }
 
   /**
-   * Gets the stream a publisher may start a session on: an existing one waiting for its publisher to return,
-   * or a new one.
-   * @throws GlasscastError `STREAM_ALREADY_PUBLISHING` when another publisher is live on it;
+   * Claims the stream `name` for a publisher: an existing one waiting for its publisher to return, or a new one.
+   * @throws GlasscastError `STREAM_ALREADY_PUBLISHING` when another publisher holds it (whatever its protocol);
    *   `STREAM_NAME_INVALID` for a name outside {@link STREAM_NAME_PATTERN}.
    */
-  claimForPublish(name: string): Stream {
+  claimForPublish(name: string, info: PublisherInfo, hooks: PublisherHooks = {}): PublisherSession {
     if (!STREAM_NAME_PATTERN.test(name)) {
       throw new GlasscastError('STREAM_NAME_INVALID', `stream name "${name.slice(0, 80)}" is not allowed`);
     }
     const existing = this.streams.get(name);
-    if (existing) {
-      if (existing.state === 'live') {
-        throw new GlasscastError('STREAM_ALREADY_PUBLISHING', `stream ${name} already has a live publisher`);
-      }
-      return existing;
-    }
+    if (existing) return existing.claim(info, hooks);
     const stream = new Stream(name, {
       reconnectGraceMs: this.options.reconnectGraceMs,
       log: this.options.log,
       onEnded: (s) => {
         if (this.streams.get(s.name) === s) this.streams.delete(s.name);
       },
-      onRendition: (source, rendition) => {
-        for (const observer of this.options.observers) {
-          try {
-            observer.renditionCreated?.(source, rendition);
-          } catch (err) {
-            this.options.log.error({ err, stream: name, rendition: rendition.info.name }, 'stream observer threw');
-          }
-        }
-      },
+      onRendition: (source, rendition) => this.notify(name, (o) => o.renditionCreated?.(source, rendition)),
+      onSessionStart: (s, start) => this.notify(name, (o) => o.sessionStarted?.(s, start)),
     });
     this.streams.set(name, stream);
+    this.notify(name, (o) => o.streamCreated(stream));
+    return stream.claim(info, hooks);
+  }
+
+  private notify(name: string, call: (observer: StreamObserver) => void): void {
     for (const observer of this.options.observers) {
       try {
-        observer.streamCreated(stream);
+        call(observer);
       } catch (err) {
         this.options.log.error({ err, stream: name }, 'stream observer threw');
       }
     }
-    return stream;
   }
 
-  /** Ends every stream. Idempotent. */
+  /** Ends every stream (their publishers are told). Idempotent. */
   close(): void {
     for (const stream of [...this.streams.values()]) stream.close('server shutting down');
   }

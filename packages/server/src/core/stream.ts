@@ -2,14 +2,29 @@
  * A live stream: named, fed by one publisher session at a time, read by any number of subscribers
  * (DESIGN.md "Core model"). A publisher that drops may return within the grace period and the same outputs
  * continue with a discontinuity; after that the stream ends.
+ *
+ * Ownership (STYLE rule 6, after mediasoup): a publisher *claims* the stream and gets a {@link PublisherSession}
+ * handle; only that handle starts, feeds and ends media sessions. A claimed stream refuses a second claim, for
+ * every protocol alike. `close()` on the stream is idempotent and cascades: its renditions close, its
+ * publisher's handle is told (`streamClosed`), and every reader gets `onEnd`.
+ *
+ * A stream also holds its *rendition group*: derived streams (ladder rungs, a B-frame-free copy for WebRTC,
+ * the audio in the other codec) made once per stream by supervised jobs (transcode/) that claim them like any
+ * publisher. Egresses ask the group for what they can play ({@link Stream.videoFor}, {@link Stream.audioFor})
+ * and never own a transcoder.
  */
+import { randomBytes } from 'node:crypto';
+import type { AudioCodec, VideoCodec } from '../media/codecs/codec-table.js';
 import type { AccessUnit } from './access-unit.js';
 import { accessUnitSize } from './access-unit.js';
-import { InvalidStateError } from './errors.js';
+import { GlasscastError, InvalidStateError } from './errors.js';
 import type { Logger } from './logger.js';
-import type { StreamSink, SubscriberOptions } from './subscriber.js';
+import type { EntityStats } from './stats.js';
+import { entityStats } from './stats.js';
+import type { SessionStart, StreamSink, SubscriberOptions } from './subscriber.js';
 import { Subscriber } from './subscriber.js';
 import type { Track } from './track.js';
+import { sameTracks } from './track.js';
 
 /** Lifecycle of a stream. */
 export type StreamState = 'idle' | 'live' | 'reconnecting' | 'ended';
@@ -18,41 +33,59 @@ export type StreamState = 'idle' | 'live' | 'reconnecting' | 'ended';
 export const GOP_CACHE_MAX_FRAMES = 2_000;
 export const GOP_CACHE_MAX_BYTES = 48 * 1024 * 1024;
 
-/** Stream statistics. */
-export interface StreamStats {
-  name: string;
-  state: StreamState;
-  session: number;
-  subscribers: number;
-  /** Access units published in the current session. */
-  frames: number;
-  /** Payload bytes published in the current session. */
-  bytes: number;
-  /** Epoch ms when the current session started, or undefined. */
-  sessionStartedAt: number | undefined;
-}
+/**
+ * What a rendition is for:
+ * - `ladder`: a rung of the ABR ladder (video, lower than the source; listed in LL-HLS and WHEP);
+ * - `bframe-free`: the source's picture at its own size re-encoded without B-frames, for readers that have no
+ *   decode timestamps (WebRTC); made only when the source has B-frames;
+ * - `audio`: the source's audio in another codec (AAC ↔ Opus).
+ */
+export type RenditionRole = 'ladder' | 'bframe-free' | 'audio';
 
-/** What a transcoded rendition carries (DESIGN.md "rendition group"). */
+/** What a rendition carries (DESIGN.md "rendition group"). */
 export interface RenditionInfo {
-  /** Rung name, `<height>p` (also its path segment in URLs). */
+  /** `<height>p` for rungs, `webrtc` for the B-frame-free copy, the codec (`opus`, `aac`) for audio; its URL segment. */
   name: string;
-  /** Pixels. */
+  role: RenditionRole;
+  kind: 'video' | 'audio';
+  codec: VideoCodec | AudioCodec;
+  /** Pixels; 0 for audio. */
   width: number;
   height: number;
-  /** Target video bitrate, bits/s. */
+  /** Target bitrate, bits/s. */
   bitrate: number;
   /** Frames/s cap, or undefined when the source's rate is kept. */
   maxFrameRate: number | undefined;
 }
 
 /**
- * A transcoded rendition of a source stream. Its stream is not in the registry (no publisher can claim it);
- * it is fed by the transcoder, shares the source's timeline (identical timestamps for the same picture) and its
- * keyframes sit at the same presentation times in every rendition.
+ * A derived stream of a source stream. Its stream is not in the registry (only its job claims it); it shares
+ * the source's timeline (identical timestamps for the same picture or sample) and video renditions have their
+ * keyframes at the source's keyframes' presentation times.
  */
 export interface Rendition {
   info: RenditionInfo;
   stream: Stream;
+}
+
+/** Who publishes, for logs and stats. */
+export interface PublisherInfo {
+  protocol: 'rtmp' | 'whip' | 'srt' | 'transcoder';
+  /** Peer address, for network publishers. */
+  remoteAddress?: string;
+}
+
+/** What a publisher's owner gives the stream at claim time (all optional). */
+export interface PublisherHooks {
+  /**
+   * The stream was closed by someone other than this publisher (server shutdown, an operator): the owner ends
+   * its connection. Not called after the handle's own `close()`. Must not throw.
+   */
+  streamClosed?(reason: string): void;
+  /** Asks the publisher for a keyframe (WHIP: a PLI). Sources that cannot make one on demand (RTMP) leave it out. */
+  requestKeyframe?(): void;
+  /** Protocol counters and descriptions for {@link PublisherSession.getStats}. */
+  stats?(): Pick<EntityStats, 'counters' | 'info'>;
 }
 
 /** Options of a stream. */
@@ -62,15 +95,113 @@ export interface StreamOptions {
   log: Logger;
   /** Called once when the stream ends, so the registry can forget it. */
   onEnded: (stream: Stream) => void;
-  /** Told when a rendition is added to this stream's rendition group (outputs subscribe to it). */
+  /** Told when a rendition is added to this stream's group (outputs subscribe to it before its first frame). */
   onRendition?: (source: Stream, rendition: Rendition) => void;
+  /**
+   * Told synchronously when a publisher session starts, before any reader hears of it (a job can put a derived
+   * rendition in place that readers of this session will look up). Must not throw.
+   */
+  onSessionStart?: (stream: Stream, start: SessionStart) => void;
+  /** The source of a rendition's group; undefined for a source stream. */
+  source?: Stream;
 }
 
-/** How long a rendition may stay without its transcoder (restarting with backoff) before it ends, ms. */
+/** How long a rendition may stay without its job (restarting with backoff) before it ends, ms. */
 const RENDITION_GRACE_MS = 24 * 3600 * 1000;
 
-/** One live stream. Created by the {@link StreamRegistry}. */
+/**
+ * A publisher's hold on a stream, returned by {@link Stream.claim}. Only this handle starts, feeds and ends the
+ * stream's publisher sessions; `close()` is idempotent and releases the claim.
+ */
+export class PublisherSession {
+  readonly id = randomBytes(6).toString('hex');
+  readonly createdAt = Date.now();
+  private _closed = false;
+  /** True once a media session was started by this handle. */
+  private started = false;
+
+  /** @internal Created by {@link Stream.claim}. */
+  constructor(
+    readonly stream: Stream,
+    readonly info: PublisherInfo,
+    readonly hooks: PublisherHooks,
+    private readonly core: StreamCore,
+  ) {}
+
+  /** True once closed (by the owner or because the stream closed). */
+  get closed(): boolean {
+    return this._closed;
+  }
+
+  /**
+   * Starts a media session with `tracks`: the first one, or a new one when the codec configuration changed or
+   * after {@link interrupt} (readers see a discontinuity).
+   * @throws InvalidStateError when this handle or the stream is closed.
+   */
+  start(tracks: readonly Track[]): void {
+    if (this._closed) throw new InvalidStateError(`publisher of ${this.stream.name} has ended`);
+    if (this.stream.state === 'live') this.core.endSession('codec configuration changed');
+    this.core.startSession(tracks);
+    this.started = true;
+  }
+
+  /** Publishes one access unit to every reader. Ignored unless this handle's session is live. Never blocks. */
+  publish(au: AccessUnit): void {
+    if (!this._closed) this.core.publish(au);
+  }
+
+  /**
+   * The media stopped but this publisher keeps its claim (a job restarting its process): the stream enters its
+   * reconnect grace; {@link start} resumes it.
+   */
+  interrupt(reason: string): void {
+    if (!this._closed) this.core.endSession(reason);
+  }
+
+  /**
+   * Releases the claim. A stream that had media waits for a publisher to return within the grace period, or
+   * ends at once with `endStream` (WHIP DELETE); one that never started ends now. Idempotent.
+   */
+  close(reason: string, options: { endStream?: boolean } = {}): void {
+    if (this._closed) return;
+    this._closed = true;
+    this.core.release(this);
+    if (!this.started || options.endStream) this.stream.close(reason);
+    else this.core.endSession(reason);
+  }
+
+  /** @internal The stream closed under this handle: mark it closed and tell the owner. */
+  streamClosed(reason: string): void {
+    if (this._closed) return;
+    this._closed = true;
+    try {
+      this.hooks.streamClosed?.(reason);
+    } catch {
+      // the owner's hook must not break the stream's close
+    }
+  }
+
+  /** Statistics of this publisher session. */
+  getStats(): EntityStats {
+    const own = this.hooks.stats?.();
+    return entityStats('publisher', this.id, this._closed ? 'closed' : this.stream.state, this.createdAt, {
+      counters: own?.counters ?? {},
+      info: { protocol: this.info.protocol, remoteAddress: this.info.remoteAddress, stream: this.stream.name, ...own?.info },
+    });
+  }
+}
+
+/** The stream operations a publisher handle may call (kept off the stream's public surface). */
+interface StreamCore {
+  startSession(tracks: readonly Track[]): void;
+  publish(au: AccessUnit): void;
+  endSession(reason: string): void;
+  release(handle: PublisherSession): void;
+}
+
+/** One live stream. Sources are created by the {@link StreamRegistry}; renditions by {@link Stream.addRendition}. */
 export class Stream {
+  readonly createdAt = Date.now();
   private _state: StreamState = 'idle';
   private _tracks: readonly Track[] = [];
   private session = 0;
@@ -83,6 +214,17 @@ export class Stream {
   private sessionStartedAt: number | undefined;
   private readonly log: Logger;
   private readonly _renditions = new Map<string, Rendition>();
+  private publisher: PublisherSession | undefined;
+  private _hasBFrames = false;
+  private videoTrackId: number | undefined;
+  private readonly core: StreamCore = {
+    startSession: (tracks) => this.startSession(tracks),
+    publish: (au) => this.publishUnit(au),
+    endSession: (reason) => this.endSession(reason),
+    release: (handle) => {
+      if (this.publisher === handle) this.publisher = undefined;
+    },
+  };
 
   constructor(
     readonly name: string,
@@ -101,12 +243,34 @@ export class Stream {
     return this._tracks;
   }
 
+  /** The source stream of this rendition's group; undefined for a source. */
+  get source(): Stream | undefined {
+    return this.options.source;
+  }
+
+  /** True when a publisher holds a claim on this stream. */
+  get claimed(): boolean {
+    return this.publisher !== undefined;
+  }
+
+  /** True once the current session's video showed reordered pictures (pts ≠ dts): B-frames. */
+  get hasBFrames(): boolean {
+    return this._hasBFrames;
+  }
+
   /**
-   * Starts a publisher session with `tracks`. From `idle` this is the first session; from `reconnecting` it
-   * continues the stream with a discontinuity.
-   * @throws InvalidStateError when the stream is already live or has ended.
+   * Claims this stream for a publisher.
+   * @throws GlasscastError `STREAM_ALREADY_PUBLISHING` when another publisher holds it; `STREAM_ENDED` when it ended.
    */
-  startSession(tracks: readonly Track[]): void {
+  claim(info: PublisherInfo, hooks: PublisherHooks = {}): PublisherSession {
+    if (this._state === 'ended') throw new GlasscastError('STREAM_ENDED', `stream ${this.name} has ended`);
+    if (this.publisher) throw new GlasscastError('STREAM_ALREADY_PUBLISHING', `stream ${this.name} already has a live publisher`);
+    const handle = new PublisherSession(this, info, hooks, this.core);
+    this.publisher = handle;
+    return handle;
+  }
+
+  private startSession(tracks: readonly Track[]): void {
     if (this._state === 'live' || this._state === 'ended') {
       throw new InvalidStateError(`stream ${this.name} is ${this._state}; cannot start a publisher session`);
     }
@@ -118,47 +282,44 @@ export class Stream {
     this.session++;
     this.frames = 0;
     this.bytes = 0;
+    this._hasBFrames = false;
+    this.videoTrackId = tracks.find((t) => t.kind === 'video')?.id;
     this.sessionStartedAt = Date.now();
     this.clearGopCache();
+    const start: SessionStart = { tracks, session: this.session, discontinuity };
+    try {
+      this.options.onSessionStart?.(this, start);
+    } catch (err) {
+      this.log.error({ err }, 'session observer threw');
+    }
     for (const sub of this.subscribers) {
       sub.setTracks(tracks);
-      sub.push({ type: 'start', start: { tracks, session: this.session, discontinuity } });
+      sub.push({ type: 'start', start });
     }
     this.log.info({ session: this.session, tracks: tracks.map((t) => `${t.kind}:${t.info.codecString}`) }, 'publisher session started');
   }
 
-  private keyframeRequester: (() => void) | undefined;
-
-  /**
-   * Lets the publisher session be asked for a keyframe (WHIP: a PLI to the browser). Sources that cannot make
-   * one on demand (RTMP) leave it unset; it is cleared when the session ends.
-   */
-  setKeyframeRequester(request: (() => void) | undefined): void {
-    this.keyframeRequester = request;
-  }
-
   /** Asks the live publisher for a keyframe (a viewer joined or lost a picture). Returns false if it cannot. */
   requestKeyframe(): boolean {
-    if (this._state !== 'live' || !this.keyframeRequester) return false;
-    this.keyframeRequester();
+    const request = this.publisher?.hooks.requestKeyframe;
+    if (this._state !== 'live' || !request) return false;
+    request();
     return true;
   }
 
-  /** Publishes one access unit to every subscriber. Ignored unless live. Never blocks. */
-  publish(au: AccessUnit): void {
+  private publishUnit(au: AccessUnit): void {
     if (this._state !== 'live') return;
     this.frames++;
     const size = accessUnitSize(au);
     this.bytes += size;
+    if (au.trackId === this.videoTrackId && au.pts !== au.dts) this._hasBFrames = true;
     this.cache(au, size);
     for (const sub of this.subscribers) sub.push({ type: 'au', au });
   }
 
   private cache(au: AccessUnit, size: number): void {
-    const track = this._tracks.find((t) => t.id === au.trackId);
-    const hasVideo = this._tracks.some((t) => t.kind === 'video');
-    if (!hasVideo) return; // audio-only: every frame is a random access point, nothing to cache
-    if (track?.kind === 'video' && au.keyframe) this.clearGopCache();
+    if (this.videoTrackId === undefined) return; // audio-only: every frame is a random access point
+    if (au.trackId === this.videoTrackId && au.keyframe) this.clearGopCache();
     else if (this.gopCache.length === 0) return; // no keyframe yet: a GOP cache must start on one
     if (this.gopCache.length >= GOP_CACHE_MAX_FRAMES || this.gopCacheBytes + size > GOP_CACHE_MAX_BYTES) {
       this.clearGopCache();
@@ -173,23 +334,20 @@ export class Stream {
     this.gopCacheBytes = 0;
   }
 
-  /**
-   * The publisher session ended (disconnect or unpublish). The stream waits `reconnectGraceMs` for it to
-   * return, then ends.
-   */
-  endSession(reason: string): void {
+  private endSession(reason: string): void {
     if (this._state !== 'live') return;
     this._state = 'reconnecting';
-    this.keyframeRequester = undefined;
     this.clearGopCache();
-    this.log.info({ reason, graceMs: this.options.reconnectGraceMs }, 'publisher lost; waiting for it to return');
+    const graceMs = this.options.source ? RENDITION_GRACE_MS : this.options.reconnectGraceMs;
+    if (!this.options.source) this.log.info({ reason, graceMs }, 'publisher lost; waiting for it to return');
     for (const sub of this.subscribers) sub.push({ type: 'lost' });
-    this.graceTimer = setTimeout(() => this.close('publisher did not return within the grace period'), this.options.reconnectGraceMs);
+    this.graceTimer = setTimeout(() => this.close('publisher did not return within the grace period'), graceMs);
     this.graceTimer.unref();
   }
 
   /**
-   * Adds a reader. A reader added while live gets the session start and the cached GOP first.
+   * Adds a reader. A reader added while live gets the session start and the cached GOP first. The reader is
+   * told `onEnd` when the stream closes.
    * @throws InvalidStateError when the stream has ended.
    */
   subscribe(sink: StreamSink, options?: SubscriberOptions): Subscriber {
@@ -206,12 +364,13 @@ export class Stream {
   }
 
   /**
-   * Adds a rendition to this stream's group (the transcoder publishes into the returned stream), or returns
+   * Adds a rendition to this stream's group (its job claims and publishes into the returned stream), or returns
    * the existing one of that name with its info updated.
-   * @throws InvalidStateError when this stream has ended.
+   * @throws InvalidStateError when this stream has ended or is itself a rendition.
    */
   addRendition(info: RenditionInfo): Stream {
     if (this._state === 'ended') throw new InvalidStateError(`stream ${this.name} has ended`);
+    if (this.options.source) throw new InvalidStateError(`rendition ${this.name} cannot have renditions`);
     const existing = this._renditions.get(info.name);
     if (existing) {
       existing.info = info;
@@ -220,18 +379,19 @@ export class Stream {
     const stream = new Stream(`${this.name}/${info.name}`, {
       reconnectGraceMs: RENDITION_GRACE_MS,
       log: this.options.log,
+      source: this,
       onEnded: (s) => {
         if (this._renditions.get(info.name)?.stream === s) this._renditions.delete(info.name);
       },
     });
     const rendition: Rendition = { info, stream };
     this._renditions.set(info.name, rendition);
-    this.log.info({ rendition: info.name, width: info.width, height: info.height, bitrate: info.bitrate }, 'rendition added');
+    this.log.info({ rendition: info.name, role: info.role, width: info.width, height: info.height, bitrate: info.bitrate }, 'rendition added');
     this.options.onRendition?.(this, rendition);
     return stream;
   }
 
-  /** Ends one rendition (the source changed size and the rung no longer applies). */
+  /** Ends one rendition (its rung no longer applies, or its job shed it). */
   removeRendition(name: string, reason: string): void {
     this._renditions.get(name)?.stream.close(reason);
   }
@@ -241,12 +401,44 @@ export class Stream {
     return [...this._renditions.values()].sort((a, b) => b.info.bitrate - a.info.bitrate);
   }
 
+  /** The renditions with `role`, highest bitrate first. */
+  renditionsOf(role: RenditionRole): Rendition[] {
+    return this.renditions.filter((r) => r.info.role === role);
+  }
+
   /** The rendition of that name, if any. */
   rendition(name: string): Rendition | undefined {
     return this._renditions.get(name);
   }
 
-  /** Ends the stream for good: readers get `onEnd`. Idempotent. Its renditions end with it. */
+  /**
+   * Where a reader that cannot take B-frames (WebRTC) finds this stream's picture now: the stream itself when its
+   * video has none, else its live `bframe-free` rendition; undefined while neither can be played.
+   */
+  videoFor(need: { bFrames: false }): Stream | undefined {
+    void need;
+    const video = this._tracks.find((t) => t.kind === 'video');
+    if (!video) return undefined;
+    if (!this._hasBFrames) return this;
+    const copy = this.renditionsOf('bframe-free')[0]?.stream;
+    return copy?.state === 'live' ? copy : undefined;
+  }
+
+  /**
+   * Where a reader finds this group's audio in `codec`: the source itself when its audio track has that codec,
+   * else the group's audio rendition in that codec (live or restarting); undefined when there is none. Asked of a
+   * rendition, it answers for its group.
+   */
+  audioFor(codec: AudioCodec): Stream | undefined {
+    const source = this.options.source ?? this;
+    const audio = source._tracks.find((t) => t.kind === 'audio');
+    if (!audio) return undefined;
+    if (audio.codec === codec) return source;
+    const derived = source._renditions.get(codec);
+    return derived && derived.info.role === 'audio' && derived.stream.state !== 'ended' ? derived.stream : undefined;
+  }
+
+  /** Ends the stream for good: readers get `onEnd`, its publisher is told, its renditions end. Idempotent. */
   close(reason: string): void {
     if (this._state === 'ended') return;
     for (const r of [...this._renditions.values()]) r.stream.close(reason);
@@ -254,22 +446,43 @@ export class Stream {
     this.graceTimer = undefined;
     this._state = 'ended';
     this.clearGopCache();
-    this.log.info({ reason }, 'stream ended');
+    const publisher = this.publisher;
+    this.publisher = undefined;
+    publisher?.streamClosed(reason);
+    this.log.info({ reason }, this.options.source ? 'rendition ended' : 'stream ended');
     for (const sub of [...this.subscribers]) sub.push({ type: 'end', reason });
     this.subscribers.clear();
     this.options.onEnded(this);
   }
 
-  /** Counters for stats and the API. */
-  getStats(): StreamStats {
-    return {
-      name: this.name,
-      state: this._state,
-      session: this.session,
-      subscribers: this.subscribers.size,
-      frames: this.frames,
-      bytes: this.bytes,
-      sessionStartedAt: this.sessionStartedAt,
-    };
+  /** Statistics of this stream: its publisher, readers and renditions as children. */
+  getStats(): EntityStats {
+    const video = this._tracks.find((t) => t.kind === 'video');
+    const audio = this._tracks.find((t) => t.kind === 'audio');
+    return entityStats('stream', this.name, this._state, this.createdAt, {
+      counters: { session: this.session, subscribers: this.subscribers.size, frames: this.frames, bytes: this.bytes },
+      info: {
+        sessionStartedAt: this.sessionStartedAt,
+        video: video?.info.codecString,
+        width: video?.kind === 'video' ? video.info.width : undefined,
+        height: video?.kind === 'video' ? video.info.height : undefined,
+        bFrames: video ? this._hasBFrames : undefined,
+        audio: audio?.info.codecString,
+      },
+      children: [
+        ...(this.publisher ? [this.publisher.getStats()] : []),
+        ...[...this.subscribers].map((s) => s.getStats()),
+        ...this.renditions.map((r) => {
+          const stats = r.stream.getStats();
+          stats.info = { ...stats.info, role: r.info.role, bitrateTarget: r.info.bitrate };
+          return stats;
+        }),
+      ],
+    });
+  }
+
+  /** True when `tracks` equal this stream's current tracks (same codecs and configurations). */
+  hasTracks(tracks: readonly Track[]): boolean {
+    return sameTracks(tracks, this._tracks);
   }
 }

@@ -5,6 +5,8 @@
  */
 import type { AccessUnit } from './access-unit.js';
 import type { Logger } from './logger.js';
+import type { EntityStats } from './stats.js';
+import { entityStats } from './stats.js';
 import type { Track } from './track.js';
 
 /** Why a publisher session started: the first one, or a return within the reconnect grace period. */
@@ -43,13 +45,19 @@ export interface SubscriberOptions {
    * dropped as on overflow and delivery resumes at the next keyframe. Default: no limit.
    */
   maxLagMs?: number;
+  /** Who reads, for logs and stats (`llhls`, `whep`, `video-job`…). */
+  label?: string;
 }
 
 /** Longest a drain runs before yielding to I/O (socket reads, timers), ms. */
 const DRAIN_SLICE_MS = 8;
 
+let nextSubscriberId = 1;
+
 /** One reader of a stream. Created by `Stream.subscribe`; `close()` is idempotent. */
 export class Subscriber {
+  readonly id: string;
+  readonly createdAt = Date.now();
   private queue: Event[] = [];
   /** Index of the next event to deliver in `queue` (a drain may stop part-way to let I/O run). */
   private head = 0;
@@ -58,25 +66,29 @@ export class Subscriber {
   private waitForKeyframe = false;
   private droppedSinceLog = 0;
   private lastDropLog = 0;
+  private dropTimer: NodeJS.Timeout | undefined;
   private closed = false;
   /** Access units dropped because this reader fell behind, in total. */
   droppedFrames = 0;
   /** Access units delivered, in total. */
   deliveredFrames = 0;
 
+  private readonly log: Logger;
   private readonly maxQueue: number;
   private readonly dropLogIntervalMs: number;
   private readonly maxLagMs: number | undefined;
 
   constructor(
     private readonly sink: StreamSink,
-    private readonly log: Logger,
+    log: Logger,
     private readonly onClose: (s: Subscriber) => void,
     options: SubscriberOptions = {},
   ) {
     this.maxQueue = options.maxQueue ?? 1024;
     this.dropLogIntervalMs = options.dropLogIntervalMs ?? 10_000;
     this.maxLagMs = options.maxLagMs;
+    this.id = `${options.label ?? 'reader'}#${nextSubscriberId++}`;
+    this.log = log.child({ reader: this.id });
   }
 
   /** Queues an event; never blocks and never throws. */
@@ -126,15 +138,25 @@ export class Subscriber {
     return this.videoTrackIds.size === 0 || this.videoTrackIds.has(au.trackId);
   }
 
+  /** Counts dropped frames; logs the total at most once per interval (a timer reports drops after the last line). */
   private countDrop(n: number): void {
     this.droppedFrames += n;
     this.droppedSinceLog += n;
-    const now = Date.now();
-    if (now - this.lastDropLog >= this.dropLogIntervalMs) {
-      this.log.warn({ discarded: this.droppedSinceLog }, `reader too slow, discarded ${this.droppedSinceLog} frames`);
-      this.droppedSinceLog = 0;
-      this.lastDropLog = now;
+    const wait = this.lastDropLog + this.dropLogIntervalMs - Date.now();
+    if (wait <= 0) this.reportDrops();
+    else if (!this.dropTimer) {
+      this.dropTimer = setTimeout(() => this.reportDrops(), wait);
+      this.dropTimer.unref();
     }
+  }
+
+  private reportDrops(): void {
+    clearTimeout(this.dropTimer);
+    this.dropTimer = undefined;
+    if (this.droppedSinceLog === 0) return;
+    this.log.warn({ discarded: this.droppedSinceLog, total: this.droppedFrames }, `reader too slow, discarded ${this.droppedSinceLog} frames`);
+    this.droppedSinceLog = 0;
+    this.lastDropLog = Date.now();
   }
 
   private schedule(): void {
@@ -189,18 +211,21 @@ export class Subscriber {
     }
   }
 
-  /** Stops delivery and detaches from the stream. Idempotent. */
+  /** Stops delivery and detaches from the stream. Idempotent. The last drop total is logged, never lost. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.reportDrops();
     this.queue = [];
     this.head = 0;
     this.queuedFrames = 0;
     this.onClose(this);
   }
 
-  /** Counters for stats. */
-  getStats(): { queued: number; droppedFrames: number; deliveredFrames: number } {
-    return { queued: this.queue.length - this.head, droppedFrames: this.droppedFrames, deliveredFrames: this.deliveredFrames };
+  /** Statistics of this reader: queued, delivered and dropped access units. */
+  getStats(): EntityStats {
+    return entityStats('subscriber', this.id, this.closed ? 'closed' : this.waitForKeyframe ? 'resyncing' : 'reading', this.createdAt, {
+      counters: { queued: this.queue.length - this.head, droppedFrames: this.droppedFrames, deliveredFrames: this.deliveredFrames },
+    });
   }
 }

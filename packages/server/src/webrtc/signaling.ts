@@ -1,8 +1,10 @@
 /**
- * HTTP signaling pieces shared by WHIP (RFC 9725) and WHEP (draft-ietf-wish-whep): CORS, error bodies, ICE
+ * HTTP signaling pieces shared by WHIP (RFC 9725) and WHEP (draft-ietf-wish-whep): CORS, offer parsing, ICE
  * server `Link` headers (RFC 9725 §4.6) and trickle ICE fragments (RFC 8840) applied to a peer.
  */
 import type { FastifyReply } from 'fastify';
+import type { ErrorCode } from '../core/errors.js';
+import { sendProblem } from '../http/problem.js';
 import { MediaParseError } from '../media/errors.js';
 import { parseSdp, type SdpMediaSection } from '../media/sdp/sdp.js';
 import type { WebRtcPeer } from './webrtc-peer.js';
@@ -21,11 +23,6 @@ export function cors(reply: FastifyReply): FastifyReply {
     .header('access-control-expose-headers', 'location, link, etag');
 }
 
-/** Sends `{ code, message }` with `status`, uncached. */
-export function problem(reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
-  return cors(reply).code(status).header('cache-control', 'no-store').send({ code, message });
-}
-
 /** Adds one `Link: <url>; rel="ice-server"` per STUN/TURN URL. */
 export function linkIceServers(reply: FastifyReply, urls: readonly string[]): FastifyReply {
   if (urls.length > 0) reply.header('link', urls.map((url) => `<${url}>; rel="ice-server"`).join(', '));
@@ -38,14 +35,14 @@ export function hasType(contentType: string | undefined, type: string): boolean 
 }
 
 /**
- * Applies a trickle ICE fragment's candidates to `peer`. Returns an error reply's status and code, or undefined
- * when applied: 405 for an ICE restart (new ufrag: this WebRTC library cannot renew credentials mid-session),
- * 400 for a malformed candidate.
+ * Applies a trickle ICE fragment's candidates to `peer`. Returns the error to answer, or undefined when applied:
+ * `ICE_RESTART_UNSUPPORTED` (405) for a new ufrag (this WebRTC library cannot renew credentials mid-session),
+ * `BAD_CANDIDATE` (400) for a malformed candidate.
  */
-export function applyTrickle(peer: WebRtcPeer, fragment: string, remoteUfrag: string | undefined, defaultMid: string): { status: number; code: string; message: string } | undefined {
+export function applyTrickle(peer: WebRtcPeer, fragment: string, remoteUfrag: string | undefined, defaultMid: string): { code: ErrorCode; message: string } | undefined {
   const ufrag = /a=ice-ufrag:(\S+)/.exec(fragment)?.[1];
   if (ufrag !== undefined && ufrag !== remoteUfrag) {
-    return { status: 405, code: 'ICE_RESTART_UNSUPPORTED', message: 'ICE restart is not supported; start a new session' };
+    return { code: 'ICE_RESTART_UNSUPPORTED', message: 'ICE restart is not supported; start a new session' };
   }
   let mid = defaultMid;
   for (const line of fragment.split(/\r?\n/)) {
@@ -54,7 +51,7 @@ export function applyTrickle(peer: WebRtcPeer, fragment: string, remoteUfrag: st
       try {
         peer.addRemoteCandidate(line.slice(2), mid);
       } catch {
-        return { status: 400, code: 'BAD_CANDIDATE', message: 'malformed ICE candidate' };
+        return { code: 'BAD_CANDIDATE', message: 'malformed ICE candidate' };
       }
     }
   }
@@ -69,7 +66,7 @@ export function parseOffer(reply: FastifyReply, body: unknown): SdpMediaSection[
   try {
     return parseSdp(String(body)).media;
   } catch (err) {
-    if (err instanceof MediaParseError) return problem(reply, 400, 'BAD_SDP', err.message);
+    if (err instanceof MediaParseError) return sendProblem(cors(reply), 'BAD_SDP', err.message);
     throw err;
   }
 }

@@ -220,7 +220,44 @@ export class WebRtcPeer {
   }
 }
 
-/** Releases the library's global resources (threads); call once at shutdown. */
-export function shutdownWebRtc(): void {
-  nodeDataChannel.cleanup();
+/** Owners of the library now (servers that may create peers; test clients). */
+let retained = 0;
+/** Set when the library failed a health probe. */
+let lastProbe: { at: number; ok: boolean } | undefined;
+/** Health probes are at most this often, ms (each creates and closes a peer connection). */
+const PROBE_INTERVAL_MS = 10_000;
+
+/** Marks one more owner of the library (a server); pair with {@link releaseWebRtc}. */
+export function retainWebRtc(): void {
+  retained++;
+}
+
+/**
+ * Drops one owner; the last one releases the library's global resources (its threads and the handles that keep
+ * Node's event loop alive), so a process whose servers closed ends by itself. The library starts again on the
+ * next peer.
+ */
+export function releaseWebRtc(): void {
+  if (retained === 0) return;
+  retained--;
+  if (retained === 0) nodeDataChannel.cleanup();
+}
+
+/**
+ * True when the library answers: a peer connection can be created and closed (probed at most every 10 s).
+ * For /healthz.
+ */
+export function webRtcHealthy(): boolean {
+  const now = Date.now();
+  if (lastProbe && now - lastProbe.at < PROBE_INTERVAL_MS) return lastProbe.ok;
+  let ok: boolean;
+  try {
+    const pc = new nodeDataChannel.PeerConnection('health', { iceServers: [], portRangeBegin: 1, portRangeEnd: 1 });
+    ok = typeof pc.state() === 'string';
+    pc.close();
+  } catch {
+    ok = false;
+  }
+  lastProbe = { at: now, ok };
+  return ok;
 }

@@ -111,7 +111,8 @@ describe('WHEP playback in headless Chromium', { timeout: 180_000, skip: isolate
       const a1 = first.inbound.find((r) => r.kind === 'audio');
       const a2 = second.inbound.find((r) => r.kind === 'audio');
       assert.ok(a1 && a2 && a2.packetsReceived > a1.packetsReceived + 150, 'audio packets received');
-      assert.equal(server.app.whep.source('bunny')?.info()?.hasBFrames, true, 'the source was detected as having B-frames');
+      assert.equal(server.app.registry.get('bunny')?.hasBFrames, true, 'the source was detected as having B-frames');
+      assert.equal(server.app.whep.streamStats('bunny').viewersByRendition['src'], 1, 'watched as the source (its B-frame-free copy)');
     } finally {
       await page.close();
     }

@@ -160,52 +160,56 @@ describe('ABR ladder', { timeout: 240_000 }, () => {
       assert.deepEqual(own, sourceStarts.slice(sourceStarts.indexOf(own[0]!), sourceStarts.indexOf(own[0]!) + own.length), `${name} segments start where the source's do`);
     }
 
-    const status = (await (await fetch(`${server.httpUrl}/api/v1/streams/main`)).json()) as { renditions: { name: string }[]; transcode: { encoder: string; encoderReason: string; running: boolean } };
+    const status = (await (await fetch(`${server.httpUrl}/api/v1/streams/main`)).json()) as { renditions: { name: string }[]; transcode: { encoder: string; encoderReason: string; state: string; outputs: string[] } };
     assert.deepEqual(status.renditions.map((r) => r.name), ['720p', '480p', '360p']);
     assert.equal(status.transcode.encoder, 'libx264', 'no GPU here');
     assert.match(status.transcode.encoderReason, /no hardware encoder works \(nvenc: .+; vaapi: .+; qsv: .+\)/);
-    assert.equal(status.transcode.running, true);
+    assert.equal(status.transcode.state, 'running');
+    assert.deepEqual(status.transcode.outputs, ['webrtc', '720p', '480p', '360p'], 'one run makes the rungs and, for this B-frame source, the copy for WebRTC');
   });
 
   it('restores the renditions after the transcoder is killed while the source keeps playing', async () => {
     const app = server.app;
-    const pid = app.ladder.pid('main');
+    const pid = app.transcode.pids('main').video;
     assert.ok(pid, 'ffmpeg runs');
     const src = app.llhls.muxer('main')!;
     const rung = app.llhls.muxer('main', '480p')!;
     const srcPartBefore = src.nextPart;
     process.kill(pid, 'SIGKILL');
     const killedAt = Date.now();
-    await waitUntil('the transcoder to notice', () => app.ladder.stats('main')!.restarts >= 1, 5_000, 50);
+    const videoJob = (): { counters: Record<string, number>; info: Record<string, unknown> } => app.transcode.stats('main')[0]!;
+    await waitUntil('the transcoder to notice', () => (videoJob().counters['restarts'] ?? 0) >= 1, 5_000, 50);
     const partsAtRestart = rung.nextPart;
     await waitUntil('new 480p parts', () => app.llhls.muxer('main', '480p')!.nextPart >= partsAtRestart + 3, 15_000, 100);
     const restoredMs = Date.now() - killedAt;
     assert.ok(src.nextPart >= srcPartBefore + Math.floor(restoredMs / 1000) * 2, `the source kept making parts (${src.nextPart - srcPartBefore} in ${restoredMs} ms)`);
-    const newPid = app.ladder.pid('main');
+    const newPid = app.transcode.pids('main').video;
     assert.ok(newPid && newPid !== pid, 'a new ffmpeg');
     assert.ok(restoredMs < 8_000, `renditions back after ${restoredMs} ms`);
-    const stats = app.ladder.stats('main')!;
-    assert.equal(stats.restarts, 1);
-    assert.match(stats.lastRestartReason ?? '', /SIGKILL/);
+    const stats = videoJob();
+    assert.equal(stats.counters['restarts'], 1);
+    assert.equal(stats.info['lastFaultCode'], 'JOB_EXITED');
+    assert.match(String(stats.info['lastFault']), /SIGKILL/);
     const playlist = await (await fetch(`${server.httpUrl}/hls/main/480p/media.m3u8`)).text();
     assert.match(playlist, /#EXT-X-DISCONTINUITY/, 'the gap is marked for players');
     await publisher?.stop();
     publisher = undefined;
-    await waitUntil('no ffmpeg once the source stops', () => app.ladder.pid('main') === undefined, 5_000, 50);
+    await waitUntil('no ffmpeg once the source stops', () => app.transcode.pids('main').video === undefined, 5_000, 50);
     await waitUntil('the ffmpeg is gone', () => !processAlive(newPid), 5_000, 50);
   });
 
-  it('gives a 360p source no rung above it', async () => {
+  it('gives a 360p source without B-frames no rung above it, and no video transcoder', async () => {
     const s = await startTestServer({ ladder: DEFAULT_LADDER });
-    const p = publishTestPattern(`${s.rtmpUrl}/${s.key}`, { size: '640x360' });
+    const p = publishTestPattern(`${s.rtmpUrl}/${s.key}`, { size: '640x360', zerolatency: true });
     try {
       await waitUntil('the source variant', async () => ((await variants(`${s.httpUrl}/hls/main/`)).length > 0 ? true : undefined), 20_000, 250);
       await new Promise((r) => setTimeout(r, 3000));
       assert.deepEqual((await variants(`${s.httpUrl}/hls/main/`)).map((v) => v.uri), ['src/media.m3u8']);
-      const status = (await (await fetch(`${s.httpUrl}/api/v1/streams/main`)).json()) as { renditions: unknown[]; transcode: { running: boolean; renditions: unknown[] } };
+      const status = (await (await fetch(`${s.httpUrl}/api/v1/streams/main`)).json()) as { renditions: unknown[]; transcode: { state: string; outputs: unknown[] } };
       assert.deepEqual(status.renditions, []);
-      assert.deepEqual(status.transcode.renditions, []);
-      assert.equal(status.transcode.running, false, 'no ffmpeg for nothing to do');
+      assert.deepEqual(status.transcode.outputs, []);
+      assert.equal(status.transcode.state, 'idle', 'no ffmpeg for nothing to do');
+      assert.equal(s.app.transcode.pids('main').video, undefined);
       assert.equal((await fetch(`${s.httpUrl}/hls/main/480p/media.m3u8`)).status, 404);
     } finally {
       await p.stop();

@@ -115,9 +115,9 @@ describe('WebRTC ABR (WHEP layers)', { timeout: 240_000, skip: isolated ? false 
       assert.deepEqual(sizes, ['1280x720', '426x240', '1280x720'], 'each switch starts with the new rendition’s keyframe');
       const decode = spawnSync(FFMPEG, ['-v', 'error', '-f', 'h264', '-i', 'pipe:0', '-f', 'null', '-'], { input: Buffer.concat(units) });
       assert.equal(decode.status, 0, decode.stderr.toString());
-      const status = (await (await fetch(`${server.httpUrl}/api/v1/streams/main`)).json()) as { webrtcStats: { layerSwitches: number; viewersByLayer: Record<string, number> } };
-      assert.equal(status.webrtcStats.layerSwitches, 2);
-      assert.deepEqual(status.webrtcStats.viewersByLayer, { src: 1 });
+      const status = (await (await fetch(`${server.httpUrl}/api/v1/streams/main`)).json()) as { webrtcStats: { renditionSwitches: number; viewersByRendition: Record<string, number> } };
+      assert.equal(status.webrtcStats.renditionSwitches, 2);
+      assert.deepEqual(status.webrtcStats.viewersByRendition, { src: 1 });
     } finally {
       await client.close();
     }

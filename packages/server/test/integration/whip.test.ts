@@ -99,7 +99,9 @@ describe('WHIP with an OBS-like publisher', { timeout: 240_000, skip: isolated ?
       // Receiver Reports and REMB tell the publisher how much it may send.
       await waitUntil('receiver reports and REMB', () => publisher.feedback.receiverReports > 0 && publisher.feedback.rembBitrate !== undefined, 5_000);
       assert.ok(Math.abs(publisher.feedback.rembBitrate! - server.app.config.whipMaxBitrate) / server.app.config.whipMaxBitrate < 0.01);
-      const stats = server.app.whip.publishStats('main')!;
+      const publisherStats = server.app.registry.get('main')!.getStats().children.find((c) => c.type === 'publisher')!;
+      assert.equal(publisherStats.info['protocol'], 'whip');
+      const stats = publisherStats.counters as { frames: number; droppedFrames: number };
       assert.ok(stats.frames >= 60, `frames ${stats.frames}`);
       assert.ok(stats.droppedFrames <= stats.frames * 0.05, `dropped ${stats.droppedFrames} of ${stats.frames}`);
 

@@ -1,11 +1,12 @@
-/** Pure parts of ABR: ladder text, rung planning, the ffmpeg command, rendition reports and the WebRTC layer policy. */
+/** Pure parts of ABR: ladder text, rung planning, the ffmpeg command, rendition reports and the WebRTC rendition policy. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { renderRenditionReports } from '../../src/egress/llhls/llhls-playlist.js';
-import { LayerPolicy } from '../../src/egress/whep/layer-policy.js';
+import { RenditionPolicy } from '../../src/egress/whep/rendition-policy.js';
 import { GlasscastError } from '../../src/core/errors.js';
 import { DEFAULT_LADDER, formatLadder, parseLadder, planRungs } from '../../src/transcode/ladder.js';
-import { ladderFfmpegArgs, nominalFrameRate } from '../../src/transcode/ladder-transcoder.js';
+import { bframeFreeBitrate, fullPlan, nominalFrameRate, planCost, sheddingSteps, videoJobArgs, type VideoSourceFacts } from '../../src/transcode/video-job.js';
+import type { VideoEncoderKind } from '../../src/transcode/encoder-detect.js';
 import { probeArgs } from '../../src/transcode/encoder-detect.js';
 import { seededRandom } from '../support/random.js';
 
@@ -56,11 +57,17 @@ describe('ladder profiles', () => {
   });
 });
 
-describe('ladder ffmpeg command', () => {
+/** The video job's ffmpeg arguments for a source at full service. */
+function ladderFfmpegArgs(encoder: VideoEncoderKind, frameRate = 30, bFrames = false, width = 1920, height = 1080): string[] {
+  const facts: VideoSourceFacts = { width, height, frameRate, bFrames };
+  return videoJobArgs(fullPlan(parseLadder(DEFAULT_LADDER), facts), encoder, facts);
+}
+
+describe('video job ffmpeg command', () => {
   const rungs = planRungs(parseLadder(DEFAULT_LADDER), 1920, 1080);
 
   it('scales in a chain, caps frame rate keeping keyframes, forces keyframes where the source has them and one a second between (golden)', () => {
-    const args = ladderFfmpegArgs(rungs, 'libx264', 59.94);
+    const args = ladderFfmpegArgs('libx264', 59.94);
     const graph = args[args.indexOf('-filter_complex') + 1];
     assert.equal(
       graph,
@@ -89,12 +96,58 @@ describe('ladder ffmpeg command', () => {
   });
 
   it('drives hardware encoders with their own options (VAAPI uploads frames)', () => {
-    assert.ok(ladderFfmpegArgs(rungs, 'nvenc').includes('h264_nvenc'));
-    const vaapi = ladderFfmpegArgs(rungs, 'vaapi');
+    assert.ok(ladderFfmpegArgs('nvenc').includes('h264_nvenc'));
+    const vaapi = ladderFfmpegArgs('vaapi');
     assert.deepEqual(vaapi.slice(0, 2), ['-vaapi_device', '/dev/dri/renderD128']);
     assert.match(vaapi[vaapi.indexOf('-filter_complex') + 1]!, /format=nv12,hwupload\[out0\]/);
-    assert.ok(ladderFfmpegArgs(rungs, 'qsv').includes('h264_qsv'));
+    assert.ok(ladderFfmpegArgs('qsv').includes('h264_qsv'));
     assert.ok(probeArgs('nvenc').includes('h264_nvenc') && probeArgs('nvenc').includes('1'), 'a one-frame probe');
+  });
+
+  it('makes the B-frame-free copy for WebRTC from the same decode, unscaled, first in the chain (golden)', () => {
+    const args = ladderFfmpegArgs('libx264', 30, true, 1280, 720);
+    assert.equal(
+      args[args.indexOf('-filter_complex') + 1],
+      '[0:v]null,split=2[scaled0][next0];[scaled0]null[out0];' +
+        "[next0]scale=854:480,split=2[scaled1][next1];[scaled1]null[out1];" +
+        '[next1]scale=640:360[scaled2];[scaled2]null[out2]',
+      'a 720p30 source: the copy at 720p, then 480p and 360p (no frame-rate cap needed at 30 fps)',
+    );
+    assert.equal(args.filter((a) => a === 'libx264').length, 3, 'three encoders in one process');
+    assert.equal(args[args.indexOf('-b:v') + 1], String(bframeFreeBitrate(1280, 720, 30)));
+    assert.equal(bframeFreeBitrate(1280, 720, 30), 2_500_000);
+  });
+});
+
+describe('overload shedding', () => {
+  const ladder = parseLadder(DEFAULT_LADDER);
+  const source: VideoSourceFacts = { width: 1920, height: 1080, frameRate: 60, bFrames: true };
+
+  it('sheds in the stated order: ultrafast, 30 fps, rungs from the top, the copy to 720p then 480p, the last rung, everything', () => {
+    const full = fullPlan(ladder, source);
+    assert.deepEqual(full.outputs.map((o) => o.name), ['webrtc', '720p', '480p', '360p']);
+    const steps = sheddingSteps(full, source, 'libx264');
+    assert.deepEqual(steps.map((s) => s.shed.at(-1)), ['x264 ultrafast', 'frame rate capped at 30', '720p dropped', '480p dropped', 'webrtc scaled to 720p', 'webrtc scaled to 480p', '360p dropped', 'all derived video stopped']);
+    assert.deepEqual(steps.map((s) => s.outputs.map((o) => `${o.name}:${o.height}`).join(' ')), [
+      'webrtc:1080 720p:720 480p:480 360p:360',
+      'webrtc:1080 720p:720 480p:480 360p:360',
+      'webrtc:1080 480p:480 360p:360',
+      'webrtc:1080 360p:360',
+      'webrtc:720 360p:360',
+      'webrtc:480 360p:360',
+      'webrtc:480',
+      '',
+    ]);
+    // Every step is cheaper than the one before it (the cost model the jump uses agrees with the order).
+    const costs = [full, ...steps].map((p) => planCost(p, source));
+    for (let i = 1; i < costs.length; i++) assert.ok(costs[i]! < costs[i - 1]!, `step ${i} costs less (${costs.join(' ')})`);
+    assert.equal(costs.at(-1), 0);
+  });
+
+  it('has no preset step for hardware encoders and no frame-rate step for a 30 fps source', () => {
+    const s30: VideoSourceFacts = { ...source, frameRate: 30 };
+    const steps = sheddingSteps(fullPlan(ladder, s30), s30, 'nvenc');
+    assert.equal(steps[0]!.shed[0], '720p dropped');
   });
 });
 
@@ -108,64 +161,64 @@ describe('EXT-X-RENDITION-REPORT', () => {
   });
 });
 
-describe('WebRTC layer policy', () => {
-  const layers = [{ bitrate: 6_000_000 }, { bitrate: 2_500_000 }, { bitrate: 1_200_000 }, { bitrate: 600_000 }];
+describe('WebRTC rendition policy', () => {
+  const renditions = [{ bitrate: 6_000_000 }, { bitrate: 2_500_000 }, { bitrate: 1_200_000 }, { bitrate: 600_000 }];
 
   it('steps down at once on severe loss, to what fits, after the start settles', () => {
-    const p = new LayerPolicy(0);
-    assert.equal(p.onReport(1000, { fractionLost: 0.4 }, layers, 0), undefined, 'not in the first 2.5 s');
-    assert.equal(p.onReport(3000, { fractionLost: 0.4 }, layers, 0), 1, '60 % of 6 Mb/s with 15 % headroom: 2.5 Mb/s fits');
+    const p = new RenditionPolicy(0);
+    assert.equal(p.onReport(1000, { fractionLost: 0.4 }, renditions, 0), undefined, 'not in the first 2.5 s');
+    assert.equal(p.onReport(3000, { fractionLost: 0.4 }, renditions, 0), 1, '60 % of 6 Mb/s with 15 % headroom: 2.5 Mb/s fits');
   });
 
   it('needs two lossy reports below the severe threshold, and ignores small loss', () => {
-    const p = new LayerPolicy(0);
-    assert.equal(p.onReport(3000, { fractionLost: 0.12 }, layers, 1), undefined);
-    assert.equal(p.onReport(4000, { fractionLost: 0.01 }, layers, 1), undefined, 'a clean report resets the count');
-    assert.equal(p.onReport(5000, { fractionLost: 0.12 }, layers, 1), undefined);
-    assert.equal(p.onReport(6000, { fractionLost: 0.15 }, layers, 1), 2, '60 % of 2.5 Mb/s: 1.2 Mb/s');
+    const p = new RenditionPolicy(0);
+    assert.equal(p.onReport(3000, { fractionLost: 0.12 }, renditions, 1), undefined);
+    assert.equal(p.onReport(4000, { fractionLost: 0.01 }, renditions, 1), undefined, 'a clean report resets the count');
+    assert.equal(p.onReport(5000, { fractionLost: 0.12 }, renditions, 1), undefined);
+    assert.equal(p.onReport(6000, { fractionLost: 0.15 }, renditions, 1), 2, '60 % of 2.5 Mb/s: 1.2 Mb/s');
   });
 
-  it('follows REMB down once past its warm-up, never below the last layer', () => {
-    const p = new LayerPolicy(0);
-    assert.equal(p.onReport(3000, { remb: 300_000 }, layers, 0), undefined, 'the browser’s starting guess is ignored');
-    assert.equal(p.onReport(7000, { remb: 1_500_000 }, layers, 0), 2);
-    assert.equal(p.onReport(12_000, { remb: 100_000 }, layers, 2), 3);
-    assert.equal(p.onReport(20_000, { remb: 100_000 }, layers, 3), undefined, 'already at the bottom');
+  it('follows REMB down once past its warm-up, never below the last rendition', () => {
+    const p = new RenditionPolicy(0);
+    assert.equal(p.onReport(3000, { remb: 300_000 }, renditions, 0), undefined, 'the browser’s starting guess is ignored');
+    assert.equal(p.onReport(7000, { remb: 1_500_000 }, renditions, 0), 2);
+    assert.equal(p.onReport(12_000, { remb: 100_000 }, renditions, 2), 3);
+    assert.equal(p.onReport(20_000, { remb: 100_000 }, renditions, 3), undefined, 'already at the bottom');
   });
 
-  it('probes up one layer after a quiet period, and waits twice as long after a failed probe', () => {
-    const p = new LayerPolicy(0);
-    assert.equal(p.onReport(3000, { fractionLost: 0.5 }, layers, 2), 3);
-    assert.equal(p.onReport(8000, { fractionLost: 0 }, layers, 3), undefined, 'quiet for 8 s first');
-    assert.equal(p.onReport(11_100, { fractionLost: 0 }, layers, 3), 2, 'up one');
-    assert.equal(p.onReport(14_000, { fractionLost: 0.3 }, layers, 2), 3, 'the probe failed');
-    assert.equal(p.onReport(14_000 + 8_100, { fractionLost: 0 }, layers, 3), undefined, 'not after 8 s now');
-    assert.equal(p.onReport(14_000 + 16_100, { fractionLost: 0 }, layers, 3), 2, 'after 16 s');
+  it('probes up one rendition after a quiet period, and waits twice as long after a failed probe', () => {
+    const p = new RenditionPolicy(0);
+    assert.equal(p.onReport(3000, { fractionLost: 0.5 }, renditions, 2), 3);
+    assert.equal(p.onReport(8000, { fractionLost: 0 }, renditions, 3), undefined, 'quiet for 8 s first');
+    assert.equal(p.onReport(11_100, { fractionLost: 0 }, renditions, 3), 2, 'up one');
+    assert.equal(p.onReport(14_000, { fractionLost: 0.3 }, renditions, 2), 3, 'the probe failed');
+    assert.equal(p.onReport(14_000 + 8_100, { fractionLost: 0 }, renditions, 3), undefined, 'not after 8 s now');
+    assert.equal(p.onReport(14_000 + 16_100, { fractionLost: 0 }, renditions, 3), 2, 'after 16 s');
   });
 
   it('reacts to NACKed shares like to RR loss: two lossy windows or one severe', () => {
-    const p = new LayerPolicy(0);
-    assert.equal(p.onReport(3000, { nackFraction: 0.15 }, layers, 0), undefined);
-    assert.equal(p.onReport(3500, { nackFraction: 0.01 }, layers, 0), undefined, 'a clean window resets the count');
-    assert.equal(p.onReport(4000, { nackFraction: 0.15 }, layers, 0), undefined);
-    assert.equal(p.onReport(4500, { nackFraction: 0.12 }, layers, 0), 1);
-    const q = new LayerPolicy(0);
-    assert.equal(q.onReport(3000, { nackFraction: 0.3 }, layers, 0), 1, 'severe: at once');
+    const p = new RenditionPolicy(0);
+    assert.equal(p.onReport(3000, { nackFraction: 0.15 }, renditions, 0), undefined);
+    assert.equal(p.onReport(3500, { nackFraction: 0.01 }, renditions, 0), undefined, 'a clean window resets the count');
+    assert.equal(p.onReport(4000, { nackFraction: 0.15 }, renditions, 0), undefined);
+    assert.equal(p.onReport(4500, { nackFraction: 0.12 }, renditions, 0), 1);
+    const q = new RenditionPolicy(0);
+    assert.equal(q.onReport(3000, { nackFraction: 0.3 }, renditions, 0), 1, 'severe: at once');
   });
 
   it('records but does not decide while a switch is on its way, and settles again from where it lands', () => {
-    const p = new LayerPolicy(0);
-    assert.equal(p.onReport(3000, { fractionLost: 0.4 }, layers, 0), 1);
-    assert.equal(p.onReport(5000, { nackFraction: 0.4 }, layers, 1, true), undefined, 'the old layer’s loss while switching');
+    const p = new RenditionPolicy(0);
+    assert.equal(p.onReport(3000, { fractionLost: 0.4 }, renditions, 0), 1);
+    assert.equal(p.onReport(5000, { nackFraction: 0.4 }, renditions, 1, true), undefined, 'the old rendition’s loss while switching');
     p.switchLanded(5200);
-    assert.equal(p.onReport(6000, { nackFraction: 0.4 }, layers, 1), undefined, 'settling after the landing');
-    assert.equal(p.onReport(6800, { nackFraction: 0.4 }, layers, 1), 2, 'loss that goes on after the settle time counts');
+    assert.equal(p.onReport(6000, { nackFraction: 0.4 }, renditions, 1), undefined, 'settling after the landing');
+    assert.equal(p.onReport(6800, { nackFraction: 0.4 }, renditions, 1), 2, 'loss that goes on after the settle time counts');
   });
 
   it('a manual choice restarts the quiet period', () => {
-    const p = new LayerPolicy(0);
+    const p = new RenditionPolicy(0);
     p.manualSwitch(10_000);
-    assert.equal(p.onReport(11_000, { fractionLost: 0 }, layers, 1), undefined);
-    assert.equal(p.onReport(18_100, { fractionLost: 0 }, layers, 1), 0);
+    assert.equal(p.onReport(11_000, { fractionLost: 0 }, renditions, 1), undefined);
+    assert.equal(p.onReport(18_100, { fractionLost: 0 }, renditions, 1), 0);
   });
 });

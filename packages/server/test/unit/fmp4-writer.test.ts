@@ -50,7 +50,7 @@ describe('fMP4 writer and LL-HLS muxer, read back by ffprobe', () => {
     const stream = new Stream('t', { reconnectGraceMs: 0, log: silentLogger, onEnded: () => undefined });
     muxer = new LlHlsMuxer('t', { partTargetMs: 200, segmentTargetMs: 1000, windowSegments: 100 }, silentLogger);
     stream.subscribe(muxer);
-    const mapper = new RtmpToStream(stream, silentLogger);
+    const mapper = new RtmpToStream(stream.claim({ protocol: 'rtmp' }), silentLogger);
     for (const tag of readFlvFile(flv)) {
       if (tag.tagType === 9) mapper.onVideo(tag.timestamp, tag.body);
       else if (tag.tagType === 8) mapper.onAudio(tag.timestamp, tag.body);

@@ -6,6 +6,7 @@ import { LlHlsMuxer } from '../../src/egress/llhls/llhls-muxer.js';
 import { renderMediaPlaylist } from '../../src/egress/llhls/llhls-playlist.js';
 import { buildAvcConfig, splitAnnexB } from '../../src/media/codecs/h264.js';
 import { AUDIO_CODECS, VIDEO_CODECS } from '../../src/media/codecs/codec-table.js';
+import { trackSpans } from '../support/fmp4.js';
 
 const [SPS, PPS] = splitAnnexB(Buffer.from('000000016764001eacd940a02ff970110000030001000003003c0f162d960000000168ebe3cb22c0', 'hex'));
 const RECORD = buildAvcConfig([SPS!], [PPS!]);
@@ -49,10 +50,16 @@ describe('LL-HLS muxer', () => {
     while (m.snapshot().segments.filter((s) => s.complete).length < 1) m.onAccessUnit(frame(i++));
     const seg0 = m.snapshot().segments[0]!;
     const n = seg0.parts!.length;
-    // Segment 1 has begun but may have no complete part yet: (0, n) means (1, 0).
-    assert.equal(m.has(0, n), m.has(1, 0));
+    // Just cut: segment 1 has begun with the keyframe but has no part yet, so (0, n) — which means (1, 0) — is not there.
+    assert.equal(m.snapshot().segments[1]?.parts?.length ?? 0, 0);
     assert.equal(m.has(0, n - 1), true);
     assert.equal(m.has(0, undefined), true);
+    assert.equal(m.has(0, n), false, '(0, n) waits for segment 1’s first part');
+    assert.equal(m.has(1, 0), false);
+    while ((m.snapshot().segments[1]!.parts ?? []).length === 0) m.onAccessUnit(frame(i++));
+    assert.equal(m.has(0, n), true, '(0, n) rolls over to (1, 0), which now exists');
+    assert.equal(m.has(1, 0), true);
+    assert.equal(m.has(1, 1), false);
     assert.equal(m.has(5, 0), false);
     m.close();
   });
@@ -134,41 +141,6 @@ describe('LL-HLS muxer', () => {
     rendition.close();
   });
 });
-
-/** Each track's [first decode time, end] in a CMAF fragment sequence (moof/traf/tfhd+tfdt+trun), track timescale ticks. */
-function trackSpans(bytes: Buffer): Map<number, [number, number]> {
-  const spans = new Map<number, [number, number]>();
-  const boxes = (buf: Buffer, from: number, to: number, visit: (type: string, start: number, end: number) => void): void => {
-    for (let at = from; at + 8 <= to; ) {
-      const size = buf.readUInt32BE(at);
-      visit(buf.toString('latin1', at + 4, at + 8), at + 8, at + size);
-      at += size;
-    }
-  };
-  boxes(bytes, 0, bytes.length, (type, start, end) => {
-    if (type !== 'moof') return;
-    boxes(bytes, start, end, (t, s, e) => {
-      if (t !== 'traf') return;
-      let track = 0;
-      let base = 0;
-      let duration = 0;
-      boxes(bytes, s, e, (tt, ss) => {
-        if (tt === 'tfhd') track = bytes.readUInt32BE(ss + 4);
-        if (tt === 'tfdt') base = bytes[ss] === 1 ? Number(bytes.readBigUInt64BE(ss + 4)) : bytes.readUInt32BE(ss + 4);
-        if (tt === 'trun') {
-          const flags = bytes.readUIntBE(ss + 1, 3);
-          const count = bytes.readUInt32BE(ss + 4);
-          let at = ss + 8 + (flags & 1 ? 4 : 0) + (flags & 4 ? 4 : 0);
-          const per = [0x100, 0x200, 0x400, 0x800].filter((f) => flags & f).length * 4;
-          for (let i = 0; i < count; i++, at += per) duration += flags & 0x100 ? bytes.readUInt32BE(at) : 0;
-        }
-      });
-      const prior = spans.get(track);
-      spans.set(track, [prior?.[0] ?? base, base + duration]);
-    });
-  });
-  return spans;
-}
 
 describe('LL-HLS muxer segment boundaries with audio', () => {
   it('ends each segment’s audio at or past the cut and starts the next one’s from it, though the audio comes late', () => {

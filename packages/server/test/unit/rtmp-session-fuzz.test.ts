@@ -1,7 +1,8 @@
 /**
  * Session-level fuzz: a real publish byte stream (handshake, commands, x264/AAC media from ffmpeg) is truncated
- * and bit-flipped, and fed to an RtmpSession over a fake socket. Nothing may throw out of the session, the
- * registry must stay consistent, and every session must end closed or still healthy.
+ * and bit-flipped, and fed to an RtmpSession over a fake socket. Malformed input is the peer's fault: no session
+ * may report an internal error (a bug: it is counted and logged at error level), the registry must stay
+ * consistent, and every session must end closed.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -18,6 +19,7 @@ import { encodeRtmpMessage, RTMP_TYPE } from '../../src/ingest/rtmp/rtmp-chunk-s
 import { buildDigestC1 } from '../../src/ingest/rtmp/rtmp-handshake.js';
 import { RtmpSession } from '../../src/ingest/rtmp/rtmp-session.js';
 import { encodeAmf0 } from '../../src/media/formats/amf0.js';
+import { countingLogger } from '../support/counting-logger.js';
 import { FFMPEG } from '../support/ffmpeg.js';
 import { readFlvFile } from '../support/flv-file.js';
 import { seededRandom } from '../support/random.js';
@@ -74,10 +76,10 @@ describe('RTMP session under mutated input (fuzz)', { timeout: 120_000 }, () => 
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('publishes the unmutated stream (the fuzz baseline is valid)', async () => {
-    const llhls = new LlHlsServer({ partTargetMs: 200, segmentTargetMs: 1000, windowSegments: 5, retainEndedMs: 10, audioAdapter: undefined }, silentLogger);
+    const llhls = new LlHlsServer({ partTargetMs: 200, segmentTargetMs: 1000, windowSegments: 5, retainEndedMs: 10 }, silentLogger);
     const registry = new StreamRegistry({ reconnectGraceMs: 0, log: silentLogger, observers: [llhls] });
     const socket = new FakeSocket();
-    new RtmpSession(socket as unknown as Socket, { authorizePublish: async ({ key }) => ({ streamName: key }), claimForPublish: (n) => registry.claimForPublish(n) }, silentLogger, { handshakeTimeoutMs: 10_000, idleTimeoutMs: 10_000, maxMessageSize: 1 << 20 }, () => undefined);
+    new RtmpSession(socket as unknown as Socket, { authorizePublish: async ({ key }) => ({ streamName: key }), claimForPublish: (n, info, hooks) => registry.claimForPublish(n, info, hooks) }, silentLogger, { handshakeTimeoutMs: 10_000, idleTimeoutMs: 10_000, maxMessageSize: 1 << 20 }, () => undefined);
     // Commands first, then media once publish was authorized (it is asynchronous).
     const mediaStart = wire.indexOf(Buffer.from('publish')) + 64;
     socket.emit('data', wire.subarray(0, mediaStart));
@@ -91,11 +93,16 @@ describe('RTMP session under mutated input (fuzz)', { timeout: 120_000 }, () => 
     llhls.close();
   });
 
-  it('survives 300 truncated and bit-flipped copies without throwing out of the session', async () => {
+  it('survives 300 truncated and bit-flipped copies with no internal error in any session or reader', async () => {
     const rand = seededRandom(2024);
-    const llhls = new LlHlsServer({ partTargetMs: 200, segmentTargetMs: 1000, windowSegments: 5, retainEndedMs: 10, audioAdapter: undefined }, silentLogger);
-    const registry = new StreamRegistry({ reconnectGraceMs: 0, log: silentLogger, observers: [llhls] });
-    const handler = { authorizePublish: async ({ key }: { key: string }) => ({ streamName: key.replace(/[^A-Za-z0-9_-]/g, 'x') || 'x' }), claimForPublish: (n: string) => registry.claimForPublish(n) };
+    const { log, errors } = countingLogger();
+    const llhls = new LlHlsServer({ partTargetMs: 200, segmentTargetMs: 1000, windowSegments: 5, retainEndedMs: 10 }, log);
+    const registry = new StreamRegistry({ reconnectGraceMs: 0, log, observers: [llhls] });
+    const handler: ConstructorParameters<typeof RtmpSession>[1] = {
+      authorizePublish: async ({ key }) => ({ streamName: key.replace(/[^A-Za-z0-9_-]/g, 'x') || 'x' }),
+      claimForPublish: (n, info, hooks) => registry.claimForPublish(n, info, hooks),
+    };
+    const internal: unknown[] = [];
     for (let i = 0; i < 300; i++) {
       const input = Buffer.from(wire.subarray(0, Math.floor(wire.length * (0.2 + 0.8 * rand()))));
       const flips = 1 + Math.floor(rand() * 20);
@@ -107,10 +114,10 @@ describe('RTMP session under mutated input (fuzz)', { timeout: 120_000 }, () => 
       }
       const socket = new FakeSocket();
       let closed = false;
-      new RtmpSession(socket as unknown as Socket, handler, silentLogger, { handshakeTimeoutMs: 10_000, idleTimeoutMs: 10_000, maxMessageSize: 1 << 20 }, () => (closed = true));
+      new RtmpSession(socket as unknown as Socket, handler, log, { handshakeTimeoutMs: 10_000, idleTimeoutMs: 10_000, maxMessageSize: 1 << 20, onInternalError: (err) => internal.push(err) }, () => (closed = true));
       for (let pos = 0; pos < input.length; ) {
         const n = 1 + Math.floor(rand() * 4000);
-        assert.doesNotThrow(() => socket.emit('data', input.subarray(pos, pos + n)), `copy ${i}`);
+        socket.emit('data', input.subarray(pos, pos + n));
         pos += n;
         if (rand() < 0.05) await new Promise((r) => setImmediate(r));
       }
@@ -119,6 +126,8 @@ describe('RTMP session under mutated input (fuzz)', { timeout: 120_000 }, () => 
       assert.equal(closed, true, `session ${i} closed with its socket`);
     }
     await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(internal.map((e) => String(e)), [], 'no session closed on an internal error');
+    assert.deepEqual(errors.map((e) => e.msg), [], 'nothing logged at error level (a stream reader or observer threw)');
     assert.ok(registry.list().every((s) => s.state !== 'live'), 'no stream is left live without a publisher');
     registry.close();
     llhls.close();

@@ -39,7 +39,7 @@ describe('Subscriber', () => {
     assert.ok(sink.got.length > 0 && sink.got.length < 100, `first turn delivered ${sink.got.length}`);
     for (let t = 0; t < 200 && sink.got.length < 100; t++) await nextTurn();
     assert.deepEqual(sink.got, Array.from({ length: 100 }, (_, i) => i));
-    assert.equal(sub.getStats().queued, 0);
+    assert.equal(sub.getStats().counters['queued'], 0);
   });
 
   it('on overflow drops the queue, counts it, and resumes at the next video keyframe', async () => {

@@ -30,7 +30,7 @@ function setup() {
   const got: AccessUnit[] = [];
   stream.subscribe({ onSessionStart: () => undefined, onAccessUnit: (au) => got.push(au), onPublisherLost: () => undefined, onEnd: () => undefined });
   const rtcp: Buffer[] = [];
-  const mapper = new WhipToStream(stream, silentLogger, { payloadTypes: { video: PT }, opusChannels: 2, ssrc: 1, maxBitrate: 6_000_000, keyframeIntervalMs: 60_000, sendRtcp: (_kind, p) => rtcp.push(p) });
+  const mapper = new WhipToStream(stream.claim({ protocol: 'whip' }), silentLogger, { payloadTypes: { video: PT }, opusChannels: 2, ssrc: 1, maxBitrate: 6_000_000, keyframeIntervalMs: 60_000, sendRtcp: (_kind, p) => rtcp.push(p) });
   return { stream, got, rtcp, mapper };
 }
 

@@ -35,8 +35,8 @@ interface Part {
 
 interface Segment {
   msn: number;
-  /** Presentation time of its first picture, seconds of the output timeline. */
-  startSeconds: number;
+  /** Presentation time of its first picture on the output timeline, 90 kHz ticks. */
+  start: number;
   parts: Part[];
   /** Seconds, final once complete. */
   duration: number;
@@ -70,14 +70,23 @@ interface Waiter {
   timer: NodeJS.Timeout;
 }
 
-/** Where the timeline starts, seconds: positive so early audio before the first keyframe never goes negative. */
-const TIMELINE_ORIGIN_S = 10;
-/** Longest a segment cut waits for the other tracks to reach it, in presentation time of the driving track, s. */
-const MAX_CUT_WAIT_S = 0.2;
-/** Two presentation times this close are the same picture (renditions carry the source's times to the tick), s. */
-const SAME_PICTURE_S = 0.001;
+/**
+ * The output timeline is kept in integer ticks of this timescale (STYLE rule 3): video tracks' own timescale, so
+ * a picture's presentation time on it is exact, and renditions (which carry the source's ticks) match pictures
+ * by equality, never by a float tolerance.
+ */
+const TIMELINE_TIMESCALE = 90_000;
+/** Where the timeline starts, ticks (10 s): positive so early audio before the first keyframe never goes negative. */
+const TIMELINE_ORIGIN = 10 * TIMELINE_TIMESCALE;
+/** Longest a segment cut waits for the other tracks to reach it, in presentation time of the driving track, ticks (200 ms). */
+const MAX_CUT_WAIT = TIMELINE_TIMESCALE / 5;
 /** Parts of this many most recent complete segments are listed and kept. */
 const SEGMENTS_WITH_PARTS = 3;
+
+/** `ticks` of a track with timescale `timescale` on the output timeline (90 kHz), rounded to the tick. */
+function toTimeline(ticks: number, timescale: number): number {
+  return timescale === TIMELINE_TIMESCALE ? ticks : Math.round((ticks * TIMELINE_TIMESCALE) / timescale);
+}
 
 /** The LL-HLS state of one stream. A reader of the stream; `close()` is idempotent. */
 export class LlHlsMuxer implements StreamSink {
@@ -97,9 +106,12 @@ export class LlHlsMuxer implements StreamSink {
   private discontinuitySequence = 0;
   private pendingDiscontinuity = false;
   private waitingForKeyframe = true;
-  private sessionFirstSeconds: number | undefined;
-  private sessionBaseSeconds = TIMELINE_ORIGIN_S;
-  private wallAnchor: { wallMs: number; seconds: number } | undefined;
+  /** The session's first keyframe's decode time (input, timeline ticks) and where it lands on the output timeline. */
+  private sessionFirst: number | undefined;
+  private sessionBase = TIMELINE_ORIGIN;
+  /** That keyframe's presentation time (input, timeline ticks): other tracks' samples before it are dropped. */
+  private sessionStartPts: number | undefined;
+  private wallAnchor: { wallMs: number; ticks: number } | undefined;
   private waiters = new Set<Waiter>();
   private _ended = false;
   private _closed = false;
@@ -111,8 +123,8 @@ export class LlHlsMuxer implements StreamSink {
   private driverSamples = 0;
   /** Driver-track ticks in the closed parts of the current segment (spares re-adding parts per sample). */
   private segmentPartTicks = 0;
-  /** Latest presentation time of a driving-track sample taken into a part, seconds of the output timeline. */
-  private latestSeconds = -Infinity;
+  /** Latest presentation time of a driving-track sample taken into a part, output timeline ticks. */
+  private latest = -Infinity;
   /**
    * A segment cut decided at the keyframe presenting at `at` s, waiting for the other tracks (audio) to reach that
    * time, so their samples before it end the old segment and those from it on start the new one (a player's
@@ -134,24 +146,23 @@ export class LlHlsMuxer implements StreamSink {
     private readonly timelineLeader?: LlHlsMuxer,
   ) {}
 
-  /** How input seconds map to output seconds in this session (output = input − first + base), once known. */
-  get timeline(): { firstSeconds: number; baseSeconds: number; wallAnchor: { wallMs: number; seconds: number } | undefined } | undefined {
-    return this.sessionFirstSeconds === undefined ? undefined : { firstSeconds: this.sessionFirstSeconds, baseSeconds: this.sessionBaseSeconds, wallAnchor: this.wallAnchor };
+  /** How input maps to output in this session (output = input − first + base, 90 kHz ticks), once known. */
+  get timeline(): { first: number; base: number; wallAnchor: { wallMs: number; ticks: number } | undefined } | undefined {
+    return this.sessionFirst === undefined ? undefined : { first: this.sessionFirst, base: this.sessionBase, wallAnchor: this.wallAnchor };
   }
 
   /**
-   * Whether one of this muxer's recent segments starts with the picture at `seconds` (presentation time, output
-   * timeline, ±1 ms); undefined when this muxer has not taken that picture yet. Renditions cut their segments
-   * where their leader did, so segment N is the same stretch of time in every rendition.
+   * Whether one of this muxer's recent segments starts with the picture presented at `pts` (output timeline,
+   * 90 kHz ticks, exactly); undefined when this muxer has not taken that picture yet. Renditions cut their
+   * segments where their leader did, so segment N is the same stretch of time in every rendition.
    */
-  segmentStartsAt(seconds: number): boolean | undefined {
-    if (seconds > this.latestSeconds + SAME_PICTURE_S) return undefined;
-    if (this.cutPending && Math.abs(this.cutPending.at - seconds) < SAME_PICTURE_S) return true;
-    if (this.current && Math.abs(this.current.startSeconds - seconds) < SAME_PICTURE_S) return true;
+  segmentStartsAt(pts: number): boolean | undefined {
+    if (pts > this.latest) return undefined;
+    if (this.cutPending?.at === pts || this.current?.start === pts) return true;
     for (let i = this.segments.length - 1; i >= 0; i--) {
-      const start = this.segments[i]!.startSeconds;
-      if (Math.abs(start - seconds) < SAME_PICTURE_S) return true;
-      if (start < seconds) break;
+      const start = this.segments[i]!.start;
+      if (start === pts) return true;
+      if (start < pts) break;
     }
     return false;
   }
@@ -180,9 +191,9 @@ export class LlHlsMuxer implements StreamSink {
       this.inits.set(this.initId, writeInitSegment(start.tracks.map(toFmp4Track)));
       this.currentTracks = start.tracks;
     }
-    const base = this.timelineEndSeconds();
-    this.sessionBaseSeconds = base;
-    this.sessionFirstSeconds = undefined;
+    this.sessionBase = this.timelineEnd();
+    this.sessionFirst = undefined;
+    this.sessionStartPts = undefined;
     this.tracks = start.tracks.map((track) => ({ track, offset: undefined, held: undefined, lastDuration: 0, partSamples: [], endDts: 0 }));
     this.driver = this.tracks.find((t) => t.track.kind === 'video') ?? this.tracks[0];
     this.waitingForKeyframe = true;
@@ -194,25 +205,29 @@ export class LlHlsMuxer implements StreamSink {
     if (this._ended) return;
     const state = this.tracks.find((t) => t.track.id === au.trackId);
     if (!state || !this.driver) return;
+    const ts = state.track.timescale;
     if (this.waitingForKeyframe) {
       if (state !== this.driver || !au.keyframe) return;
       this.waitingForKeyframe = false;
+      this.sessionStartPts = toTimeline(au.pts, ts);
     }
-    const ts = state.track.timescale;
+    // Other tracks start at the first keyframe's presentation time, whatever order they arrive in: every variant
+    // of a group (all fed the same audio) then starts its audio with the very same sample.
+    if (state !== this.driver && toTimeline(au.pts, ts) < this.sessionStartPts!) return;
     const leader = this.timelineLeader?.timeline;
-    if (this.sessionFirstSeconds === undefined && leader) {
-      this.sessionFirstSeconds = leader.firstSeconds;
-      this.sessionBaseSeconds = leader.baseSeconds;
+    if (this.sessionFirst === undefined && leader) {
+      this.sessionFirst = leader.first;
+      this.sessionBase = leader.base;
       this.wallAnchor = leader.wallAnchor;
     }
-    if (this.sessionFirstSeconds === undefined) {
-      this.sessionFirstSeconds = au.dts / ts;
+    if (this.sessionFirst === undefined) {
+      this.sessionFirst = toTimeline(au.dts, ts);
       // Program date-times follow the wall clock, but never step back behind the previous segment's end.
       if (!this.wallAnchor || this.pendingDiscontinuity) {
-        this.wallAnchor = { wallMs: Math.max(Date.now(), this.lastProgramDateTimeEnd()), seconds: this.sessionBaseSeconds };
+        this.wallAnchor = { wallMs: Math.max(Date.now(), this.lastProgramDateTimeEnd()), ticks: this.sessionBase };
       }
     }
-    state.offset ??= Math.round(this.sessionBaseSeconds * ts) - Math.round(this.sessionFirstSeconds * ts);
+    state.offset ??= Math.round((this.sessionBase * ts) / TIMELINE_TIMESCALE) - Math.round((this.sessionFirst * ts) / TIMELINE_TIMESCALE);
     const dts = au.dts + state.offset;
     if (state.held && dts <= state.held.dts) {
       return; // out of order or duplicate: CMAF decode times must increase
@@ -254,7 +269,7 @@ export class LlHlsMuxer implements StreamSink {
     sample.duration = duration > 0 && duration <= ts ? duration : state.lastDuration || Math.round(ts / 30);
     state.lastDuration = sample.duration;
     if (state === this.driver) this.addDriverSample(sample);
-    else if (this.cutPending && sample.dts / ts >= this.cutPending.at) {
+    else if (this.cutPending && toTimeline(sample.dts, ts) >= this.cutPending.at) {
       this.cutPending.others.push({ state, sample });
       this.finishCut(); // this track reached the boundary
     } else if (this.current) state.partSamples.push(sample);
@@ -280,12 +295,12 @@ export class LlHlsMuxer implements StreamSink {
     const partTicks = (this.options.partTargetMs * ts) / 1000;
     const segmentTicks = (this.options.segmentTargetMs * ts) / 1000;
     const segmentSoFar = this.current ? this.segmentPartTicks + sum(driver.partSamples) : 0;
-    const presentation = (sample.dts + sample.compositionOffset) / ts;
+    const presentation = toTimeline(sample.dts + sample.compositionOffset, ts);
     if (this.cutPending) {
       this.cutPending.driver.push(sample);
-      this.latestSeconds = Math.max(this.latestSeconds, presentation);
+      this.latest = Math.max(this.latest, presentation);
       // Other tracks that do not reach the boundary soon (a gap in the audio) do not hold the video back.
-      if (presentation - this.cutPending.at > MAX_CUT_WAIT_S) this.finishCut();
+      if (presentation - this.cutPending.at > MAX_CUT_WAIT) this.finishCut();
       return;
     }
     if (!this.current) {
@@ -294,7 +309,7 @@ export class LlHlsMuxer implements StreamSink {
     } else if (sample.keyframe && this.cutsSegment(presentation, segmentSoFar + sample.duration / 2 >= segmentTicks)) {
       if (this.tracks.some((t) => t !== driver)) {
         this.cutPending = { at: presentation, driver: [sample], others: [] };
-        this.latestSeconds = Math.max(this.latestSeconds, presentation);
+        this.latest = Math.max(this.latest, presentation);
         return;
       }
       this.closePart();
@@ -305,11 +320,11 @@ export class LlHlsMuxer implements StreamSink {
       this.closePart();
     }
     driver.partSamples.push(sample);
-    this.latestSeconds = Math.max(this.latestSeconds, presentation);
+    this.latest = Math.max(this.latest, presentation);
   }
 
   /**
-   * Whether a keyframe at `presentation` s starts a new segment: for a rendition, where its leader started one
+   * Whether a keyframe at `presentation` (timeline ticks) starts a new segment: for a rendition, where its leader started one
    * (its extra keyframes only start parts); on its own, or when the leader has not got there, once the segment
    * reached its target (`due`). A rendition's segment never exceeds twice the target or 1.5× the leader's longest.
    */
@@ -318,21 +333,20 @@ export class LlHlsMuxer implements StreamSink {
     const aligned = leader?.segmentStartsAt(presentation);
     if (aligned === undefined) return due;
     // Never grow without bound if the leader's cut is not among this one's keyframes (a fault): cut on our own.
-    const limitSeconds = Math.max((2 * this.options.segmentTargetMs) / 1000, 1.5 * leader!.maxSegmentDuration);
-    return aligned || presentation - this.current!.startSeconds >= limitSeconds;
+    const limit = Math.round(Math.max((2 * this.options.segmentTargetMs) / 1000, 1.5 * leader!.maxSegmentDuration) * TIMELINE_TIMESCALE);
+    return aligned || presentation - this.current!.start >= limit;
   }
 
-  /** `startSeconds`: presentation time of the first picture (program date-times follow it, equal across renditions). */
-  private startSegment(startSeconds: number): void {
-    const seconds = startSeconds;
-    const anchor = this.wallAnchor ?? { wallMs: Date.now(), seconds };
+  /** `start`: presentation time of the first picture, timeline ticks (program date-times follow it, equal across renditions). */
+  private startSegment(start: number): void {
+    const anchor = this.wallAnchor ?? { wallMs: Date.now(), ticks: start };
     this.segmentPartTicks = 0;
     this.current = {
       msn: this.nextMsn++,
-      startSeconds,
+      start,
       parts: [],
       duration: 0,
-      programDateTime: Math.round(anchor.wallMs + (seconds - anchor.seconds) * 1000),
+      programDateTime: anchor.wallMs + Math.round(((start - anchor.ticks) * 1000) / TIMELINE_TIMESCALE),
       discontinuity: this.pendingDiscontinuity,
       initId: this.initId,
       complete: false,
@@ -394,9 +408,10 @@ export class LlHlsMuxer implements StreamSink {
     return last ? last.programDateTime + Math.round(last.duration * 1000) : 0;
   }
 
-  private timelineEndSeconds(): number {
-    const ends = this.tracks.map((t) => t.endDts / t.track.timescale);
-    return Math.max(this.sessionBaseSeconds, ...ends);
+  /** Where the timeline ends now (ticks): a new session continues from here. */
+  private timelineEnd(): number {
+    const ends = this.tracks.map((t) => toTimeline(t.endDts, t.track.timescale));
+    return Math.max(this.sessionBase, ...ends);
   }
 
   // ---- serving ----------------------------------------------------------------------------------------------
@@ -439,16 +454,12 @@ export class LlHlsMuxer implements StreamSink {
 
   /**
    * True when the playlist holds part `part` of segment `msn` or anything later (§6.2.5.2); with `part`
-   * undefined, when segment `msn` is complete.
+   * undefined, when segment `msn` is complete. A part index past the end of a complete segment means the next
+   * segment's first part: any part of a later segment answers it, which the comparison of `msn` below covers.
    */
   has(msn: number, part: number | undefined): boolean {
     if (this._ended) return true;
-    const complete = this.segments.find((s) => s.msn === msn);
     if (part === undefined) return msn <= (this.segments[this.segments.length - 1]?.msn ?? -1);
-    if (complete && part >= complete.parts.length) {
-      msn += 1;
-      part = 0;
-    }
     const last = this.lastPart();
     if (!last) return false;
     return last.msn > msn || (last.msn === msn && last.index >= part);

@@ -10,10 +10,12 @@
  * `<r>` is `src` for the source as published, or a rendition's name (`720p`, …) from the ladder.
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import { JoinedReader } from '../../core/joined-reader.js';
 import type { Logger } from '../../core/logger.js';
 import type { Rendition, RenditionInfo, Stream } from '../../core/stream.js';
 import type { StreamObserver } from '../../core/stream-registry.js';
-import type { StreamSink, Subscriber } from '../../core/subscriber.js';
+import type { StreamSink } from '../../core/subscriber.js';
+import { sendProblem } from '../../http/problem.js';
 import { LlHlsMuxer, type LlHlsMuxerOptions } from './llhls-muxer.js';
 import { renderMultivariantPlaylist, renderRenditionReports, type PlaylistVariant } from './llhls-playlist.js';
 
@@ -22,13 +24,8 @@ export interface LlHlsServerOptions extends LlHlsMuxerOptions {
   /** How long an ended stream's playlist stays available (with EXT-X-ENDLIST), ms. Default 60 000. */
   retainEndedMs: number;
   /**
-   * Puts an audio transcoder in front of a muxer (LL-HLS carries AAC; WHIP sends Opus), or undefined to feed the
-   * muxer directly. What it returns is closed with the muxer.
-   */
-  audioAdapter: ((muxer: StreamSink, log: Logger) => StreamSink & { close(): void }) | undefined;
-  /**
-   * How many renditions of a stream are being made (the transcoder's plan), so the multivariant playlist can wait
-   * briefly for all of them at the start of a stream: a player reads it once and would never see a late one.
+   * How many ladder renditions of a stream are being made (the video job's plan), so the multivariant playlist
+   * can wait briefly for all of them at the start of a stream: a player reads it once and would never see a late one.
    */
   expectedRenditions?: (name: string) => number;
 }
@@ -39,7 +36,6 @@ const RENDITION_WAIT_MS = 4_000;
 const CACHE_IMMUTABLE = 'public, max-age=86400, immutable';
 const CACHE_BLOCKING_PLAYLIST = 'public, max-age=30';
 const CACHE_LIVE_PLAYLIST = 'public, max-age=1';
-const CACHE_NONE = 'no-store';
 const PLAYLIST_TYPE = 'application/vnd.apple.mpegurl';
 /** An AbortSignal that fires when the client closes the connection before we answer. */
 function hangUp(reply: FastifyReply): AbortSignal {
@@ -57,18 +53,28 @@ const PART_ADVANCE_LIMIT = 2;
 export const SOURCE_RENDITION = 'src';
 const RENDITION_PATTERN = /^(src|\d{3,4}p)$/;
 
-interface Entry {
+/**
+ * One variant of a stream: the source or a ladder rung, muxed with the group's AAC. Its reader joins the
+ * variant's video with the audio every variant shares (core/joined-reader.ts), so no egress transcodes audio.
+ */
+interface Variant {
   /** Undefined for the source. */
   rendition: RenditionInfo | undefined;
   muxer: LlHlsMuxer;
-  subscriber: Subscriber;
-  adapter: { close(): void } | undefined;
+  reader: JoinedReader;
+}
+
+/** The variants of one source stream, owned together. */
+interface Group {
+  stream: Stream;
+  source: Variant;
+  renditions: Map<string, Variant>;
   removeTimer: NodeJS.Timeout | undefined;
 }
 
 /** Owns the muxers of all streams. `close()` is idempotent. */
 export class LlHlsServer implements StreamObserver {
-  private readonly entries = new Map<string, Entry>();
+  private readonly groups = new Map<string, Group>();
 
   constructor(
     private readonly options: LlHlsServerOptions,
@@ -77,67 +83,89 @@ export class LlHlsServer implements StreamObserver {
 
   /** Subscribes a new muxer to a new stream, replacing an ended one of the same name. */
   streamCreated(stream: Stream): void {
-    this.remove(stream.name);
-    this.add(stream.name, stream, undefined, undefined);
+    this.removeGroup(stream.name);
+    const group: Group = { stream, source: undefined as unknown as Variant, renditions: new Map(), removeTimer: undefined };
+    group.source = this.variant(stream, stream, undefined, undefined, (reason) => {
+      // The stream is over: its playlists stay (with EXT-X-ENDLIST) a while for players finishing it.
+      for (const r of group.renditions.values()) r.muxer.onEnd(reason);
+      group.removeTimer = setTimeout(() => {
+        if (this.groups.get(stream.name) === group) this.removeGroup(stream.name);
+      }, this.options.retainEndedMs);
+      group.removeTimer.unref();
+    });
+    this.groups.set(stream.name, group);
   }
 
-  /** Subscribes a muxer to a new rendition; its timeline follows the source's muxer. */
+  /** Subscribes a muxer to a new ladder rendition; its timeline follows the source's muxer. */
   renditionCreated(source: Stream, rendition: Rendition): void {
-    const key = `${source.name}/${rendition.info.name}`;
-    this.removeEntry(key);
-    this.add(key, rendition.stream, rendition.info, this.entries.get(source.name)?.muxer);
+    const group = this.groups.get(source.name);
+    if (!group || group.stream !== source || rendition.info.role !== 'ladder') return;
+    this.removeVariant(group.renditions.get(rendition.info.name));
+    const name = rendition.info.name;
+    const variant = this.variant(rendition.stream, source, rendition.info, group.source.muxer, () => {
+      // A rung shed or no longer made: it leaves the multivariant playlist (its own playlist says ENDLIST).
+      if (group.stream.state !== 'ended' && group.renditions.get(name) === variant) {
+        group.renditions.delete(name);
+        setTimeout(() => this.removeVariant(variant), this.options.retainEndedMs).unref();
+      }
+    });
+    group.renditions.set(name, variant);
   }
 
-  private add(key: string, stream: Stream, rendition: RenditionInfo | undefined, leader: LlHlsMuxer | undefined): void {
-    const log = this.log.child({ stream: stream.name, egress: 'llhls' });
-    const muxer = new LlHlsMuxer(stream.name, this.options, log, leader);
-    const entry: Entry = { rendition, muxer, subscriber: undefined as unknown as Subscriber, adapter: undefined, removeTimer: undefined };
+  /** A muxer reading `video`'s picture joined with the group's AAC (LL-HLS carries AAC: WHIP's Opus is bridged once per stream). */
+  private variant(video: Stream, source: Stream, rendition: RenditionInfo | undefined, leader: LlHlsMuxer | undefined, ended: (reason: string) => void): Variant {
+    const log = this.log.child({ stream: video.name, egress: 'llhls' });
+    const muxer = new LlHlsMuxer(video.name, this.options, log, leader);
     const sink: StreamSink = {
       onSessionStart: (s) => muxer.onSessionStart(s),
       onAccessUnit: (au) => muxer.onAccessUnit(au),
       onPublisherLost: () => muxer.onPublisherLost(),
       onEnd: (reason) => {
         muxer.onEnd(reason);
-        entry.removeTimer = setTimeout(() => {
-          if (this.entries.get(key) === entry) this.removeEntry(key);
-        }, this.options.retainEndedMs);
-        entry.removeTimer.unref();
+        ended(reason);
       },
     };
-    // LL-HLS carries AAC: an Opus source (WHIP) is transcoded once, in front of the muxer.
-    const adapter = this.options.audioAdapter?.(sink, log);
-    entry.adapter = adapter;
-    entry.subscriber = stream.subscribe(adapter ?? sink);
-    this.entries.set(key, entry);
+    const reader = new JoinedReader(video, () => source.audioFor('aac'), sink, { label: 'llhls' });
+    return { rendition, muxer, reader };
+  }
+
+  private removeVariant(variant: Variant | undefined): void {
+    if (!variant) return;
+    variant.reader.close();
+    variant.muxer.close();
+  }
+
+  private removeGroup(name: string): void {
+    const group = this.groups.get(name);
+    if (!group) return;
+    this.groups.delete(name);
+    clearTimeout(group.removeTimer);
+    for (const r of group.renditions.values()) this.removeVariant(r);
+    this.removeVariant(group.source);
   }
 
   /** The muxer serving `name` (its source, or one rendition of it), if any. */
   muxer(name: string, rendition = SOURCE_RENDITION): LlHlsMuxer | undefined {
-    return this.entries.get(rendition === SOURCE_RENDITION ? name : `${name}/${rendition}`)?.muxer;
+    const group = this.groups.get(name);
+    return rendition === SOURCE_RENDITION ? group?.source.muxer : group?.renditions.get(rendition)?.muxer;
   }
 
   /** The renditions of `name` that can be played now (not the source), highest bitrate first. */
   renditions(name: string): { info: RenditionInfo; muxer: LlHlsMuxer }[] {
     const out: { info: RenditionInfo; muxer: LlHlsMuxer }[] = [];
-    for (const [key, e] of this.entries) {
-      if (e.rendition && key === `${name}/${e.rendition.name}` && e.muxer.ready && !e.muxer.ended) out.push({ info: e.rendition, muxer: e.muxer });
+    for (const v of this.groups.get(name)?.renditions.values() ?? []) {
+      if (v.rendition && v.muxer.ready && !v.muxer.ended) out.push({ info: v.rendition, muxer: v.muxer });
     }
     return out.sort((a, b) => b.info.bitrate - a.info.bitrate);
   }
 
-  /** Removes a source and its renditions. */
-  private remove(name: string): void {
-    for (const key of [...this.entries.keys()]) if (key === name || key.startsWith(`${name}/`)) this.removeEntry(key);
-  }
-
-  private removeEntry(key: string): void {
-    const entry = this.entries.get(key);
-    if (!entry) return;
-    this.entries.delete(key);
-    clearTimeout(entry.removeTimer);
-    entry.subscriber.close();
-    entry.adapter?.close();
-    entry.muxer.close();
+  /** Frames the LL-HLS readers of `name` dropped because they fell behind (all variants). */
+  droppedFrames(name: string): number {
+    const group = this.groups.get(name);
+    if (!group) return 0;
+    let n = group.source.reader.subscriber.droppedFrames;
+    for (const v of group.renditions.values()) n += v.reader.subscriber.droppedFrames;
+    return n;
   }
 
   /** Variants of the multivariant playlist: the source, then every playable rendition. */
@@ -180,13 +208,12 @@ export class LlHlsServer implements StreamObserver {
 
   /** Closes every muxer. Idempotent. */
   close(): void {
-    for (const key of [...this.entries.keys()]) this.removeEntry(key);
+    for (const name of [...this.groups.keys()]) this.removeGroup(name);
   }
 
   /** Registers the HLS routes on `app`. */
   registerRoutes(app: FastifyInstance): void {
-    const notFound = (reply: FastifyReply, what: string): FastifyReply =>
-      reply.code(404).header('cache-control', CACHE_NONE).send({ code: 'STREAM_NOT_FOUND', message: what });
+    const notFound = (reply: FastifyReply, what: string): FastifyReply => sendProblem(reply, 'STREAM_NOT_FOUND', what);
 
     app.addHook('onSend', async (request, reply) => {
       if (request.url.startsWith('/hls/')) reply.header('access-control-allow-origin', '*');
@@ -218,7 +245,7 @@ export class LlHlsServer implements StreamObserver {
         const skip = q['_HLS_skip'] === 'YES' || q['_HLS_skip'] === 'v2';
         if (q['_HLS_msn'] === undefined) {
           if (q['_HLS_part'] !== undefined) {
-            return reply.code(400).header('cache-control', CACHE_NONE).send({ code: 'BAD_REQUEST', message: '_HLS_part requires _HLS_msn' });
+            return sendProblem(reply, 'BAD_REQUEST', '_HLS_part requires _HLS_msn');
           }
           return reply
             .type(PLAYLIST_TYPE)
@@ -228,15 +255,15 @@ export class LlHlsServer implements StreamObserver {
         const msn = Number(q['_HLS_msn']);
         const part = q['_HLS_part'] === undefined ? undefined : Number(q['_HLS_part']);
         if (!Number.isInteger(msn) || msn < 0 || (part !== undefined && (!Number.isInteger(part) || part < 0))) {
-          return reply.code(400).header('cache-control', CACHE_NONE).send({ code: 'BAD_REQUEST', message: '_HLS_msn/_HLS_part must be non-negative integers' });
+          return sendProblem(reply, 'BAD_REQUEST', '_HLS_msn/_HLS_part must be non-negative integers');
         }
         // §6.2.5.2: a request more than two segments ahead of the playlist is a client error.
         if (msn > muxer.lastMsn + 2) {
-          return reply.code(400).header('cache-control', CACHE_NONE).send({ code: 'BAD_REQUEST', message: `_HLS_msn ${msn} is too far ahead` });
+          return sendProblem(reply, 'BAD_REQUEST', `_HLS_msn ${msn} is too far ahead`);
         }
         const ready = await muxer.waitFor(() => muxer.has(msn, part), muxer.targetDuration * 3000, hangUp(reply));
         if (!ready) {
-          return reply.code(503).header('cache-control', CACHE_NONE).header('retry-after', '1').send({ code: 'NOT_READY', message: 'requested part not available in time' });
+          return sendProblem(reply.header('retry-after', '1'), 'NOT_READY', 'requested part not available in time');
         }
         return reply
           .type(PLAYLIST_TYPE)
@@ -248,9 +275,9 @@ export class LlHlsServer implements StreamObserver {
     app.get<{ Params: { name: string; rendition: string; epoch: string; file: string } }>('/hls/:name/:rendition/:epoch/:file', async (request, reply) => {
       const { name, rendition, epoch, file } = request.params;
       const muxer = RENDITION_PATTERN.test(rendition) ? this.muxer(name, rendition) : undefined;
-      if (!muxer || muxer.epoch !== epoch) return notFound(reply, 'no such object');
+      if (!muxer || muxer.epoch !== epoch) return sendProblem(reply, 'NOT_FOUND', 'no such object (the stream restarted or ended)');
       const match = /^(init|seg|part)(\d{1,12})\.(mp4|m4s)$/.exec(file);
-      if (!match) return notFound(reply, 'no such object');
+      if (!match) return sendProblem(reply, 'NOT_FOUND', 'no such object');
       const n = Number(match[2]);
       let bytes: Buffer | undefined;
       if (match[1] === 'init') bytes = muxer.init(n);
@@ -263,7 +290,7 @@ export class LlHlsServer implements StreamObserver {
           bytes = muxer.part(n);
         }
       }
-      if (!bytes) return notFound(reply, 'no such object');
+      if (!bytes) return sendProblem(reply, 'NOT_FOUND', 'no such object (not made yet, or out of the window)');
       return reply.type('video/mp4').header('cache-control', CACHE_IMMUTABLE).send(bytes);
     });
   }

@@ -9,17 +9,20 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../../core/logger.js';
+import type { EntityStats } from '../../core/stats.js';
+import { entityStats } from '../../core/stats.js';
 import type { Rendition, Stream } from '../../core/stream.js';
 import type { StreamObserver } from '../../core/stream-registry.js';
 import type { Subscriber } from '../../core/subscriber.js';
-import { chooseH264Format, chooseOpusFormat } from '../../media/sdp/sdp.js';
+import { sendProblem } from '../../http/problem.js';
+import { chooseH264Format, chooseOpusFormat, type SdpMediaSection } from '../../media/sdp/sdp.js';
 import type { PeerTrack, WebRtcNetworkOptions } from '../../webrtc/webrtc-peer.js';
 import { WebRtcPeer } from '../../webrtc/webrtc-peer.js';
-import { applyTrickle, cors, created, hasType, linkIceServers, parseOffer, problem, SDP, TRICKLE } from '../../webrtc/signaling.js';
-import type { MediaKind, OpusTranscoderFactory, RtpViewer, VideoReencoderFactory } from './whep-source.js';
+import { applyTrickle, cors, created, hasType, linkIceServers, parseOffer, SDP, TRICKLE } from '../../webrtc/signaling.js';
+import type { MediaKind, RtpViewer } from './whep-source.js';
 import { WhepSource, withPayloadType } from './whep-source.js';
-import { LayerPolicy } from './layer-policy.js';
-import { LayerSwitch } from './whep-layer-switch.js';
+import { RenditionPolicy } from './rendition-policy.js';
+import { RenditionSwitch } from './whep-rendition-switch.js';
 
 /** Options of the WHEP server. */
 export interface WhepServerOptions {
@@ -30,10 +33,6 @@ export interface WhepServerOptions {
   connectTimeoutMs: number;
   /** Most concurrent WHEP sessions (all streams). Default 1000. */
   maxSessions: number;
-  /** Makes Opus from AAC once per stream; undefined = video only. */
-  opus: OpusTranscoderFactory | undefined;
-  /** Re-encodes sources with B-frames once per stream; undefined = send them as they are. */
-  reencoder: VideoReencoderFactory | undefined;
 }
 
 /** WebRTC figures of one stream (REST API `webrtcStats`). */
@@ -43,9 +42,9 @@ export interface WhepStreamStats {
   retransmitted: number;
   keyframeRequests: number;
   /** Rendition switches completed by the current viewers. */
-  layerSwitches: number;
-  /** Viewers per layer id (`src`, `720p`, …). */
-  viewersByLayer: Record<string, number>;
+  renditionSwitches: number;
+  /** Viewers per rendition id (`src`, `720p`, …). */
+  viewersByRendition: Record<string, number>;
 }
 
 /** Cap on NACK retransmissions per viewer per second, so a hostile or broken receiver cannot amplify traffic. */
@@ -58,7 +57,7 @@ const MIN_PACKETS_PER_NACK_WINDOW = 20;
 const MAX_COUNTED_NACKS = 16_384;
 
 /** One rendition a WHEP viewer can watch: the stream as published (`src`) or a transcoded rung. */
-export interface WhepLayer {
+export interface WhepRendition {
   /** `src` or the rendition name (`720p`, …). */
   id: string;
   source: WhepSource;
@@ -68,37 +67,44 @@ export interface WhepLayer {
   height: number;
 }
 
-/** What a viewer chose: automatic adaptation, or one layer. */
-export type LayerMode = 'auto' | 'manual';
+/** What a viewer chose: automatic adaptation, or one rendition. */
+export type RenditionMode = 'auto' | 'manual';
 
 /** One WHEP viewer. */
 class WhepSession implements RtpViewer {
   readonly id = randomBytes(16).toString('hex');
   readonly etag = `"${randomBytes(8).toString('hex')}"`;
   private closed = false;
+  private opened = false;
   private connectTimer: NodeJS.Timeout | undefined;
   readonly createdAt = Date.now();
   /** The viewer's ICE username fragment from its offer; a PATCH with another one is an ICE restart. */
   remoteUfrag: string | undefined;
+  /** The viewer's address as HTTP saw it (for stats). */
+  remoteAddress: string | undefined;
   /** Which rendition this viewer's video comes from, and how it moves between them. */
-  readonly layerSwitch: LayerSwitch;
-  mode: LayerMode = 'auto';
-  private readonly policy = new LayerPolicy(Date.now());
+  readonly renditionSwitch: RenditionSwitch;
+  mode: RenditionMode = 'auto';
+  private readonly policy = new RenditionPolicy(Date.now());
 
   constructor(
     readonly streamName: string,
     readonly peer: WebRtcPeer,
+    /** The group's source: its SSRC is announced, it sends the audio, and its timing is every rendition's. */
     private readonly source: WhepSource,
+    /** Where the video starts: the best rendition when the viewer arrived (the source, or its B-frame-free copy). */
+    private readonly firstVideo: WhepSource | undefined,
     private readonly mids: Partial<Record<MediaKind, { mid: string; payloadType: number }>>,
     private readonly onClose: (s: WhepSession, reason: string) => void,
     /** Asks the stream's publisher for a keyframe (WHIP: forwarded as a PLI; RTMP: cannot, returns false). */
     private readonly requestKeyframe: () => boolean,
-    /** The stream's layers now, best first (the source, then renditions by bitrate). */
-    private readonly layers: () => WhepLayer[],
+    /** The stream's renditions now, best first (the source's picture, then rungs by bitrate). */
+    private readonly renditions: () => WhepRendition[],
     private readonly log: Logger,
   ) {
-    this.layerSwitch = new LayerSwitch(
+    this.renditionSwitch = new RenditionSwitch(
       source,
+      firstVideo ?? source,
       this,
       // Live packets already carry this viewer's payload type (each source patches once per type).
       (packet) => {
@@ -115,7 +121,7 @@ class WhepSession implements RtpViewer {
         this.nackWindow = { start: Date.now(), sent: 0, nacked: 0, firstSeq: undefined };
         this.nackFloor = undefined; // NACKs for the old rendition's packets say nothing about the new one
         this.nacked.clear();
-        this.log.info({ session: this.id.slice(0, 8), layer: layerId(to), mode: this.mode }, 'WHEP viewer switched rendition');
+        this.log.info({ session: this.id.slice(0, 8), layer: renditionId(to), mode: this.mode }, 'WHEP viewer switched rendition');
       },
     );
   }
@@ -169,7 +175,7 @@ class WhepSession implements RtpViewer {
       for (const nack of feedback.nacks) {
         for (const seq of nack.sequenceNumbers) {
           if (this.retransmitWindow.count >= MAX_RETRANSMITS_PER_SECOND) return;
-          const packet = kind === 'video' ? this.layerSwitch.retransmission(seq) : this.source.retransmission(kind, seq);
+          const packet = kind === 'video' ? this.renditionSwitch.retransmission(seq) : this.source.retransmission(kind, seq);
           if (!packet) continue;
           this.retransmitWindow.count++;
           this.stats.retransmitted++;
@@ -179,7 +185,13 @@ class WhepSession implements RtpViewer {
     });
     this.peer.onOpen(() => {
       clearTimeout(this.connectTimer);
-      this.source.addViewer(this);
+      this.opened = true;
+      const video = this.mids.video ? this.firstVideo : undefined;
+      if (video === this.source) this.source.addViewer(this);
+      else {
+        this.source.addViewer(this, ['audio']);
+        video?.addViewer(this, ['video']);
+      }
       // The cached GOP starts this viewer at once; a fresh keyframe (where the publisher can make one) keeps
       // the cache short for the next viewer.
       this.requestKeyframe();
@@ -195,30 +207,30 @@ class WhepSession implements RtpViewer {
   /** Feeds the automatic choice with a receiver report (loss 0–1), a NACK window (NACKed share 0–1) and/or REMB (bits/s). */
   private adapt(report: { fractionLost?: number; nackFraction?: number; remb?: number }): void {
     if (report.fractionLost === undefined && report.nackFraction === undefined && report.remb === undefined) return;
-    const layers = this.layers();
-    const switching = this.layerSwitch.target !== undefined;
-    const current = layers.findIndex((l) => l.source === (this.layerSwitch.target ?? this.layerSwitch.source));
+    const renditions = this.renditions();
+    const switching = this.renditionSwitch.target !== undefined;
+    const current = renditions.findIndex((l) => l.source === (this.renditionSwitch.target ?? this.renditionSwitch.source));
     if (current < 0) return;
-    const wanted = this.policy.onReport(Date.now(), report, layers, current, switching);
+    const wanted = this.policy.onReport(Date.now(), report, renditions, current, switching);
     if (wanted === undefined || this.mode !== 'auto') return;
-    this.log.info({ session: this.id.slice(0, 8), from: layers[current]!.id, to: layers[wanted]!.id, ...report, estimate: this.policy.estimate }, 'WHEP viewer adapting rendition');
-    this.layerSwitch.request(layers[wanted]!.source);
+    this.log.info({ session: this.id.slice(0, 8), from: renditions[current]!.id, to: renditions[wanted]!.id, ...report, estimate: this.policy.estimate }, 'WHEP viewer adapting rendition');
+    this.renditionSwitch.request(renditions[wanted]!.source);
   }
 
   /**
-   * Chooses a layer by id, or `auto`.
-   * @returns false when no layer has that id.
+   * Chooses a rendition by id, or `auto`.
+   * @returns false when no rendition has that id.
    */
-  selectLayer(id: string): boolean {
+  selectRendition(id: string): boolean {
     if (id === 'auto') {
       this.mode = 'auto';
       return true;
     }
-    const layer = this.layers().find((l) => l.id === id);
-    if (!layer) return false;
+    const rendition = this.renditions().find((l) => l.id === id);
+    if (!rendition) return false;
     this.mode = 'manual';
     this.policy.manualSwitch(Date.now());
-    this.layerSwitch.request(layer.source);
+    this.renditionSwitch.request(rendition.source);
     return true;
   }
 
@@ -226,51 +238,75 @@ class WhepSession implements RtpViewer {
     return this.mids[kind]?.payloadType;
   }
 
-  /** Audio goes straight out; video goes through the layer switch (it may come from a rendition). */
+  /** Audio goes straight out; video goes through the rendition switch (it may come from a rendition). */
   sendPacket(kind: MediaKind, packet: Buffer, from: WhepSource, keyframeStart: boolean): void {
     if (kind === 'video') {
-      this.layerSwitch.onPacket(packet, from, keyframeStart);
+      this.renditionSwitch.onPacket(packet, from, keyframeStart);
       return;
     }
     const target = this.mids[kind];
     if (target) this.peer.send(target.mid, packet);
   }
 
-  /** The rendition this viewer watches stopped (its transcoder is restarting): back to the source. */
+  /** The rendition this viewer watches stopped (its transcoder is restarting): to the best one still playing. */
   sourceLost(from: WhepSource): void {
-    if (from !== this.source && (this.layerSwitch.source === from || this.layerSwitch.target === from)) this.layerSwitch.request(this.source);
+    if (this.renditionSwitch.source !== from && this.renditionSwitch.target !== from) return;
+    const best = this.renditions().find((r) => r.source !== from);
+    if (best) this.renditionSwitch.request(best.source);
+  }
+
+  /** Statistics of this viewer session. */
+  getStats(): EntityStats {
+    return entityStats('viewer', this.id, this.closed ? 'closed' : this.opened ? 'connected' : 'connecting', this.createdAt, {
+      counters: { ...this.stats, packetsSent: this.peer.packetsSent, bytesSent: this.peer.bytesSent, packetsDropped: this.peer.packetsDropped, renditionSwitches: this.renditionSwitch.switches },
+      info: { protocol: 'webrtc', stream: this.streamName, rendition: renditionId(this.renditionSwitch.source), mode: this.mode, remoteAddress: this.remoteAddress },
+    });
   }
 
   close(reason: string): void {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.connectTimer);
-    this.layerSwitch.close();
+    this.renditionSwitch.close();
     this.source.removeViewer(this);
     this.peer.close();
     this.onClose(this, reason);
   }
 }
 
-/** `src` for a stream's own source, else its rendition name. */
-function layerId(source: WhepSource): string {
-  return source.group?.layer ?? SOURCE_LAYER;
+/** The id a viewer sees: `src` for the source's picture (as published, or its B-frame-free copy), else the rung's name. */
+function renditionId(source: WhepSource): string {
+  return !source.group || source.group.role === 'bframe-free' ? SOURCE_RENDITION : source.group.rendition;
 }
 
-/** Layer id of the stream as published. */
-export const SOURCE_LAYER = 'src';
+/** Rendition id of the stream's own picture. */
+export const SOURCE_RENDITION = 'src';
 
-interface SourceEntry {
-  source: WhepSource;
-  subscriber: Subscriber;
+/** One stream's sources: the group's source (leader) and one per video rendition, owned together. */
+interface SourceGroup {
   stream: Stream;
-  /** Set for a rendition of a stream. */
-  rendition: Rendition | undefined;
+  leader: WhepSource;
+  subscriber: Subscriber;
+  /** The reader feeding the leader's audio from the group's Opus rendition, if any. */
+  audio: Subscriber | undefined;
+  /** Video renditions by name (ladder rungs and the B-frame-free copy). */
+  renditions: Map<string, { source: WhepSource; subscriber: Subscriber; rendition: Rendition }>;
+}
+
+/** Longest an offer waits for a B-frame source's copy to start, ms. */
+const COPY_WAIT_MS = 4_000;
+
+/** Readers of WebRTC egress: real-time, so they drop to the next keyframe rather than fall behind. */
+const READER_OPTIONS = { maxQueue: 512, maxLagMs: 1000, label: 'whep' };
+
+/** The media sections a viewer can receive on (RFC 8843: a `bundle-only` section with port 0 is not rejected). */
+function receivable(s: SdpMediaSection): boolean {
+  return !s.rejected && s.direction !== 'sendonly' && s.direction !== 'inactive' && s.mid !== undefined;
 }
 
 /** Owns WHEP sources and sessions. `close()` is idempotent. */
 export class WhepServer implements StreamObserver {
-  private readonly sources = new Map<string, SourceEntry>();
+  private readonly groups = new Map<string, SourceGroup>();
   private readonly sessions = new Map<string, WhepSession>();
 
   constructor(
@@ -279,79 +315,114 @@ export class WhepServer implements StreamObserver {
   ) {}
 
   streamCreated(stream: Stream): void {
-    this.removeSource(stream.name);
-    const source = new WhepSource(stream.name, this.log.child({ stream: stream.name, egress: 'whep' }), this.options.opus, this.options.reencoder);
-    const subscriber = stream.subscribe(source, { maxQueue: 512, maxLagMs: 1000 });
-    this.sources.set(stream.name, { source, subscriber, stream, rendition: undefined });
+    this.removeGroup(stream.name, 'stream replaced');
+    const leader = new WhepSource(stream.name);
+    const group: SourceGroup = { stream, leader, subscriber: undefined as unknown as Subscriber, audio: undefined, renditions: new Map() };
+    group.subscriber = stream.subscribe(
+      {
+        onSessionStart: (s) => leader.onSessionStart(s),
+        onAccessUnit: (au) => leader.onAccessUnit(au),
+        onPublisherLost: () => leader.onPublisherLost(),
+        onEnd: () => {
+          if (this.groups.get(stream.name) === group) this.removeGroup(stream.name, 'stream ended');
+        },
+      },
+      READER_OPTIONS,
+    );
+    this.groups.set(stream.name, group);
   }
 
-  /** A rendition becomes a layer of its stream: packetized once, video only, timed like the source. */
+  /**
+   * A rendition joins a stream's group: a video rendition becomes a WHEP rendition (packetized once, video only,
+   * timed like the source); the Opus audio rendition feeds the source's audio.
+   */
   renditionCreated(source: Stream, rendition: Rendition): void {
-    const leader = this.sources.get(source.name)?.source;
-    if (!leader) return;
-    const key = `${source.name}/${rendition.info.name}`;
-    this.removeRendition(key);
-    const layer = new WhepSource(key, this.log.child({ stream: key, egress: 'whep' }), undefined, undefined, { leader, layer: rendition.info.name });
-    const subscriber = rendition.stream.subscribe(
+    const group = this.groups.get(source.name);
+    if (!group || group.stream !== source) return;
+    const info = rendition.info;
+    if (info.kind === 'audio') {
+      if (info.codec !== 'opus') return;
+      group.audio?.close();
+      group.audio = rendition.stream.subscribe(group.leader.attachAudio(), { ...READER_OPTIONS, label: 'whep-audio' });
+      return;
+    }
+    if (info.codec !== 'h264') return;
+    this.removeRendition(group, info.name);
+    const layer = new WhepSource(`${source.name}/${info.name}`, { leader: group.leader, rendition: info.name, role: info.role });
+    const entry = { source: layer, subscriber: undefined as unknown as Subscriber, rendition };
+    entry.subscriber = rendition.stream.subscribe(
       {
         onSessionStart: (s) => layer.onSessionStart(s),
         onAccessUnit: (au) => layer.onAccessUnit(au),
         onPublisherLost: () => layer.onPublisherLost(),
         onEnd: () => {
-          layer.onPublisherLost(); // viewers on it move back to the source
-          layer.onEnd();
-          if (this.sources.get(key)?.source === layer) this.sources.delete(key);
+          if (group.renditions.get(info.name) === entry) this.removeRendition(group, info.name);
         },
       },
-      { maxQueue: 512, maxLagMs: 1000 },
+      READER_OPTIONS,
     );
-    this.sources.set(key, { source: layer, subscriber, stream: rendition.stream, rendition });
+    group.renditions.set(info.name, entry);
   }
 
-  private removeRendition(key: string): void {
-    const entry = this.sources.get(key);
+  private removeRendition(group: SourceGroup, name: string): void {
+    const entry = group.renditions.get(name);
     if (!entry) return;
-    this.sources.delete(key);
-    entry.source.onPublisherLost();
+    group.renditions.delete(name);
+    entry.source.onPublisherLost(); // its viewers move to another rendition
     entry.subscriber.close();
     entry.source.close();
   }
 
-  private removeSource(name: string): void {
-    const entry = this.sources.get(name);
-    if (!entry) return;
-    this.sources.delete(name);
-    for (const s of [...this.sessions.values()]) if (s.streamName === name) s.close('stream replaced');
-    for (const key of [...this.sources.keys()]) if (key.startsWith(`${name}/`)) this.removeRendition(key);
-    entry.subscriber.close();
-    entry.source.close();
+  private removeGroup(name: string, reason: string): void {
+    const group = this.groups.get(name);
+    if (!group) return;
+    this.groups.delete(name);
+    for (const s of [...this.sessions.values()]) if (s.streamName === name) s.close(reason);
+    for (const r of [...group.renditions.keys()]) this.removeRendition(group, r);
+    group.audio?.close();
+    group.subscriber.close();
+    group.leader.close();
   }
 
   /**
-   * The layers a viewer of `name` can watch now, best first: the source as published, then every rendition
-   * that is live, by bitrate.
+   * The renditions a viewer of `name` can watch now, best first: the source's picture (as published, or its
+   * B-frame-free copy when the source has B-frames), then every live ladder rung by bitrate.
    */
-  layers(name: string): WhepLayer[] {
-    const origin = this.sources.get(name);
-    if (!origin?.source.info()?.video) return [];
+  renditions(name: string): WhepRendition[] {
+    const group = this.groups.get(name);
+    if (!group?.leader.info()?.video) return [];
     const size = (stream: Stream): { width: number; height: number } => {
       const v = stream.tracks.find((t) => t.kind === 'video');
       return v?.kind === 'video' ? { width: v.info.width, height: v.info.height } : { width: 0, height: 0 };
     };
-    const out: WhepLayer[] = [{ id: SOURCE_LAYER, source: origin.source, bitrate: origin.source.videoBitrate || Infinity, ...size(origin.stream) }];
-    for (const r of origin.stream.renditions) {
-      const entry = this.sources.get(`${name}/${r.info.name}`);
-      if (entry && entry.stream.state === 'live' && entry.source.info()?.video) {
-        out.push({ id: r.info.name, source: entry.source, bitrate: r.info.bitrate, width: r.info.width, height: r.info.height });
-      }
+    const out: WhepRendition[] = [];
+    const top = group.stream.videoFor({ bFrames: false });
+    if (top === group.stream) {
+      out.push({ id: SOURCE_RENDITION, source: group.leader, bitrate: group.leader.videoBitrate || Infinity, ...size(group.stream) });
+    } else if (top) {
+      const copy = [...group.renditions.values()].find((r) => r.rendition.stream === top);
+      if (copy?.source.info()?.video) out.push({ id: SOURCE_RENDITION, source: copy.source, bitrate: copy.source.videoBitrate || copy.rendition.info.bitrate, ...size(top) });
     }
-    // The source is the best layer even when its measured rate is below a rung's target (a static picture).
-    return [out[0]!, ...out.slice(1).sort((a, b) => b.bitrate - a.bitrate)];
+    const rungs: WhepRendition[] = [];
+    for (const r of group.renditions.values()) {
+      if (r.rendition.info.role !== 'ladder' || r.rendition.stream.state !== 'live' || !r.source.info()?.video) continue;
+      rungs.push({ id: r.rendition.info.name, source: r.source, bitrate: r.rendition.info.bitrate, width: r.rendition.info.width, height: r.rendition.info.height });
+    }
+    // The source's picture is the best rendition even when its measured rate is below a rung's target (a static picture).
+    return [...out, ...rungs.sort((a, b) => b.bitrate - a.bitrate)];
   }
 
-  /** The source of a stream, if any. */
+  /** The group's source of a stream, if any. */
   source(name: string): WhepSource | undefined {
-    return this.sources.get(name)?.source;
+    return this.groups.get(name)?.leader;
+  }
+
+  /**
+   * True when WebRTC is offered for `name`: it has H.264 video (played from the source, or from its B-frame-free
+   * copy, which an offer waits for while it starts) or, for an audio-only stream, Opus audio.
+   */
+  playable(name: string): boolean {
+    return this.groups.get(name)?.leader.info() !== undefined;
   }
 
   /**
@@ -363,27 +434,35 @@ export class WhepServer implements StreamObserver {
     let viewers = 0;
     let retransmitted = 0;
     let keyframeRequests = 0;
-    let layerSwitches = 0;
-    const viewersByLayer: Record<string, number> = {};
+    let renditionSwitches = 0;
+    const viewersByRendition: Record<string, number> = {};
     for (const s of this.sessions.values()) {
       if (s.streamName !== name) continue;
       viewers++;
       retransmitted += s.stats.retransmitted;
       keyframeRequests += s.stats.keyframeRequests;
-      layerSwitches += s.layerSwitch.switches;
-      const layer = layerId(s.layerSwitch.source);
-      viewersByLayer[layer] = (viewersByLayer[layer] ?? 0) + 1;
+      renditionSwitches += s.renditionSwitch.switches;
+      const id = renditionId(s.renditionSwitch.source);
+      viewersByRendition[id] = (viewersByRendition[id] ?? 0) + 1;
     }
-    return { viewers, framesDropped: this.sources.get(name)?.subscriber.droppedFrames ?? 0, retransmitted, keyframeRequests, layerSwitches, viewersByLayer };
+    const group = this.groups.get(name);
+    let framesDropped = group?.subscriber.droppedFrames ?? 0;
+    for (const r of group?.renditions.values() ?? []) framesDropped += r.subscriber.droppedFrames;
+    return { viewers, framesDropped, retransmitted, keyframeRequests, renditionSwitches, viewersByRendition };
   }
 
-  /** A viewer's layer state for the layer endpoint. */
-  private layerState(session: WhepSession): { mode: LayerMode; current: string; pending: string | undefined; layers: { id: string; width: number; height: number; bitrate: number | undefined }[] } {
+  /** Statistics of the viewer sessions of `name`. */
+  viewerStats(name: string): EntityStats[] {
+    return [...this.sessions.values()].filter((s) => s.streamName === name).map((s) => s.getStats());
+  }
+
+  /** A viewer's rendition state for the layer endpoint (WHEP's layer extension: its JSON names are the boundary). */
+  private renditionState(session: WhepSession): { mode: RenditionMode; current: string; pending: string | undefined; layers: { id: string; width: number; height: number; bitrate: number | undefined }[] } {
     return {
       mode: session.mode,
-      current: layerId(session.layerSwitch.source),
-      pending: session.layerSwitch.target && layerId(session.layerSwitch.target),
-      layers: this.layers(session.streamName).map((l) => ({ id: l.id, width: l.width, height: l.height, bitrate: Number.isFinite(l.bitrate) ? l.bitrate : undefined })),
+      current: renditionId(session.renditionSwitch.source),
+      pending: session.renditionSwitch.target && renditionId(session.renditionSwitch.target),
+      layers: this.renditions(session.streamName).map((l) => ({ id: l.id, width: l.width, height: l.height, bitrate: Number.isFinite(l.bitrate) ? l.bitrate : undefined })),
     };
   }
 
@@ -395,7 +474,13 @@ export class WhepServer implements StreamObserver {
   /** Closes every session and source. Idempotent. */
   close(): void {
     for (const s of [...this.sessions.values()]) s.close('server shutting down');
-    for (const name of [...this.sources.keys()]) this.removeSource(name);
+    for (const name of [...this.groups.keys()]) this.removeGroup(name, 'server shutting down');
+  }
+
+  /** The viewer session `id` of stream `name`, or a 404 problem. */
+  private session(name: string, id: string): WhepSession | undefined {
+    const session = this.sessions.get(id);
+    return session && session.streamName === name ? session : undefined;
   }
 
   /** Registers the WHEP routes. */
@@ -408,109 +493,125 @@ export class WhepServer implements StreamObserver {
     app.options('/whep/:name/sessions/:id', async (_req, reply) => cors(reply).code(204).send());
 
     app.post<{ Params: { name: string } }>('/whep/:name', async (request, reply) => {
-      if (!hasType(request.headers['content-type'], SDP)) {
-        return problem(reply, 415, 'UNSUPPORTED_MEDIA_TYPE', 'the offer must be application/sdp');
-      }
+      cors(reply);
+      if (!hasType(request.headers['content-type'], SDP)) return sendProblem(reply, 'UNSUPPORTED_MEDIA_TYPE', 'the offer must be application/sdp');
       const name = request.params.name;
-      const source = this.source(name);
-      const info = source?.info();
-      if (!source || !info?.video) return problem(reply, 404, 'STREAM_NOT_FOUND', `stream ${name} is not live over WebRTC`);
-      if (this.sessions.size >= this.options.maxSessions) return problem(reply, 503, 'LIMIT_EXCEEDED', 'too many WebRTC viewers');
+      const group = this.groups.get(name);
+      const info = group?.leader.info();
+      if (!group || !info) return sendProblem(reply, 'STREAM_NOT_FOUND', `stream ${name.slice(0, 64)} is not live over WebRTC`);
+      let renditions = this.renditions(name);
+      if (info.video && renditions.length === 0) {
+        // A B-frame source whose B-frame-free copy is still starting (or its transcoder restarting): wait a little,
+        // as a viewer arriving with the stream would otherwise fall back to LL-HLS for good.
+        const hungUp = new AbortController();
+        reply.raw.once('close', () => hungUp.abort());
+        for (let waited = 0; waited < COPY_WAIT_MS && renditions.length === 0 && !hungUp.signal.aborted; waited += 100) {
+          await new Promise((r) => setTimeout(r, 100));
+          renditions = this.renditions(name);
+        }
+        if (renditions.length === 0) return sendProblem(reply.header('retry-after', '1'), 'NOT_READY', `stream ${name.slice(0, 64)} is still starting its WebRTC rendition; retry in a second`);
+      }
+      if (this.sessions.size >= this.options.maxSessions) return sendProblem(reply, 'LIMIT_EXCEEDED', 'too many WebRTC viewers');
       const sections = parseOffer(reply, request.body);
       if (!Array.isArray(sections)) return sections;
-      const videoSection = sections.find((s) => s.kind === 'video' && !s.rejected && s.direction !== 'sendonly' && s.direction !== 'inactive');
-      const format = videoSection && chooseH264Format(videoSection, info.video.profileIdc);
-      if (!videoSection?.mid || !format) {
-        return problem(reply, 400, 'NO_COMMON_CODEC', 'the offer has no receivable video section with H.264 packetization-mode=1');
-      }
-      const peer = new WebRtcPeer(`whep-${name}`, this.options.network, this.log);
-      const mids: Partial<Record<MediaKind, { mid: string; payloadType: number }>> = {
-        video: { mid: videoSection.mid, payloadType: format.payloadType },
-      };
-      const tracks: PeerTrack[] = [
-        {
+      const mids: Partial<Record<MediaKind, { mid: string; payloadType: number }>> = {};
+      const tracks: PeerTrack[] = [];
+      // Each kind is answered on the first receivable section of that kind, wherever it is in the offer.
+      const videoSection = sections.find((s) => s.kind === 'video' && receivable(s));
+      const format = info.video && videoSection ? chooseH264Format(videoSection, info.video.profileIdc) : undefined;
+      if (info.video && videoSection && format) {
+        mids.video = { mid: videoSection.mid!, payloadType: format.payloadType };
+        tracks.push({
           kind: 'video',
           direction: 'send',
-          mid: videoSection.mid,
+          mid: videoSection.mid!,
           payloadType: format.payloadType,
           codec: 'H264',
           fmtp: `level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=${format.parameters.get('profile-level-id') ?? info.video.profileLevelId}`,
           ssrc: info.video.ssrc,
-        },
-      ];
-      const audioSection = sections.find((s) => s.kind === 'audio' && !s.rejected && s.direction !== 'sendonly' && s.direction !== 'inactive');
-      const opus = audioSection && chooseOpusFormat(audioSection);
-      if (info.audio && audioSection?.mid && opus) {
-        mids.audio = { mid: audioSection.mid, payloadType: opus.payloadType };
-        tracks.push({ kind: 'audio', direction: 'send', mid: audioSection.mid, payloadType: opus.payloadType, codec: 'opus', fmtp: undefined, ssrc: info.audio.ssrc });
+        });
       }
+      const audioSection = sections.find((s) => s.kind === 'audio' && receivable(s));
+      const opus = audioSection && chooseOpusFormat(audioSection);
+      if (info.audio && audioSection && opus) {
+        mids.audio = { mid: audioSection.mid!, payloadType: opus.payloadType };
+        tracks.push({ kind: 'audio', direction: 'send', mid: audioSection.mid!, payloadType: opus.payloadType, codec: 'opus', fmtp: undefined, ssrc: info.audio.ssrc });
+      }
+      if (info.video ? !mids.video : !mids.audio) {
+        const wanted = info.video ? 'video section with H.264 packetization-mode=1' : 'audio section with Opus (this stream is audio only)';
+        return sendProblem(reply, 'NO_COMMON_CODEC', `the offer has no receivable ${wanted}`);
+      }
+      const peer = new WebRtcPeer(`whep-${name}`, this.options.network, this.log);
       let answer: string;
       try {
         answer = await peer.answer(String(request.body), tracks);
       } catch (err) {
         peer.close();
-        return problem(reply, 400, 'BAD_SDP', `offer refused: ${(err as Error).message}`);
+        return sendProblem(reply, 'BAD_SDP', `offer refused: ${(err as Error).message}`);
       }
-      const stream = this.sources.get(name)?.stream;
       const session = new WhepSession(
         name,
         peer,
-        source,
+        group.leader,
+        renditions[0]?.source,
         mids,
         (s, reason) => {
           this.sessions.delete(s.id);
           this.log.info({ stream: name, session: s.id.slice(0, 8), reason }, 'WHEP session closed');
         },
-        () => stream?.requestKeyframe() ?? false,
-        () => this.layers(name),
+        () => group.stream.requestKeyframe(),
+        () => this.renditions(name),
         this.log.child({ stream: name }),
       );
       session.remoteUfrag = /a=ice-ufrag:(\S+)/.exec(String(request.body))?.[1];
+      session.remoteAddress = request.ip;
       this.sessions.set(session.id, session);
       session.start(this.options.connectTimeoutMs);
-      this.log.info({ stream: name, session: session.id.slice(0, 8) }, 'WHEP session created');
+      this.log.info({ stream: name, session: session.id.slice(0, 8), video: mids.video !== undefined, audio: mids.audio !== undefined }, 'WHEP session created');
       linkIceServers(reply, this.options.playerIceServers);
       const location = `/whep/${encodeURIComponent(name)}/sessions/${session.id}`;
       // WHEP's layer extension (draft-ietf-wish-whep-01 §4.4): where the viewer picks a rendition.
-      reply.header('link', [reply.getHeader('link'), `<${location}/layer>; rel="urn:ietf:params:whep:ext:core:layer"`].filter(Boolean).join(', '));
+      if (mids.video) reply.header('link', [reply.getHeader('link'), `<${location}/layer>; rel="urn:ietf:params:whep:ext:core:layer"`].filter(Boolean).join(', '));
       return created(reply, location, session.etag, answer);
     });
 
     app.patch<{ Params: { name: string; id: string } }>('/whep/:name/sessions/:id', async (request, reply) => {
-      const session = this.sessions.get(request.params.id);
-      if (!session || session.streamName !== request.params.name) return problem(reply, 404, 'SESSION_NOT_FOUND', 'no such WHEP session');
-      if (!hasType(request.headers['content-type'], TRICKLE)) {
-        return problem(reply, 415, 'UNSUPPORTED_MEDIA_TYPE', `PATCH takes ${TRICKLE}`);
-      }
+      cors(reply);
+      const session = this.session(request.params.name, request.params.id);
+      if (!session) return sendProblem(reply, 'SESSION_NOT_FOUND', 'no such WHEP session');
+      if (!hasType(request.headers['content-type'], TRICKLE)) return sendProblem(reply, 'UNSUPPORTED_MEDIA_TYPE', `PATCH takes ${TRICKLE}`);
       const failed = applyTrickle(session.peer, String(request.body), session.remoteUfrag, '0');
-      if (failed) return problem(reply, failed.status, failed.code, failed.message);
-      return cors(reply).code(204).send();
+      if (failed) return sendProblem(reply, failed.code, failed.message);
+      return reply.code(204).send();
     });
 
     app.options('/whep/:name/sessions/:id/layer', async (_req, reply) => cors(reply).header('access-control-allow-methods', 'GET, POST, OPTIONS').code(204).send());
 
-    // GET: the layers and which one this viewer gets; POST {"encodingId": "<id>" | "auto"} chooses (the switch
-    // lands at the next keyframe of the chosen rendition).
+    // GET: the renditions and which one this viewer gets; POST {"encodingId": "<id>" | "auto"} chooses (the
+    // switch lands at the next keyframe of the chosen rendition). `encodingId` is the extension's word.
     app.get<{ Params: { name: string; id: string } }>('/whep/:name/sessions/:id/layer', async (request, reply) => {
-      const session = this.sessions.get(request.params.id);
-      if (!session || session.streamName !== request.params.name) return problem(reply, 404, 'SESSION_NOT_FOUND', 'no such WHEP session');
-      return cors(reply).header('cache-control', 'no-store').send(this.layerState(session));
+      cors(reply);
+      const session = this.session(request.params.name, request.params.id);
+      if (!session) return sendProblem(reply, 'SESSION_NOT_FOUND', 'no such WHEP session');
+      return reply.header('cache-control', 'no-store').send(this.renditionState(session));
     });
     app.post<{ Params: { name: string; id: string } }>('/whep/:name/sessions/:id/layer', async (request, reply) => {
-      const session = this.sessions.get(request.params.id);
-      if (!session || session.streamName !== request.params.name) return problem(reply, 404, 'SESSION_NOT_FOUND', 'no such WHEP session');
+      cors(reply);
+      const session = this.session(request.params.name, request.params.id);
+      if (!session) return sendProblem(reply, 'SESSION_NOT_FOUND', 'no such WHEP session');
       const body = request.body as { encodingId?: unknown } | undefined;
-      const id = typeof body?.encodingId === 'string' ? body.encodingId : undefined;
-      if (!id) return problem(reply, 400, 'BAD_REQUEST', 'send {"encodingId": "<layer id>"} or {"encodingId": "auto"}');
-      if (!session.selectLayer(id)) return problem(reply, 400, 'LAYER_NOT_FOUND', `no layer "${id.slice(0, 20)}"; see GET for the layers`);
-      return cors(reply).header('cache-control', 'no-store').send(this.layerState(session));
+      const id = typeof body?.encodingId === 'string' && body.encodingId.length <= 64 ? body.encodingId : undefined;
+      if (!id) return sendProblem(reply, 'BAD_REQUEST', 'send {"encodingId": "<rendition id>"} or {"encodingId": "auto"}');
+      if (!session.selectRendition(id)) return sendProblem(reply, 'RENDITION_NOT_FOUND', `no rendition "${id.slice(0, 20)}"; see GET for the renditions`);
+      return reply.header('cache-control', 'no-store').send(this.renditionState(session));
     });
 
     app.delete<{ Params: { name: string; id: string } }>('/whep/:name/sessions/:id', async (request, reply) => {
-      const session = this.sessions.get(request.params.id);
-      if (!session || session.streamName !== request.params.name) return problem(reply, 404, 'SESSION_NOT_FOUND', 'no such WHEP session');
+      cors(reply);
+      const session = this.session(request.params.name, request.params.id);
+      if (!session) return sendProblem(reply, 'SESSION_NOT_FOUND', 'no such WHEP session');
       session.close('viewer sent DELETE');
-      return cors(reply).code(200).send();
+      return reply.code(200).send();
     });
   }
 }

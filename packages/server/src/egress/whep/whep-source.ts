@@ -3,12 +3,17 @@
  * viewer of a stream gets the very same RTP packets (one SSRC and sequence per track), so the per-viewer cost is
  * one send call per packet. A new viewer first gets the packets of the current GOP, so it starts on a keyframe
  * without waiting for the next one.
+ *
+ * One source per stream of the rendition group: the group's source (the *leader*: its RTP timing is every
+ * rendition's, and it carries the audio) and one per video rendition (video only). This egress transcodes
+ * nothing: Opus comes from the source itself (WHIP) or from the group's Opus rendition ({@link attachAudio}),
+ * and B-frame sources are watched on their B-frame-free rendition (the server picks it).
  */
 import { randomInt } from 'node:crypto';
 import type { AccessUnit } from '../../core/access-unit.js';
-import type { Logger } from '../../core/logger.js';
+import type { RenditionRole } from '../../core/stream.js';
 import type { SessionStart, StreamSink } from '../../core/subscriber.js';
-import type { AudioTrack, Track, VideoTrack } from '../../core/track.js';
+import type { Track } from '../../core/track.js';
 import { parseAvcConfig } from '../../media/codecs/h264.js';
 import { packetizeH264 } from '../../media/rtp/h264-packetizer.js';
 import { writeSenderReport } from '../../media/rtp/rtcp.js';
@@ -16,25 +21,6 @@ import { writeRtpPacket } from '../../media/rtp/rtp-packet.js';
 
 /** The kinds of media a viewer receives. */
 export type MediaKind = 'video' | 'audio';
-
-/** An Opus packet timed in 48 kHz samples on the stream's timeline. */
-export interface OpusPacket {
-  timestamp: number;
-  packet: Buffer;
-}
-
-/** Turns a stream's AAC into Opus once per stream (implemented with ffmpeg in transcode/, wired in app.ts). */
-export interface OpusTranscoderFactory {
-  create(track: AudioTrack, onPacket: (p: OpusPacket) => void): { readonly alive: boolean; push(au: AccessUnit): void; close(): void } | undefined;
-}
-
-/** Re-encodes H.264 without B-frames once per stream (implemented with ffmpeg in transcode/, wired in app.ts). */
-export interface VideoReencoderFactory {
-  create(
-    track: VideoTrack,
-    output: { onConfig(record: Uint8Array): void; onAccessUnit(au: AccessUnit): void },
-  ): { push(au: AccessUnit): void; close(): void } | undefined;
-}
 
 /** A viewer as the source sees it: something that takes packets per media kind. */
 export interface RtpViewer {
@@ -53,8 +39,10 @@ export interface RtpViewer {
 export interface WhepSourceGroup {
   /** The source of the stream as published: RTP timestamps and sender reports of every rendition follow it. */
   leader: WhepSource;
-  /** Rendition name (`720p`, …). */
-  layer: string;
+  /** Rendition name (`720p`, `webrtc`…). */
+  rendition: string;
+  /** What the rendition is for (a ladder rung, or the source's B-frame-free copy). */
+  role: RenditionRole;
 }
 
 /** `packet` with its RTP payload type set to `payloadType` (a copy, unless it already has it or is RTCP). */
@@ -67,8 +55,6 @@ export function withPayloadType(packet: Buffer, payloadType: number | undefined)
 
 /** Limit of the GOP packet cache, so a source without keyframes cannot grow memory without bound. */
 const GOP_CACHE_MAX_PACKETS = 8192;
-/** Limit of the source access units kept since the last keyframe (to start a re-encoder on a keyframe). */
-const GOP_CACHE_MAX_UNITS = 600;
 /** Packets kept per track for retransmission on NACK (shared by all viewers: they share sequence numbers). */
 const HISTORY_SIZE = 2048;
 /** Interval between RTCP sender reports, ms. */
@@ -93,8 +79,6 @@ interface RtpTrackState {
 export interface WhepSourceInfo {
   video: { profileIdc: number; profileLevelId: string; clockRate: number; ssrc: number } | undefined;
   audio: { clockRate: number; channels: number; ssrc: number } | undefined;
-  /** True when the video has B-frames (WebRTC has no decode timestamps; see issue notes). */
-  hasBFrames: boolean;
 }
 
 /** Packetizes one stream for all its WHEP viewers. `close()` is idempotent. */
@@ -107,24 +91,18 @@ export class WhepSource implements StreamSink {
   private measured = { bitrate: 0, windowStart: 0, windowOctets: 0 };
   private gop: { kind: MediaKind; packet: Buffer }[] = [];
   private srTimer: NodeJS.Timeout | undefined;
-  private hasBFrames = false;
   private live = false;
   private closed = false;
   private audioTrack: Track | undefined;
-  /** Video access units since the last keyframe, as received. */
-  private sourceGop: AccessUnit[] = [];
+  /** True while the group's Opus rendition feeds this source's audio ({@link attachAudio}). */
+  private attachedAudio = false;
   /** Per-packet scratch: the packet patched for each payload type (reused to spare an allocation per packet). */
   private readonly variants = new Map<number | undefined, Buffer>();
-  private reencoder: { push(au: AccessUnit): void; close(): void } | undefined;
-  private transcoder: { readonly alive: boolean; push(au: AccessUnit): void; close(): void } | undefined;
-  /** Wall clock ↔ stream timeline (seconds) of this session, shared by both tracks' sender reports. */
-  private anchor: { wallMs: number; seconds: number } | undefined;
+  /** Wall clock ↔ stream timeline (90 kHz ticks) of this session, shared by both tracks' sender reports. */
+  private anchor: { wallMs: number; ticks: number } | undefined;
 
   constructor(
     readonly streamName: string,
-    private readonly log: Logger,
-    private readonly opus: OpusTranscoderFactory | undefined,
-    private readonly reencoderFactory: VideoReencoderFactory | undefined,
     /** Set for a rendition: video only, timed like the group's source. */
     readonly group?: WhepSourceGroup,
   ) {
@@ -144,23 +122,46 @@ export class WhepSource implements StreamSink {
     this.rtp = { video: state('video', 96, 90_000), audio: state('audio', 111, 48_000) };
   }
 
-  /** Codec facts for answering offers; undefined before the stream has a playable video track. */
+  /**
+   * Codec facts for answering offers: H.264 video when the stream has it, Opus audio when the stream's audio is
+   * Opus or the group's Opus rendition feeds it; undefined while it has neither.
+   */
   info(): WhepSourceInfo | undefined {
+    if (!this.live) return undefined;
     const v = this.videoTrack;
-    if (!this.live || !v || v.kind !== 'video' || v.codec !== 'h264') return undefined;
-    const sps = this.parameterSets.find((n) => (n[0]! & 0x1f) === 7);
-    const hex = (n: number): string => n.toString(16).padStart(2, '0');
+    let video: WhepSourceInfo['video'];
+    if (v?.kind === 'video' && v.codec === 'h264') {
+      const sps = this.parameterSets.find((n) => (n[0]! & 0x1f) === 7);
+      const hex = (n: number): string => n.toString(16).padStart(2, '0');
+      video = { profileIdc: sps?.[1] ?? 0x42, profileLevelId: sps ? `${hex(sps[1]!)}${hex(sps[2]!)}${hex(sps[3]!)}` : '42e01f', clockRate: 90_000, ssrc: this.rtp.video.ssrc };
+    }
+    const opus = !this.group && ((this.audioTrack?.kind === 'audio' && this.audioTrack.codec === 'opus') || this.attachedAudio);
+    const audio = opus ? { clockRate: 48_000, channels: 2, ssrc: this.rtp.audio.ssrc } : undefined;
+    return video || audio ? { video, audio } : undefined;
+  }
+
+  /**
+   * A reader for the group's Opus rendition (made from AAC once per stream by transcode/): its packets become
+   * this source's audio, on the same timeline (48 kHz samples).
+   */
+  attachAudio(): StreamSink {
     return {
-      video: {
-        profileIdc: sps?.[1] ?? 0x42,
-        profileLevelId: sps ? `${hex(sps[1]!)}${hex(sps[2]!)}${hex(sps[3]!)}` : '42e01f',
-        clockRate: 90_000,
-        ssrc: this.rtp.video.ssrc,
+      onSessionStart: () => {
+        this.attachedAudio = true;
       },
-      // Opus sources (WHIP) are forwarded as they are; AAC is offered only while the Opus transcoder runs
-      // (ffmpeg may be missing or may have died).
-      audio: !this.group && this.audioTrack?.kind === 'audio' && (this.audioTrack.codec === 'opus' || this.transcoder?.alive) ? { clockRate: 48_000, channels: 2, ssrc: this.rtp.audio.ssrc } : undefined,
-      hasBFrames: this.hasBFrames,
+      onAccessUnit: (au) => {
+        if (!this.attachedAudio || (this.audioTrack?.kind === 'audio' && this.audioTrack.codec === 'opus')) return;
+        const p = au.payload[0];
+        if (!p || p.length === 0) return;
+        this.anchor ??= { wallMs: Date.now(), ticks: Math.round((au.dts * 90_000) / 48_000) };
+        this.sendOpus(au.dts, Buffer.from(p.buffer, p.byteOffset, p.byteLength));
+      },
+      onPublisherLost: () => {
+        this.attachedAudio = false;
+      },
+      onEnd: () => {
+        this.attachedAudio = false;
+      },
     };
   }
 
@@ -224,19 +225,10 @@ export class WhepSource implements StreamSink {
       const cfg = parseAvcConfig(this.videoTrack.config);
       this.parameterSets = [...cfg.sps, ...cfg.pps];
     }
-    this.transcoder?.close();
-    this.transcoder = undefined;
-    this.reencoder?.close();
-    this.reencoder = undefined;
-    this.sourceGop = [];
-    if (!this.group && this.audioTrack?.kind === 'audio' && this.audioTrack.codec === 'aac' && this.opus) {
-      this.transcoder = this.opus.create(this.audioTrack, (p) => this.sendOpus(p));
-    }
     // Timestamps of a new session restart anywhere: re-anchor so RTP time keeps increasing for viewers.
     for (const kind of ['video', 'audio'] as const) this.rtp[kind].offset = undefined;
     this.anchor = undefined;
     this.gop = [];
-    this.hasBFrames = false;
     this.live = true;
     this.srTimer ??= setInterval(() => this.sendSenderReports(new Set([...this.viewers.video, ...this.viewers.audio])), SR_INTERVAL_MS);
     this.srTimer.unref();
@@ -260,7 +252,9 @@ export class WhepSource implements StreamSink {
   private emit(kind: MediaKind, packets: Buffer[], keyframe: boolean): void {
     const state = this.rtp[kind];
     if (keyframe) this.gop = [];
-    if (this.gop.length + packets.length <= GOP_CACHE_MAX_PACKETS) for (const packet of packets) this.gop.push({ kind, packet });
+    // The GOP cache starts at a keyframe; an audio-only stream needs none (every packet starts playback).
+    const cacheable = kind === 'video' || this.videoTrack !== undefined;
+    if (cacheable && this.gop.length + packets.length <= GOP_CACHE_MAX_PACKETS) for (const packet of packets) this.gop.push({ kind, packet });
     if (kind === 'video') this.measure(packets);
     const viewers = this.viewers[kind];
     let first = keyframe;
@@ -296,41 +290,15 @@ export class WhepSource implements StreamSink {
   onAccessUnit(au: AccessUnit): void {
     const track = au.trackId === this.videoTrack?.id ? this.videoTrack : au.trackId === this.audioTrack?.id ? this.audioTrack : undefined;
     if (!track) return;
-    this.anchor ??= { wallMs: Date.now(), seconds: au.dts / track.timescale };
+    this.anchor ??= { wallMs: Date.now(), ticks: Math.round((au.dts * 90_000) / track.timescale) };
     if (track.kind === 'audio') {
-      if (this.group) return; // a rendition's viewers get audio from the group's source
-      if (track.codec === 'opus') {
-        const p = au.payload[0] ?? new Uint8Array(0);
-        this.sendOpus({ timestamp: au.dts, packet: Buffer.from(p.buffer, p.byteOffset, p.byteLength) });
-      }
-      else this.transcoder?.push(au);
+      // A rendition's viewers get audio from the group's source; AAC reaches viewers through the Opus rendition.
+      if (this.group || track.codec !== 'opus') return;
+      const p = au.payload[0] ?? new Uint8Array(0);
+      this.sendOpus(au.dts, Buffer.from(p.buffer, p.byteOffset, p.byteLength));
       return;
     }
-    if (track.codec !== 'h264') return;
-    if (au.keyframe) this.sourceGop = [];
-    if (this.sourceGop.length < GOP_CACHE_MAX_UNITS) this.sourceGop.push(au);
-    if (this.reencoder) {
-      this.reencoder.push(au);
-      return;
-    }
-    if (au.pts !== au.dts && !this.hasBFrames) {
-      this.hasBFrames = true;
-      // WebRTC has no decode timestamps: a stream with B-frames is re-encoded once, from the current GOP on.
-      this.reencoder = this.reencoderFactory?.create(track, {
-        onConfig: (record) => {
-          const cfg = parseAvcConfig(record);
-          this.parameterSets = [...cfg.sps, ...cfg.pps];
-        },
-        onAccessUnit: (out) => this.sendVideo(out),
-      });
-      if (this.reencoder) {
-        this.log.info({}, 'source has B-frames; re-encoding video for WebRTC viewers');
-        this.gop = [];
-        for (const cached of this.sourceGop) this.reencoder.push(cached);
-        return;
-      }
-    }
-    this.sendVideo(au);
+    if (track.codec === 'h264') this.sendVideo(au);
   }
 
   private sendVideo(au: AccessUnit): void {
@@ -344,22 +312,17 @@ export class WhepSource implements StreamSink {
     this.emit('video', packets, au.keyframe);
   }
 
-  private sendOpus(p: OpusPacket): void {
+  /** Sends one Opus packet presented at `timestamp` (48 kHz samples on the stream's timeline). */
+  private sendOpus(timestamp: number, payload: Buffer): void {
     if (this.closed) return;
     const state = this.rtp.audio;
-    const timestamp = this.rtpTimestamp(state, p.timestamp, 960);
-    const packet = writeRtpPacket({ payloadType: state.payloadType, sequenceNumber: state.sequence++ & 0xffff, timestamp, ssrc: state.ssrc, marker: false }, p.packet);
+    const packet = writeRtpPacket({ payloadType: state.payloadType, sequenceNumber: state.sequence++ & 0xffff, timestamp: this.rtpTimestamp(state, timestamp, 960), ssrc: state.ssrc, marker: false }, payload);
     this.emit('audio', [packet], false);
   }
 
   onPublisherLost(): void {
     for (const v of [...this.viewers.video]) v.sourceLost?.(this);
     this.gop = [];
-    this.sourceGop = [];
-    this.transcoder?.close();
-    this.transcoder = undefined;
-    this.reencoder?.close();
-    this.reencoder = undefined;
   }
 
   onEnd(): void {
@@ -373,11 +336,11 @@ export class WhepSource implements StreamSink {
     if (!anchor) return;
     const now = Date.now();
     // Both tracks map "now" through the same timeline anchor, so the receiver can line audio up with video.
-    const seconds = anchor.seconds + (now - anchor.wallMs) / 1000;
+    const ticks = anchor.ticks + (now - anchor.wallMs) * 90;
     for (const kind of ['video', 'audio'] as const) {
       const s = this.rtp[kind];
       if (s.packets === 0 || s.offset === undefined) continue;
-      const rtpNow = (((Math.round(seconds * s.clockRate) + s.offset) % 2 ** 32) + 2 ** 32) % 2 ** 32;
+      const rtpNow = (((Math.round((ticks * s.clockRate) / 90_000) + s.offset) % 2 ** 32) + 2 ** 32) % 2 ** 32;
       const sr = writeSenderReport(s.ssrc, now, rtpNow, s.packets, s.octets);
       for (const v of viewers) v.sendPacket(kind, sr, this, false);
     }
@@ -388,11 +351,6 @@ export class WhepSource implements StreamSink {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.srTimer);
-    this.transcoder?.close();
-    this.transcoder = undefined;
-    this.reencoder?.close();
-    this.reencoder = undefined;
-    this.sourceGop = [];
     this.viewers.video.clear();
     this.viewers.audio.clear();
     this.gop = [];

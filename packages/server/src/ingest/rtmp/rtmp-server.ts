@@ -17,6 +17,8 @@ export class RtmpServer {
   private readonly server: Server;
   private readonly sessions = new Set<RtmpSession>();
   private readonly sessionOptions: RtmpSessionOptions;
+  /** Connections closed by an internal error (a bug), since start: /healthz and tests watch it stay 0. */
+  internalErrors = 0;
 
   constructor(
     private readonly options: RtmpServerOptions,
@@ -27,6 +29,7 @@ export class RtmpServer {
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 10_000,
       idleTimeoutMs: options.idleTimeoutMs ?? 10_000,
       maxMessageSize: options.maxMessageSize ?? 8 * 1024 * 1024,
+      onInternalError: () => void this.internalErrors++,
     };
     this.server = createServer((socket) => {
       if (this.sessions.size >= (options.maxConnections ?? 1000)) {

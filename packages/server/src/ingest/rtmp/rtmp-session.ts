@@ -4,9 +4,9 @@
  * this connection only.
  */
 import type { Socket } from 'node:net';
-import { GlasscastError } from '../../core/errors.js';
+import { GlasscastError, toGlasscastError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import type { Stream } from '../../core/stream.js';
+import type { PublisherHooks, PublisherInfo, PublisherSession } from '../../core/stream.js';
 import type { Amf0Object, Amf0Value } from '../../media/formats/amf0.js';
 import { decodeAmf0, encodeAmf0 } from '../../media/formats/amf0.js';
 import { splitAggregate } from '../../media/formats/flv.js';
@@ -24,10 +24,10 @@ export interface RtmpPublishHandler {
    */
   authorizePublish(request: { app: string; key: string; remoteAddress: string }): Promise<{ streamName: string }>;
   /**
-   * Claims a stream for a publisher.
-   * @throws GlasscastError `STREAM_ALREADY_PUBLISHING` when another publisher is live on it.
+   * Claims a stream for a publisher; only the returned handle feeds and releases it.
+   * @throws GlasscastError `STREAM_ALREADY_PUBLISHING` when another publisher (any protocol) holds it.
    */
-  claimForPublish(streamName: string): Stream;
+  claimForPublish(streamName: string, info: PublisherInfo, hooks: PublisherHooks): PublisherSession;
 }
 
 /** Session timing and sizes. */
@@ -41,6 +41,8 @@ export interface RtmpSessionOptions {
   idleTimeoutMs: number;
   /** Largest message accepted, bytes. Default 8 MiB (a 4K keyframe at high bitrate fits with room). */
   maxMessageSize: number;
+  /** Told of every internal error (a bug, not the peer's fault) that closed a connection; for counters. */
+  onInternalError?: (err: unknown) => void;
 }
 
 const OUT_CHUNK_SIZE = 4096;
@@ -62,7 +64,7 @@ export class RtmpSession {
   private peerWindow = 0;
   private lastAck = 0;
   private app = '';
-  private publishing: { stream: Stream; mapper: RtmpToStream } | undefined;
+  private publishing: { handle: PublisherSession; mapper: RtmpToStream; bytes: number } | undefined;
   private publishPending = false;
   private handshakeTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
@@ -87,7 +89,7 @@ export class RtmpSession {
 
   /** The stream this connection publishes, if any. */
   get streamName(): string | undefined {
-    return this.publishing?.stream.name;
+    return this.publishing?.handle.stream.name;
   }
 
   private onData(data: Buffer): void {
@@ -104,6 +106,7 @@ export class RtmpSession {
         this.close(err.message);
       } else {
         this.log.error({ err }, 'closing RTMP connection after an internal error');
+        this.options.onInternalError?.(err);
         this.close('internal error');
       }
     }
@@ -180,6 +183,7 @@ export class RtmpSession {
   private onMedia(msg: RtmpMessage): void {
     const p = this.publishing;
     if (!p) return;
+    p.bytes += msg.payload.length;
     try {
       if (msg.typeId === RTMP_TYPE.video) p.mapper.onVideo(msg.timestamp, msg.payload);
       else if (msg.typeId === RTMP_TYPE.audio) p.mapper.onAudio(msg.timestamp, msg.payload);
@@ -290,8 +294,13 @@ export class RtmpSession {
     try {
       const { streamName } = await this.handler.authorizePublish({ app: this.app, key, remoteAddress: this.socket.remoteAddress ?? '' });
       if (this.phase === 'closed') return;
-      const stream = this.handler.claimForPublish(streamName);
-      this.publishing = { stream, mapper: new RtmpToStream(stream, this.log.child({ stream: streamName })) };
+      const remoteAddress = this.socket.remoteAddress ?? '';
+      const handle = this.handler.claimForPublish(streamName, { protocol: 'rtmp', remoteAddress }, {
+        // The stream was ended by the server (shutdown, an operator): hang up.
+        streamClosed: (reason) => this.close(`stream closed: ${reason}`),
+        stats: () => ({ counters: { bytes: this.publishing?.bytes ?? 0, skippedFrames: this.publishing?.mapper.skipped ?? 0 }, info: { app: this.app } }),
+      });
+      this.publishing = { handle, mapper: new RtmpToStream(handle, this.log.child({ stream: streamName })), bytes: 0 };
       const begin = Buffer.alloc(6);
       begin.writeUInt16BE(0); // StreamBegin (§7.1.7)
       begin.writeUInt32BE(streamId, 2);
@@ -299,10 +308,15 @@ export class RtmpSession {
       this.sendStatus(streamId, 'status', 'NetStream.Publish.Start', `Publishing ${streamName}.`);
       this.log.info({ stream: streamName, app: this.app }, 'RTMP publish started');
     } catch (err) {
-      const known = err instanceof GlasscastError;
-      const description = known ? err.message : 'publish refused';
-      this.log.warn({ code: known ? err.code : 'INTERNAL', app: this.app }, `RTMP publish refused: ${description}`);
-      this.sendStatus(streamId, 'error', 'NetStream.Publish.BadName', description);
+      // The catalogue gives the status code; a bug is reported as a server failure, never as a bad key.
+      const error = toGlasscastError(err);
+      if (error.code === 'INTERNAL') {
+        this.log.error({ err, app: this.app }, 'RTMP publish failed on an internal error');
+        this.options.onInternalError?.(err);
+      } else {
+        this.log.warn({ code: error.code, app: this.app }, `RTMP publish refused: ${error.message}`);
+      }
+      this.sendStatus(streamId, 'error', error.spec.rtmp, error.message);
       // Let the status reach the client, then hang up.
       this.socket.end();
       setTimeout(() => this.close('publish refused'), 1000).unref();
@@ -316,9 +330,7 @@ export class RtmpSession {
     if (!p) return;
     this.publishing = undefined;
     p.mapper.end(reason);
-    // A stream claimed but never started has nothing to wait for.
-    if (p.stream.state === 'idle') p.stream.close(reason);
-    this.log.info({ stream: p.stream.name, reason }, 'RTMP publish ended');
+    this.log.info({ stream: p.handle.stream.name, reason }, 'RTMP publish ended');
   }
 
   private outChunkSize = 128;

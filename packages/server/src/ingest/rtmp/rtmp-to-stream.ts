@@ -1,12 +1,12 @@
 /**
  * Maps one RTMP publish into a core Stream (the "into the stream" half, after MediaMTX): FLV sequence headers
- * become tracks, FLV frames become access units with integer timestamps (90 kHz video, sample-rate audio).
+ * become tracks, FLV frames become access units with integer timestamps (90 kHz video, sample-rate audio). It
+ * feeds the stream only through the publisher session handle its connection claimed.
  */
 import type { AccessUnit } from '../../core/access-unit.js';
 import type { Logger } from '../../core/logger.js';
-import type { Stream } from '../../core/stream.js';
+import type { PublisherSession } from '../../core/stream.js';
 import type { AudioTrack, Track, VideoTrack } from '../../core/track.js';
-import { sameTracks } from '../../core/track.js';
 import { AUDIO_CODECS, VIDEO_CODECS } from '../../media/codecs/codec-table.js';
 import { splitLengthPrefixed } from '../../media/codecs/h264.js';
 import { parseFlvAudio, parseFlvVideo } from '../../media/formats/flv.js';
@@ -45,7 +45,7 @@ export class RtmpToStream {
   skipped = 0;
 
   constructor(
-    private readonly stream: Stream,
+    private readonly publisher: PublisherSession,
     private readonly log: Logger,
   ) {}
 
@@ -75,9 +75,9 @@ export class RtmpToStream {
     this.audio_(timestamp, body);
   }
 
-  /** The publisher stopped: ends the stream session (the stream waits for a reconnect). */
+  /** The publisher stopped: releases the stream (it waits for a reconnect, or ends if it never started). */
   end(reason: string): void {
-    if (this.started) this.stream.endSession(reason);
+    this.publisher.close(reason);
   }
 
   private hold(p: Pending): void {
@@ -110,7 +110,7 @@ export class RtmpToStream {
       return;
     }
     this.started = true;
-    this.stream.startSession(tracks);
+    this.publisher.start(tracks);
     const pending = this.pending;
     this.pending = [];
     for (const p of pending) {
@@ -124,10 +124,9 @@ export class RtmpToStream {
     const tracks: Track[] = [];
     if (this.video) tracks.push(this.video);
     if (this.audio) tracks.push(this.audio);
-    if (sameTracks(tracks, this.stream.tracks)) return;
+    if (this.publisher.stream.hasTracks(tracks)) return;
     this.log.info({}, 'codec configuration changed mid-stream; starting a new session');
-    this.stream.endSession('codec configuration changed');
-    this.stream.startSession(tracks);
+    this.publisher.start(tracks);
   }
 
   private setVideoConfig(codec: VideoTrack['codec'], record: Uint8Array): void {
@@ -183,7 +182,7 @@ export class RtmpToStream {
       keyframe: packet.keyframe || nals.some((n) => codec.isIrapNalType(codec.nalType(n))),
       payload: nals.map((n) => n.slice()),
     };
-    this.stream.publish(au);
+    this.publisher.publish(au);
   }
 
   private audio_(timestamp: number, body: Uint8Array): void {
@@ -202,6 +201,6 @@ export class RtmpToStream {
     let dts = this.nextAudioDts ?? fromMs;
     if (Math.abs(fromMs - dts) > frame / 2) dts = fromMs;
     this.nextAudioDts = dts + frame;
-    this.stream.publish({ trackId: track.id, dts, pts: dts, keyframe: true, payload: [packet.data.slice()] });
+    this.publisher.publish({ trackId: track.id, dts, pts: dts, keyframe: true, payload: [packet.data.slice()] });
   }
 }

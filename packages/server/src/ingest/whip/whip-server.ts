@@ -2,18 +2,19 @@
  * WHIP ingest (RFC 9725) at `/whip/<name>`: a browser or OBS 30+ POSTs an SDP offer with
  * `Authorization: Bearer <stream key>` and gets `201 Created`, a `Location` for the session, an `ETag` and the
  * answer (H.264 packetization-mode 1 + Opus); `PATCH` carries trickle ICE (RFC 8840); `DELETE` ends the publish.
- * Errors: 401 wrong or missing key, 409 stream already live, 415 not `application/sdp`, 400 bad SDP or no
- * common codec, 404 unknown session.
+ * Errors (problem details, codes from the catalogue): 401 wrong or missing key, 409 stream already has a
+ * publisher (over any protocol), 415 not `application/sdp`, 400 bad SDP or no common codec, 404 unknown session.
  */
 import { randomBytes, randomInt } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { GlasscastError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import type { Stream } from '../../core/stream.js';
+import type { PublisherHooks, PublisherInfo, PublisherSession } from '../../core/stream.js';
+import { sendProblem } from '../../http/problem.js';
 import { chooseH264Format, chooseOpusFormat, type SdpMediaSection } from '../../media/sdp/sdp.js';
 import type { PeerTrack, WebRtcNetworkOptions } from '../../webrtc/webrtc-peer.js';
 import { WebRtcPeer } from '../../webrtc/webrtc-peer.js';
-import { applyTrickle, cors, created, hasType, linkIceServers, parseOffer, problem, SDP, TRICKLE } from '../../webrtc/signaling.js';
+import { applyTrickle, cors, created, hasType, linkIceServers, parseOffer, SDP, TRICKLE } from '../../webrtc/signaling.js';
 import { type MediaKind, WhipToStream } from './whip-to-stream.js';
 
 
@@ -26,8 +27,11 @@ export interface WhipServerOptions {
   authorize(key: string): Promise<{ streamName: string }>;
   /** True when publishing needs no key (development). */
   open: boolean;
-  /** Gets the stream to publish on. Throws `STREAM_ALREADY_PUBLISHING` when it is live. */
-  claimForPublish(name: string): Stream;
+  /**
+   * Claims the stream to publish on; only the returned handle feeds and releases it.
+   * @throws GlasscastError `STREAM_ALREADY_PUBLISHING` when another publisher (any protocol) holds it.
+   */
+  claimForPublish(name: string, info: PublisherInfo, hooks: PublisherHooks): PublisherSession;
   /** Most a publisher may send (REMB), bits/s. */
   maxBitrate: number;
   /** A publisher that has not connected, or has sent no media for this long, is dropped, ms. */
@@ -124,12 +128,6 @@ export class WhipServer {
     return this.sessions.size;
   }
 
-  /** Stats of the WHIP publish of `name`, if one runs. */
-  publishStats(name: string): WhipToStream['stats'] | undefined {
-    for (const s of this.sessions.values()) if (s.streamName === name) return s.mapper.stats;
-    return undefined;
-  }
-
   /** Ends every publish (streams enter their reconnect grace). Idempotent. */
   close(): void {
     for (const s of [...this.sessions.values()]) s.close('server shutting down');
@@ -161,35 +159,38 @@ export class WhipServer {
     app.options('/whip/:name/sessions/:id', async (_req, reply) => cors(reply).code(204).send());
 
     app.post<{ Params: { name: string } }>('/whip/:name', async (request, reply) => {
-      if (!hasType(request.headers['content-type'], SDP)) {
-        return problem(reply, 415, 'UNSUPPORTED_MEDIA_TYPE', 'the offer must be application/sdp');
-      }
+      cors(reply);
+      if (!hasType(request.headers['content-type'], SDP)) return sendProblem(reply, 'UNSUPPORTED_MEDIA_TYPE', 'the offer must be application/sdp');
       const name = request.params.name;
       const denied = await this.checkKey(name, request.headers.authorization);
       if (denied) {
         this.log.warn({ stream: name.slice(0, 64), remote: request.ip }, `WHIP publish refused: ${denied}`);
-        return problem(reply.header('www-authenticate', 'Bearer'), 401, 'PUBLISH_KEY_INVALID', denied);
-      }
-      if ([...this.sessions.values()].some((s) => s.streamName === name)) {
-        return problem(reply, 409, 'STREAM_ALREADY_PUBLISHING', `stream ${name} already has a live publisher`);
+        return sendProblem(reply.header('www-authenticate', 'Bearer'), 'PUBLISH_KEY_INVALID', denied);
       }
       const sections = parseOffer(reply, request.body);
       if (!Array.isArray(sections)) return sections;
-      const sending = (s: SdpMediaSection): boolean => !s.rejected && s.direction !== 'recvonly' && s.direction !== 'inactive';
+      // RFC 8843: a port-0 `bundle-only` section is live media on the BUNDLE transport, wherever it is.
+      const sending = (s: SdpMediaSection): boolean => !s.rejected && s.direction !== 'recvonly' && s.direction !== 'inactive' && s.mid !== undefined;
       const videoSection = sections.find((s) => s.kind === 'video' && sending(s));
       const h264 = videoSection && chooseH264Format(videoSection, 0x42);
       const audioSection = sections.find((s) => s.kind === 'audio' && sending(s));
       const opus = audioSection && chooseOpusFormat(audioSection);
       if (!videoSection?.mid || !h264) {
         const offered = videoSection?.formats.map((f) => f.name).join(', ') || 'no video';
-        return problem(reply, 400, 'NO_COMMON_CODEC', `the offer needs H.264 (packetization-mode=1) video; it has ${offered}`);
+        return sendProblem(reply, 'NO_COMMON_CODEC', `the offer needs H.264 (packetization-mode=1) video; it has ${offered}`);
       }
-      let stream: Stream;
+      // The claim refuses a second publisher whatever its protocol (RTMP, WHIP, SRT): the catalogue answers 409.
+      // The session is made after the answer; the stream's hooks reach it through this holder.
+      const holder: { session?: WhipSession } = {};
+      let publisher: PublisherSession;
       try {
-        stream = this.options.claimForPublish(name);
+        publisher = this.options.claimForPublish(name, { protocol: 'whip', remoteAddress: request.ip }, {
+          requestKeyframe: () => void holder.session?.mapper.requestKeyframe(),
+          streamClosed: (reason) => holder.session?.close(`stream closed: ${reason}`),
+          stats: () => ({ counters: { ...(holder.session?.mapper.stats ?? {}) }, info: { session: holder.session?.id.slice(0, 8) } }),
+        });
       } catch (err) {
-        if (err instanceof GlasscastError && err.code === 'STREAM_ALREADY_PUBLISHING') return problem(reply, 409, err.code, err.message);
-        if (err instanceof GlasscastError && err.code === 'STREAM_NAME_INVALID') return problem(reply, 400, err.code, err.message);
+        if (err instanceof GlasscastError) return sendProblem(reply, err.code, err.message);
         throw err;
       }
       const ssrc = randomInt(1, 2 ** 32 - 1);
@@ -215,7 +216,7 @@ export class WhipServer {
       }
       const peer = new WebRtcPeer(`whip-${name}`, this.options.network, this.log);
       const log = this.log.child({ stream: name });
-      const mapper = new WhipToStream(stream, log, {
+      const mapper = new WhipToStream(publisher, log, {
         payloadTypes,
         opusChannels: Number(opus?.channels ?? 2) || 2,
         ssrc,
@@ -232,12 +233,13 @@ export class WhipServer {
       } catch (err) {
         peer.close();
         mapper.end('offer refused');
-        return problem(reply, 400, 'BAD_SDP', `offer refused: ${(err as Error).message}`);
+        return sendProblem(reply, 'BAD_SDP', `offer refused: ${(err as Error).message}`);
       }
       const session = new WhipSession(name, peer, mapper, mids, this.options.mediaTimeoutMs, log, (s, reason) => {
         this.sessions.delete(s.id);
         log.info({ session: s.id.slice(0, 8), reason, ...s.mapper.stats }, 'WHIP publish ended');
       });
+      holder.session = session;
       session.remoteUfrag = /a=ice-ufrag:(\S+)/.exec(String(request.body))?.[1];
       this.sessions.set(session.id, session);
       session.start();
@@ -247,21 +249,21 @@ export class WhipServer {
     });
 
     app.patch<{ Params: { name: string; id: string } }>('/whip/:name/sessions/:id', async (request, reply) => {
+      cors(reply);
       const session = this.sessions.get(request.params.id);
-      if (!session || session.streamName !== request.params.name) return problem(reply, 404, 'SESSION_NOT_FOUND', 'no such WHIP session');
-      if (!hasType(request.headers['content-type'], TRICKLE)) {
-        return problem(reply, 415, 'UNSUPPORTED_MEDIA_TYPE', `PATCH takes ${TRICKLE}`);
-      }
+      if (!session || session.streamName !== request.params.name) return sendProblem(reply, 'SESSION_NOT_FOUND', 'no such WHIP session');
+      if (!hasType(request.headers['content-type'], TRICKLE)) return sendProblem(reply, 'UNSUPPORTED_MEDIA_TYPE', `PATCH takes ${TRICKLE}`);
       const failed = applyTrickle(session.peer, String(request.body), session.remoteUfrag, Object.keys(session.mids)[0] ?? '0');
-      if (failed) return problem(reply, failed.status, failed.code, failed.message);
-      return cors(reply).code(204).send();
+      if (failed) return sendProblem(reply, failed.code, failed.message);
+      return reply.code(204).send();
     });
 
     app.delete<{ Params: { name: string; id: string } }>('/whip/:name/sessions/:id', async (request, reply) => {
+      cors(reply);
       const session = this.sessions.get(request.params.id);
-      if (!session || session.streamName !== request.params.name) return problem(reply, 404, 'SESSION_NOT_FOUND', 'no such WHIP session');
+      if (!session || session.streamName !== request.params.name) return sendProblem(reply, 'SESSION_NOT_FOUND', 'no such WHIP session');
       session.close('publisher sent DELETE', true);
-      return cors(reply).code(200).send();
+      return reply.code(200).send();
     });
   }
 }

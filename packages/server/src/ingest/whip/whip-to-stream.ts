@@ -10,7 +10,7 @@
  * packet), each track's RTP clock mapped to that origin by its first packet's arrival time.
  */
 import type { Logger } from '../../core/logger.js';
-import type { Stream } from '../../core/stream.js';
+import type { PublisherSession } from '../../core/stream.js';
 import type { AudioTrack, Track, VideoTrack } from '../../core/track.js';
 import { sameTracks } from '../../core/track.js';
 import { AUDIO_CODECS, VIDEO_CODECS } from '../../media/codecs/codec-table.js';
@@ -187,7 +187,7 @@ export class WhipToStream {
   readonly stats = { packets: 0, lostPackets: 0, droppedFrames: 0, plisSent: 0, nacksSent: 0, frames: 0 };
 
   constructor(
-    private readonly stream: Stream,
+    private readonly publisher: PublisherSession,
     private readonly log: Logger,
     private readonly options: WhipToStreamOptions,
   ) {
@@ -283,7 +283,7 @@ export class WhipToStream {
     const ts = this.ticks('video', frame.timestamp, nowMs);
     this.stats.frames++;
     // NAL units are views into packets the WebRTC library gave us (fresh buffers each): no copy needed.
-    this.stream.publish({ trackId: this.video.id, dts: ts, pts: ts, keyframe, payload });
+    this.publisher.publish({ trackId: this.video.id, dts: ts, pts: ts, keyframe, payload });
   }
 
   /** Builds the video track from the latest SPS/PPS; starts (or restarts) the stream session when it changed. */
@@ -307,12 +307,9 @@ export class WhipToStream {
     if (this.started) {
       // A new resolution (the browser adapted) needs new track configuration: a new session, continuous timeline.
       this.log.info({ from: `${this.video?.info.width}x${this.video?.info.height}`, to: `${track.info.width}x${track.info.height}` }, 'WHIP video configuration changed');
-      this.stream.endSession('video configuration changed');
     }
     this.video = track;
-    this.stream.startSession(tracks);
-    // WHEP viewers' PLIs and joins reach the publisher through the stream.
-    this.stream.setKeyframeRequester(() => this.requestKeyframe());
+    this.publisher.start(tracks);
     this.started = true;
     return true;
   }
@@ -320,7 +317,7 @@ export class WhipToStream {
   private onAudioPacket(p: ReceivedPacket, nowMs: number): void {
     const ts = this.ticks('audio', p.timestamp, nowMs);
     if (!this.started || !this.audio || p.payload.length === 0) return;
-    this.stream.publish({ trackId: this.audio.id, dts: ts, pts: ts, keyframe: true, payload: [p.payload] });
+    this.publisher.publish({ trackId: this.audio.id, dts: ts, pts: ts, keyframe: true, payload: [p.payload] });
   }
 
   /** Sends a PLI for the video track (rate-limited). Returns false when it could not be sent now. */
@@ -360,16 +357,13 @@ export class WhipToStream {
     this.stats.lostPackets = this.receivers.video.lost + this.receivers.audio.lost;
   }
 
-  /** The publish stopped: the stream enters its reconnect grace (`close` true: ends it now). Idempotent. */
+  /**
+   * The publish stopped: the stream enters its reconnect grace (`close` true: ends it now; a publish that never
+   * sent a keyframe ends it too, so the name is free again). Idempotent.
+   */
   end(reason: string, close = false): void {
     if (this.ended) return;
     this.ended = true;
-    // A publish that never sent a keyframe leaves an idle stream behind: end it so the name is free again.
-    if (!this.started) {
-      if (this.stream.state === 'idle') this.stream.close(reason);
-      return;
-    }
-    if (close) this.stream.close(reason);
-    else this.stream.endSession(reason);
+    this.publisher.close(reason, { endStream: close });
   }
 }

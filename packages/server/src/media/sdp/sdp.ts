@@ -29,8 +29,14 @@ export interface SdpMediaSection {
   mid: string | undefined;
   direction: 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
   formats: SdpFormat[];
-  /** Port 0 rejects the section. */
+  /**
+   * The offerer rejected or disabled the section: port 0 without `a=bundle-only` (RFC 8866 §5.14). A port-0
+   * section with `a=bundle-only` is live media on the BUNDLE transport (RFC 8843 §6, §7.5: max-bundle offers
+   * from GStreamer and others).
+   */
   rejected: boolean;
+  /** `a=bundle-only` was present (RFC 8843 §6). */
+  bundleOnly: boolean;
 }
 
 /** A parsed session description. */
@@ -60,6 +66,7 @@ export function parseSdp(text: string): SdpDescription {
         mid: undefined,
         direction: 'sendrecv',
         rejected: port === '0',
+        bundleOnly: false,
         formats: fmts.filter((f) => /^\d{1,3}$/.test(f)).map((f) => ({ payloadType: Number(f), name: '', clockRate: 0, channels: undefined, parameters: new Map(), feedback: [] })),
       };
       media.push(current);
@@ -67,6 +74,7 @@ export function parseSdp(text: string): SdpDescription {
     }
     if (!current) continue;
     if (line.startsWith('a=mid:')) current.mid = line.slice(6).trim();
+    else if (line === 'a=bundle-only') current.bundleOnly = true;
     else if (/^a=(sendrecv|sendonly|recvonly|inactive)$/.test(line)) current.direction = line.slice(2) as SdpMediaSection['direction'];
     else if (line.startsWith('a=rtpmap:')) {
       const m = /^a=rtpmap:(\d+) ([^/]+)\/(\d+)(?:\/(\d+))?/.exec(line);
@@ -90,6 +98,8 @@ export function parseSdp(text: string): SdpDescription {
       if (m) for (const f of m[1] === '*' ? current.formats : [format(Number(m[1]))].filter((x): x is SdpFormat => !!x)) f.feedback.push(m[2]!);
     }
   }
+  // Port 0 rejects a section unless it is bundle-only (the attribute follows the m= line, hence afterwards).
+  for (const m of media) if (m.bundleOnly) m.rejected = false;
   return { media };
 }
 
@@ -104,7 +114,10 @@ export function chooseH264Format(section: SdpMediaSection, profileIdc: number): 
   return h264.find((f) => profile(f) === profileIdc) ?? h264.find((f) => f.parameters.get('profile-level-id')?.toLowerCase().startsWith('42e0')) ?? h264[0];
 }
 
-/** Picks Opus at 48 kHz (RFC 7587 §7). */
+/**
+ * Picks Opus (RFC 7587 §7: `opus/48000/2`, the encoding name case-insensitive as every SDP encoding name is,
+ * RFC 8866 §6.6; the channel count is always 2 on the wire whatever the offer wrote).
+ */
 export function chooseOpusFormat(section: SdpMediaSection): SdpFormat | undefined {
   return section.formats.find((f) => f.name.toLowerCase() === 'opus' && f.clockRate === 48000);
 }

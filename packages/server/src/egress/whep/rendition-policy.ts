@@ -3,32 +3,32 @@
  * the fraction of packets lost (RTCP RR, RFC 3550 §6.4.2), the share of sent packets it NACKs (RFC 4585
  * §6.2.1; counted by the caller over short windows: it reacts within a round trip, where RRs come about once a
  * second) and the receiver's bandwidth estimate (REMB, draft-alvestrand-rmcat-remb-03). Pure: reports and a
- * clock in, a wanted layer out.
+ * clock in, a wanted rendition out.
  *
  * - Down at once when loss stays high (two RRs or two NACK windows over 10 %, or one over 25 %) or the estimate
- *   falls below what the current layer needs; the target is the best layer that fits the estimate with headroom.
- * - While a switch is on its way (it lands at the new layer's next keyframe) and for a settle time after it
- *   lands, reports are only recorded: loss of the old layer must not push the new one further down.
- * - Up one layer at a time after a quiet period (no loss, estimate not below the current layer). A receiver's
- *   REMB is capped near 1.5× what it receives, so it cannot prove room for a layer twice as big: going up is a
+ *   falls below what the current rendition needs; the target is the best rendition that fits the estimate with headroom.
+ * - While a switch is on its way (it lands at the new rendition's next keyframe) and for a settle time after it
+ *   lands, reports are only recorded: loss of the old rendition must not push the new one further down.
+ * - Up one rendition at a time after a quiet period (no loss, estimate not below the current rendition). A receiver's
+ *   REMB is capped near 1.5× what it receives, so it cannot prove room for a rendition twice as big: going up is a
  *   probe, and a probe that fails (a down switch soon after) doubles the quiet period before the next one.
  * - REMB is ignored for the first seconds of a viewer: the browser's estimator starts from a fixed guess.
  */
 
-/** A layer as the policy sees it: its bitrate, bits/s. Layers are ordered best (highest bitrate) first. */
-export interface PolicyLayer {
+/** A rendition as the policy sees it: its bitrate, bits/s. Renditions are ordered best (highest bitrate) first. */
+export interface PolicyRendition {
   bitrate: number;
 }
 
 /** Tuning, with defaults. */
-export interface LayerPolicyOptions {
+export interface RenditionPolicyOptions {
   /** Loss fraction above which a report counts as lossy (default 0.10). */
   lossyFraction?: number;
   /** Loss fraction that switches down on a single report (default 0.25). */
   severeFraction?: number;
-  /** REMB below this share of the current layer's bitrate switches down (default 0.8). */
+  /** REMB below this share of the current rendition's bitrate switches down (default 0.8). */
   rembDownRatio?: number;
-  /** A layer fits when its bitrate × this ≤ the estimate (default 1.15). */
+  /** A rendition fits when its bitrate × this ≤ the estimate (default 1.15). */
   headroom?: number;
   /** REMB is ignored this long after the viewer starts, ms (default 6 000). */
   rembWarmupMs?: number;
@@ -40,9 +40,9 @@ export interface LayerPolicyOptions {
   settleMs?: number;
 }
 
-/** Decides layer changes for one viewer. */
-export class LayerPolicy {
-  private readonly o: Required<LayerPolicyOptions>;
+/** Decides rendition changes for one viewer. */
+export class RenditionPolicy {
+  private readonly o: Required<RenditionPolicyOptions>;
   private readonly startedAt: number;
   private lastSwitchAt: number;
   private lastUpAt = -Infinity;
@@ -52,7 +52,7 @@ export class LayerPolicy {
   private lastLossAt = -Infinity;
   private remb: number | undefined;
 
-  constructor(now: number, options: LayerPolicyOptions = {}) {
+  constructor(now: number, options: RenditionPolicyOptions = {}) {
     this.o = {
       lossyFraction: options.lossyFraction ?? 0.1,
       severeFraction: options.severeFraction ?? 0.25,
@@ -76,10 +76,10 @@ export class LayerPolicy {
   /**
    * Takes one receiver report: `fractionLost` 0–1 from an RR block for the viewer's video SSRC, `nackFraction`
    * 0–1 (sequence numbers NACKed for the first time ÷ video packets sent, over one short window) and/or a REMB in
-   * bits/s. `switching`: a switch is decided but has not landed yet. Returns the index into `layers` to switch
+   * bits/s. `switching`: a switch is decided but has not landed yet. Returns the index into `renditions` to switch
    * to, or undefined to stay on `current`.
    */
-  onReport(now: number, report: { fractionLost?: number; nackFraction?: number; remb?: number }, layers: readonly PolicyLayer[], current: number, switching = false): number | undefined {
+  onReport(now: number, report: { fractionLost?: number; nackFraction?: number; remb?: number }, renditions: readonly PolicyRendition[], current: number, switching = false): number | undefined {
     if (report.remb !== undefined && now - this.startedAt >= this.o.rembWarmupMs) this.remb = report.remb;
     let severe = false;
     if (report.fractionLost !== undefined) {
@@ -102,16 +102,16 @@ export class LayerPolicy {
         if (report.nackFraction > 0.02) this.lastLossAt = now;
       }
     }
-    const here = layers[current];
+    const here = renditions[current];
     if (!here || switching || now - this.startedAt < this.o.startMs || now - this.lastSwitchAt < this.o.settleMs) return undefined;
     const lossy = severe || this.lossyReports >= 2 || this.lossyNackWindows >= 2;
     const starved = this.remb !== undefined && this.remb < here.bitrate * this.o.rembDownRatio;
-    if ((lossy || starved) && current < layers.length - 1) {
+    if ((lossy || starved) && current < renditions.length - 1) {
       // Fit the estimate; with loss and no usable estimate, at most 60 % of what does not get through now.
       let budget = this.remb ?? Infinity;
       if (lossy) budget = Math.min(budget, here.bitrate * 0.6);
-      let target = layers.findIndex((l, i) => i > current && l.bitrate * this.o.headroom <= budget);
-      if (target < 0) target = layers.length - 1;
+      let target = renditions.findIndex((l, i) => i > current && l.bitrate * this.o.headroom <= budget);
+      if (target < 0) target = renditions.length - 1;
       this.switched(now, 'down');
       return target;
     }
@@ -130,7 +130,7 @@ export class LayerPolicy {
     this.resetLoss();
   }
 
-  /** A switch landed (the new layer's keyframe went out): the settle time starts again from here. */
+  /** A switch landed (the new rendition's keyframe went out): the settle time starts again from here. */
   switchLanded(now: number): void {
     this.lastSwitchAt = now;
     this.resetLoss();

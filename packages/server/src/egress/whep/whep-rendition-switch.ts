@@ -26,7 +26,7 @@ function after(a: number, b: number): boolean {
 }
 
 /** The video half of one viewer: which source it takes packets from, and the rewriting after switches. */
-export class LayerSwitch {
+export class RenditionSwitch {
   private current: WhepSource;
   private pending: WhepSource | undefined;
   private pendingSince = 0;
@@ -45,13 +45,15 @@ export class LayerSwitch {
   switches = 0;
 
   constructor(
-    /** The stream's source as published: first rendition, and the one whose SSRC the answer announced. */
+    /** The group's source: the one whose SSRC the answer announced (it also sends the viewer's audio). */
     private readonly origin: WhepSource,
+    /** Where the viewer's video starts (the origin, or the source's B-frame-free copy). */
+    first: WhepSource,
     private readonly viewer: RtpViewer,
     private readonly send: (packet: Buffer) => void,
     private readonly onSwitched: (to: WhepSource) => void,
   ) {
-    this.current = origin;
+    this.current = first;
   }
 
   /** The source whose video the viewer receives now. */
@@ -126,10 +128,10 @@ export class LayerSwitch {
     return packet && this.rewriteWith(packet, this.seqDelta);
   }
 
-  /** Leaves every source it takes video from. */
+  /** Leaves every source it takes video from (the viewer's owner leaves the origin's audio). */
   close(): void {
     this.cancel();
-    this.current.removeViewer(this.viewer, this.current === this.origin ? [] : ['video']);
+    this.current.removeViewer(this.viewer, ['video']);
   }
 
   private cutOver(incomingSeq: number): void {

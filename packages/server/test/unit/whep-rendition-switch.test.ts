@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { LayerSwitch } from '../../src/egress/whep/whep-layer-switch.js';
+import { RenditionSwitch } from '../../src/egress/whep/whep-rendition-switch.js';
 import type { RtpViewer, WhepSource } from '../../src/egress/whep/whep-source.js';
 import { readRtpPacket, writeRtpPacket } from '../../src/media/rtp/rtp-packet.js';
 
-/** A stand-in for a WhepSource: only what LayerSwitch reads (its SSRC, its newest video timestamp, viewers). */
+/** A stand-in for a WhepSource: only what RenditionSwitch reads (its SSRC, its newest video timestamp, viewers). */
 function fakeSource(ssrc: number): WhepSource & { lastTs: number } {
   const s = {
     lastTs: 0,
@@ -26,12 +26,12 @@ function fakeSource(ssrc: number): WhepSource & { lastTs: number } {
 
 const packet = (ssrc: number, seq: number, timestamp: number): Buffer => writeRtpPacket({ marker: true, payloadType: 102, sequenceNumber: seq, timestamp, ssrc }, Buffer.from([0x65, ssrc]));
 
-describe('WHEP layer switch', () => {
+describe('WHEP rendition switch', () => {
   it('holds the source at its keyframe until the lagging rendition sends the same one, then continues it seamlessly', () => {
     const src = fakeSource(1);
     const low = fakeSource(2);
     const out: Buffer[] = [];
-    const sw = new LayerSwitch(src, {} as RtpViewer, (p) => out.push(p), () => undefined);
+    const sw = new RenditionSwitch(src, src, {} as RtpViewer, (p: Buffer) => out.push(p), () => undefined);
     sw.onPacket(packet(1, 100, 3000), src, false);
     low.lastTs = 0; // the rendition lags
     sw.request(low);
@@ -50,7 +50,7 @@ describe('WHEP layer switch', () => {
     const src = fakeSource(1);
     const low = fakeSource(2);
     const out: Buffer[] = [];
-    const sw = new LayerSwitch(src, {} as RtpViewer, (p) => out.push(p), () => undefined);
+    const sw = new RenditionSwitch(src, src, {} as RtpViewer, (p: Buffer) => out.push(p), () => undefined);
     sw.onPacket(packet(1, 100, 3000), src, false);
     sw.request(low);
     sw.onPacket(packet(1, 101, 6000), src, true);
