@@ -29,7 +29,7 @@ if (files.length === 0) {
 }
 // Integration and end-to-end tests run real ffmpeg and Chromium: one file at a time on a 2-core machine.
 // --test-force-exit: a native library's threads (WebRTC) must not keep a finished test file's process alive.
-const args = ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-force-exit', ...files];
+const args = ['--import', 'tsx', '--test', '--test-concurrency=1', ...files];
 // As root, run everything in a private network namespace whose only interface is loopback, so no test (above
 // all WebRTC, whose ICE gathers every interface) can send a packet off this machine (DESIGN.md).
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;

@@ -27,6 +27,8 @@ Gst.init(None)
 
 VIDEO_CAPS = 'application/x-rtp,media=video,encoding-name=H264,payload=102,clock-rate=90000,packetization-mode=(string)1,profile-level-id=(string)42e01f'
 AUDIO_CAPS = 'application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000,encoding-params=(string)2'
+# What the publisher's payloader may produce (its profile-level-id comes from the encoder's SPS).
+VIDEO_SEND_CAPS = 'application/x-rtp,media=video,encoding-name=H264,payload=102'
 
 
 def wait_promise(emit, read=lambda reply: None):
@@ -58,10 +60,23 @@ def with_candidates(text, candidates):
     return '\r\n'.join(out) + '\r\n'
 
 
+def wait_for_ssrcs(webrtc):
+    """A sender's offer names its SSRCs (a=ssrc) only once its payloaders negotiated caps: wait for them (bounded).
+    Glasscast's WebRTC library routes incoming RTP to tracks by the SSRCs the offer declares."""
+    for _ in range(100):
+        pads = [p for p in webrtc.sinkpads]
+        caps = [p.get_current_caps() for p in pads]
+        if pads and all(c is not None and c.get_structure(0).has_field('ssrc') for c in caps):
+            return
+        GLib.usleep(50_000)
+
+
 def negotiate(pipe, webrtc, url, headers):
     candidates = []
     webrtc.connect('on-ice-candidate', lambda _w, index, candidate: candidates.append((index, candidate)))
     pipe.set_state(Gst.State.PLAYING)
+    if webrtc.sinkpads:
+        wait_for_ssrcs(webrtc)
     offer_text = wait_promise(lambda p: webrtc.emit('create-offer', None, p), lambda reply: reply.get_value('offer').sdp.as_text())
     wait_promise(lambda p: webrtc.emit('set-local-description', description(GstWebRTC.WebRTCSDPType.OFFER, offer_text), p))
     # Non-trickle: wait until every candidate is gathered (bounded), then put them in the offer.
@@ -135,6 +150,7 @@ def whep(url, order, seconds):
     run_for(seconds)
     with lock:
         result = dict(counts)
+    result['connectionState'] = webrtc.get_property('connection-state').value_nick
     pipe.set_state(Gst.State.NULL)
     if location:
         base = url.split('/whep/')[0]
@@ -150,7 +166,7 @@ def whip(url, key, seconds):
         'webrtcbin name=webrtc bundle-policy=max-bundle '
         'videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=360,framerate=30/1 ! videoconvert ! '
         'x264enc tune=zerolatency speed-preset=ultrafast bitrate=1000 key-int-max=30 ! video/x-h264,profile=constrained-baseline ! '
-        'rtph264pay config-interval=-1 aggregate-mode=zero-latency ! ' + VIDEO_CAPS + ' ! webrtc. '
+        'rtph264pay config-interval=-1 aggregate-mode=zero-latency ! ' + VIDEO_SEND_CAPS + ' ! webrtc. '
         'audiotestsrc is-live=true wave=sine ! audioconvert ! audioresample ! opusenc ! rtpopuspay ! ' + AUDIO_CAPS + ' ! webrtc.'
     )
     webrtc = pipe.get_by_name('webrtc')
