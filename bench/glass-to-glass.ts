@@ -1,8 +1,14 @@
 /**
  * Glass-to-glass latency of RTMP → LL-HLS in hls.js (DESIGN.md "Figures"): a publisher draws its capture time
- * into each frame as a row of black/white blocks, x264 (zerolatency, 1 s GOP) encodes it, Glasscast packages it,
- * and headless Chromium plays /watch/<name>, decoding the time from every displayed frame
- * (sampled every 4 ms). Both ends read the same system clock.
+ * into each frame as a row of black/white blocks, x264 (zerolatency, 1 s GOP, 2.5 Mb/s) encodes it with an AAC
+ * tone beside it, Glasscast packages it, and headless Chromium plays /watch/<name>, decoding the time from every
+ * displayed frame (sampled every 4 ms). Both ends read the same system clock.
+ *
+ * By default it measures what a user gets (DESIGN.md): the server's default configuration (ladder on, 333 ms
+ * parts), a 1280x720 30 fps source with AAC audio, and hls.js with its own default configuration
+ * (`/watch/<name>?hls=defaults`). Flags change one thing each for the "tuned" rows: `--size 640x360`,
+ * `--audio none`, `--ladder none`, `--hls player` (the watch page's tuning: live-edge catch-up at 1.15×),
+ * `--part-target-ms 200`.
  *
  * With `--source whip` the publisher is a browser instead: a page draws the same time code into a canvas and
  * publishes `canvas.captureStream()` from /broadcast over WHIP (the browser's own H.264 encoder), as a streamer
@@ -12,7 +18,8 @@
  * from the quality menu: the difference to the source's figure is the latency the transcoder adds.
  *
  * Prints median/p95 latency (ms), time to first frame (ms) over several page loads, and stalls.
- * Usage: npm run bench:latency [-- --protocol ll-hls|webrtc --source rtmp|whip --layer src|240p --seconds 30 --loads 5 --part-target-ms 333]
+ * Usage: npm run bench:latency [-- --protocol ll-hls|webrtc --source rtmp|whip --layer src|240p --seconds 30 --loads 5
+ *   --part-target-ms 333 --size 1280x720 --audio aac|none --ladder default|none --hls defaults|player --row default|tuned]
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -33,6 +40,11 @@ const { values: opts } = parseArgs({
     protocol: { type: 'string', default: 'll-hls' },
     source: { type: 'string', default: 'rtmp' },
     layer: { type: 'string', default: 'src' },
+    size: { type: 'string', default: '1280x720' },
+    audio: { type: 'string', default: 'aac' },
+    ladder: { type: 'string', default: 'default' },
+    hls: { type: 'string', default: 'defaults' },
+    row: { type: 'string', default: 'default' },
   },
 });
 /** The rendition watched: `src`, or a rung of a one-rung ladder made for the run (e.g. `240p`). */
@@ -42,8 +54,11 @@ const SOURCE = opts.source === 'whip' ? 'whip' : 'rtmp';
 if (PROTOCOL === 'webrtc' || SOURCE === 'whip') runInLoopbackNamespace();
 const SECONDS = Number(opts.seconds);
 const LOADS = Number(opts.loads);
-const WIDTH = 640;
-const HEIGHT = 360;
+const [WIDTH, HEIGHT] = (/^(\d{3,4})x(\d{3,4})$/.exec(opts.size!)?.slice(1) ?? ['1280', '720']).map(Number) as [number, number];
+const AUDIO = opts.audio !== 'none';
+/** The server's ladder flag: none for the default (the server's own), else the given ladder. */
+const LADDER_FLAG = LAYER !== 'src' ? ['--ladder', `${LAYER}=500k`] : opts.ladder === 'default' ? [] : ['--ladder', opts.ladder!];
+const HLS_DEFAULTS = opts.hls !== 'player';
 const FPS = 30;
 const BITS = 32;
 const BLOCK = WIDTH / BITS; // 20 px blocks in the top rows
@@ -150,7 +165,7 @@ async function main(): Promise<void> {
   const [httpPort, rtmpPort] = [await freePort(), await freePort()];
   const server = spawn(
     process.execPath,
-    ['packages/server/dist/cli.js', '--host', '127.0.0.1', '--http-port', String(httpPort), '--rtmp-port', String(rtmpPort), '--data-dir', dataDir, '--publish-auth', 'open', '--log-level', 'warn', '--part-target-ms', opts['part-target-ms']!, '--webrtc-bind-address', '127.0.0.1', '--ladder', LAYER === 'src' ? 'none' : `${LAYER}=500k`],
+    ['packages/server/dist/cli.js', '--host', '127.0.0.1', '--http-port', String(httpPort), '--rtmp-port', String(rtmpPort), '--data-dir', dataDir, '--publish-auth', 'open', '--log-level', 'warn', '--part-target-ms', opts['part-target-ms']!, '--webrtc-bind-address', '127.0.0.1', ...LADDER_FLAG],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   // Never leave the server behind, even if this process dies on an uncaught error.
@@ -160,15 +175,18 @@ async function main(): Promise<void> {
   let ticker: NodeJS.Timeout | undefined;
   let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
   let publisherPage: Page | undefined;
-  const results = { latencies: [] as number[], ttff: [] as number[], stalls: 0, frames: 0, undecodable: 0 };
+  const results = { latencies: [] as number[], ttff: [] as number[], stalls: 0, frames: 0, undecodable: 0, playing: '' };
   try {
     await waitUntil('the server', async () => (await fetch(`${base}/healthz`).catch(() => undefined))?.ok, 20_000, 100);
     if (SOURCE === 'rtmp') {
       const ff = runFfmpeg(
         [
           '-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-s', `${WIDTH}x${HEIGHT}`, '-r', String(FPS), '-i', 'pipe:0',
-          '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', String(FPS), '-keyint_min', String(FPS), '-sc_threshold', '0',
+          // A tone beside the picture, paced by the clock as the frames are (a camera and a microphone).
+          ...(AUDIO ? ['-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'] : []),
+          '-map', '0:v', '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', String(FPS), '-keyint_min', String(FPS), '-sc_threshold', '0',
           '-b:v', '2500k', '-maxrate', '2500k', '-bufsize', '2500k', '-pix_fmt', 'yuv420p',
+          ...(AUDIO ? ['-map', '1:a', '-c:a', 'aac', '-b:a', '128k', '-ar', '48000'] : []),
           '-f', 'flv', `rtmp://127.0.0.1:${rtmpPort}/live/bench`,
         ],
         { stdin: true },
@@ -208,7 +226,7 @@ async function main(): Promise<void> {
         if (msg.type() === 'error') console.error(`page console: ${msg.text()}`);
       });
       await page.addInitScript(PAGE_PROBE);
-      await page.goto(`${base}/watch/bench?protocol=${PROTOCOL}`);
+      await page.goto(`${base}/watch/bench?protocol=${PROTOCOL}${PROTOCOL === 'll-hls' && HLS_DEFAULTS ? '&hls=defaults' : ''}`);
       await waitUntil('the first frame', () => page.evaluate(() => (window as unknown as { benchFirstFrame?: number }).benchFirstFrame), 20_000, 50).catch(
         async (err: unknown) => {
           const state = await page.evaluate(() => {
@@ -227,8 +245,8 @@ async function main(): Promise<void> {
       const measureMs = load === 0 ? SECONDS * 1000 : 4000;
       await new Promise((r) => setTimeout(r, measureMs));
       const got = await page.evaluate(() => {
-        const w = window as unknown as { benchFrames: { latency: number; at: number }[]; benchFirstFrame: number; benchBad: number; glasscast: { getStats(): { stalls: number } } };
-        return { frames: w.benchFrames, first: w.benchFirstFrame, bad: w.benchBad, stalls: w.glasscast.getStats().stalls };
+        const w = window as unknown as { benchFrames: { latency: number; at: number }[]; benchFirstFrame: number; benchBad: number; glasscast: { getStats(): { stalls: number }; getQuality(): { current: string | undefined } } };
+        return { frames: w.benchFrames, first: w.benchFirstFrame, bad: w.benchBad, stalls: w.glasscast.getStats().stalls, level: w.glasscast.getQuality().current, height: document.querySelector('video')?.videoHeight };
       });
       results.ttff.push(got.first);
       if (load === 0) {
@@ -236,6 +254,7 @@ async function main(): Promise<void> {
         const t0 = got.frames[0]?.at ?? 0;
         results.latencies = got.frames.filter((f) => f.at - t0 > 3000).map((f) => f.latency);
         results.stalls = got.stalls;
+        results.playing = `${got.level ?? '?'} (${got.height ?? '?'} lines)`;
         results.frames = got.frames.length;
         results.undecodable = got.bad;
       }
@@ -253,20 +272,24 @@ async function main(): Promise<void> {
   }
   const figures = {
     bench: `${SOURCE}-to-${PROTOCOL}-glass-to-glass${LAYER === 'src' ? '' : `-${LAYER}-rendition`}`,
+    row: opts.row,
     rendition: LAYER === 'src' ? 'source' : `${LAYER} (x264 ladder, 500 kb/s)`,
-    source: SOURCE === 'rtmp' ? 'x264 veryfast zerolatency, 640x360@30, 1 s GOP, 2.5 Mb/s CBR, RTMP' : 'canvas 640x360@30 → Chromium H.264 (OpenH264) over WHIP from /broadcast',
+    source: SOURCE === 'rtmp' ? `x264 veryfast zerolatency, ${WIDTH}x${HEIGHT}@30, 1 s GOP, 2.5 Mb/s CBR, ${AUDIO ? 'AAC 128 kb/s' : 'no audio'}, RTMP` : `canvas ${WIDTH}x${HEIGHT}@30 + tone → Chromium H.264 (OpenH264) + Opus over WHIP from /broadcast`,
+    server: { ladder: LADDER_FLAG[1] ?? 'default (1080p=4500k,720p=2500k,480p=1200k@30,360p=600k@30)', partTargetMs: Number(opts['part-target-ms']) },
+    player: PROTOCOL === 'll-hls' ? (HLS_DEFAULTS ? 'hls.js defaults' : 'watch page tuning (live-edge catch-up ≤ 1.15×)') : 'Chromium WebRTC',
     partTargetMs: Number(opts['part-target-ms']),
     latencyMs: { median: quantile(results.latencies, 0.5), p95: quantile(results.latencies, 0.95), samples: results.latencies.length },
     timeToFirstFrameMs: { median: quantile(results.ttff, 0.5), max: Math.max(...results.ttff), loads: results.ttff.length },
     stalls: results.stalls,
     undecodableFrames: results.undecodable,
+    playing: results.playing,
   };
   mkdirSync('bench/results', { recursive: true });
-  writeFileSync(`bench/results/${SOURCE === 'rtmp' ? '' : 'whip-to-'}${PROTOCOL}${LAYER === 'src' ? '' : `-${LAYER}`}-latency.json`, JSON.stringify(figures, null, 2) + '\n');
+  writeFileSync(`bench/results/${SOURCE === 'rtmp' ? '' : 'whip-to-'}${PROTOCOL}${LAYER === 'src' ? '' : `-${LAYER}`}-${opts.row}-latency.json`, JSON.stringify(figures, null, 2) + '\n');
   console.log(
-    `${PROTOCOL === 'webrtc' ? 'WebRTC (WHEP)' : 'LL-HLS (hls.js)'} glass-to-glass, ${SOURCE === 'rtmp' ? 'RTMP (x264)' : 'WHIP (browser)'} source, ${figures.rendition} rendition, headless Chromium: median ${figures.latencyMs.median} ms, p95 ${figures.latencyMs.p95} ms ` +
+    `[${opts.row}] ${PROTOCOL === 'webrtc' ? 'WebRTC (WHEP)' : `LL-HLS (${figures.player})`} glass-to-glass, ${SOURCE === 'rtmp' ? `RTMP (x264 ${WIDTH}x${HEIGHT}${AUDIO ? ' + AAC' : ''})` : 'WHIP (browser)'} source, ladder ${figures.server.ladder}, ${figures.rendition} rendition, headless Chromium: median ${figures.latencyMs.median} ms, p95 ${figures.latencyMs.p95} ms ` +
       `over ${figures.latencyMs.samples} frames; time to first frame median ${Math.round(figures.timeToFirstFrameMs.median)} ms ` +
-      `(max ${Math.round(figures.timeToFirstFrameMs.max)} ms, ${LOADS} loads); stalls ${figures.stalls}; undecodable frames ${figures.undecodableFrames}`,
+      `(max ${Math.round(figures.timeToFirstFrameMs.max)} ms, ${LOADS} loads); stalls ${figures.stalls}; undecodable frames ${figures.undecodableFrames}; played ${figures.playing}`,
   );
 }
 

@@ -26,6 +26,11 @@ export interface PlayerOptions {
   protocol?: 'auto' | 'webrtc' | 'll-hls';
   /** How long WebRTC may take to show a first frame before falling back, ms. Default 4000. */
   webrtcTimeoutMs?: number;
+  /**
+   * Run hls.js with the library's own defaults instead of this player's tuning (which chases the live edge at up
+   * to 1.15× speed): what any hls.js page gets. For benchmarks. Default false.
+   */
+  hlsDefaults?: boolean;
 }
 
 /** One quality a viewer can pick: the stream as published (`src`) or a rendition (`720p`, …). */
@@ -215,14 +220,18 @@ export class GlasscastPlayer {
       this.video.addEventListener('playing', () => this.setState('playing'), { once: true });
       return;
     }
-    const hls = new Hls({
-      lowLatencyMode: true,
-      backBufferLength: 30,
-      // Chase the live edge gently when we drift behind (e.g. after a stall).
-      maxLiveSyncPlaybackRate: 1.15,
-      liveDurationInfinity: true,
-      manifestLoadingMaxRetry: 2,
-    });
+    const hls = new Hls(
+      this.options.hlsDefaults
+        ? {}
+        : {
+            lowLatencyMode: true,
+            backBufferLength: 30,
+            // Chase the live edge gently when we drift behind (e.g. after a stall).
+            maxLiveSyncPlaybackRate: 1.15,
+            liveDurationInfinity: true,
+            manifestLoadingMaxRetry: 2,
+          },
+    );
     this.hls = hls;
     hls.on(Hls.Events.ERROR, (_event, data) => {
       if (!data.fatal) return;

@@ -22,10 +22,13 @@ const LABELS: Record<PlayerState, [string, string]> = {
   ended: ['Ended', 'The stream has ended.'],
 };
 
-const forced = new URLSearchParams(window.location.search).get('protocol');
+const query = new URLSearchParams(window.location.search);
+const forced = query.get('protocol');
 const player = new GlasscastPlayer(video, {
   stream: name,
   protocol: forced === 'webrtc' || forced === 'll-hls' ? forced : 'auto',
+  // `?hls=defaults`: hls.js with the library's defaults (benchmarks compare what any hls.js page gets).
+  hlsDefaults: query.get('hls') === 'defaults',
   onStateChange(state) {
     const [label, text] = LABELS[state];
     badge.textContent = label;

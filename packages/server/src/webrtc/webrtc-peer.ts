@@ -227,20 +227,30 @@ let lastProbe: { at: number; ok: boolean } | undefined;
 /** Health probes are at most this often, ms (each creates and closes a peer connection). */
 const PROBE_INTERVAL_MS = 10_000;
 
-/** Marks one more owner of the library (a server); pair with {@link releaseWebRtc}. */
+/** How long after the last owner let go the library is released, ms (callbacks of closing peers drain first). */
+const RELEASE_DELAY_MS = 200;
+
+/**
+ * Marks one more owner of the library: a server, or anything else in the process that makes peer connections
+ * (test clients); pair with {@link releaseWebRtc}.
+ */
 export function retainWebRtc(): void {
   retained++;
 }
 
 /**
- * Drops one owner; the last one releases the library's global resources (its threads and the handles that keep
- * Node's event loop alive), so a process whose servers closed ends by itself. The library starts again on the
- * next peer.
+ * Drops one owner; shortly after the last one, the library's global resources are released (its threads and
+ * the handles that keep Node's event loop alive), so a process whose servers and clients closed ends by itself.
+ * Releasing while any peer connection of the process is still in use would crash the library: every owner
+ * retains it first. The library starts again on the next peer.
  */
 export function releaseWebRtc(): void {
   if (retained === 0) return;
   retained--;
-  if (retained === 0) nodeDataChannel.cleanup();
+  if (retained > 0) return;
+  setTimeout(() => {
+    if (retained === 0) nodeDataChannel.cleanup();
+  }, RELEASE_DELAY_MS);
 }
 
 /**

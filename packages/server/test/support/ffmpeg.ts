@@ -88,19 +88,21 @@ export async function ffprobeJson(args: string[], timeoutMs = 30_000): Promise<u
 /**
  * A 1080p30 clip as OBS would send it (x264 veryfast High with B-frames, 6 Mb/s, keyframe every 2 s, AAC 48 kHz
  * stereo), 12 s of a moving test pattern, encoded once into the temp directory and reused (tests and benches
- * stream-copy it so an encoder does not compete with the ladder for the 2 cores).
+ * stream-copy it so an encoder does not compete with the ladder for the 2 cores). `bFrames: false` makes the same
+ * clip without B-frames (x264's zerolatency-like `-bf 0`): its stream needs no B-frame-free copy for WebRTC.
  */
-export async function ladderSourceClip(): Promise<string> {
+export async function ladderSourceClip(options: { bFrames?: boolean } = {}): Promise<string> {
   const { existsSync, renameSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');
-  const file = join(tmpdir(), 'glasscast-1080p30-v1.mp4');
+  const bFrames = options.bFrames ?? true;
+  const file = join(tmpdir(), bFrames ? 'glasscast-1080p30-v1.mp4' : 'glasscast-1080p30-nobf-v1.mp4');
   if (existsSync(file)) return file;
   const partial = `${file}.${process.pid}.tmp.mp4`;
   const ff = runFfmpeg([
     '-f', 'lavfi', '-i', 'testsrc2=size=1920x1080:rate=30',
     '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
-    '-t', '12', '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'high', '-pix_fmt', 'yuv420p', '-bf', '2',
+    '-t', '12', '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'high', '-pix_fmt', 'yuv420p', '-bf', bFrames ? '2' : '0',
     '-b:v', '6000k', '-maxrate', '6000k', '-bufsize', '6000k', '-g', '60', '-keyint_min', '60', '-sc_threshold', '0',
     '-c:a', 'aac', '-b:a', '160k', '-ac', '2', '-movflags', '+faststart', '-y', partial,
   ]);

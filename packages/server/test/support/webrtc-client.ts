@@ -4,6 +4,7 @@
  * send RTCP (e.g. a NACK) back.
  */
 import nodeDataChannel from 'node-datachannel';
+import { releaseWebRtc, retainWebRtc } from '../../src/webrtc/webrtc-peer.js';
 import { writeNack } from '../../src/media/rtp/rtcp.js';
 import { readRtpPacket } from '../../src/media/rtp/rtp-packet.js';
 
@@ -38,6 +39,8 @@ export class WhepTestClient {
    * but none crosses into JavaScript (load benchmarks, where thousands of callbacks a second would dominate).
    */
   constructor(private readonly options: { videoCodecs?: 'h264' | 'vp8'; listen?: boolean } = {}) {
+    // The process's WebRTC library stays up while this client lives (the server releases it when it stops).
+    retainWebRtc();
     this.init();
   }
 
@@ -148,6 +151,11 @@ export class WhepTestClient {
   async close(): Promise<void> {
     if (this.location) await fetch(this.location, { method: 'DELETE' }).catch(() => undefined);
     this.location = undefined;
+    if (this.closed) return;
+    this.closed = true;
     this.pc.close();
+    releaseWebRtc();
   }
+
+  private closed = false;
 }

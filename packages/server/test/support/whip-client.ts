@@ -8,6 +8,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 import nodeDataChannel from 'node-datachannel';
+import { releaseWebRtc, retainWebRtc } from '../../src/webrtc/webrtc-peer.js';
 import { readRtcpFeedback } from '../../src/media/rtp/rtcp.js';
 import { runFfmpeg, type FfmpegProcess } from './ffmpeg.js';
 
@@ -42,6 +43,8 @@ export class WhipTestClient {
   private open = false;
 
   constructor() {
+    // The process's WebRTC library stays up while this client lives (the server releases it when it stops).
+    retainWebRtc();
     this.init();
   }
 
@@ -179,6 +182,11 @@ export class WhipTestClient {
   /** Stops media and closes the connection without DELETE (a publisher that vanishes). */
   async close(): Promise<void> {
     await this.stopMedia();
+    if (this.closed) return;
+    this.closed = true;
     this.pc.close();
+    releaseWebRtc();
   }
+
+  private closed = false;
 }
