@@ -81,6 +81,8 @@ interface StatusResponse {
   playable: boolean;
   webrtc: boolean;
   playback: { hls: string; whep: string };
+  /** Codec strings of the stream's tracks (absent from older servers). */
+  tracks?: { video: string | null; audio: string | null };
 }
 
 
@@ -137,7 +139,8 @@ export class GlasscastPlayer {
         const status = (await res.json()) as StatusResponse;
         const mode = this.options.protocol ?? 'auto';
         if (status.webrtc && mode !== 'll-hls' && !this.webrtcFailed) {
-          if (await this.playWebRtc(`${this.base}${status.playback.whep}`)) return;
+          const audioOnly = status.tracks !== undefined && status.tracks.video === null;
+          if (await this.playWebRtc(`${this.base}${status.playback.whep}`, audioOnly)) return;
           if (mode === 'webrtc') {
             this.schedulePoll();
             return;
@@ -155,8 +158,8 @@ export class GlasscastPlayer {
     this.schedulePoll();
   }
 
-  /** Tries WHEP; resolves true once frames flow, false (after cleaning up) when it cannot. */
-  private async playWebRtc(url: string): Promise<boolean> {
+  /** Tries WHEP; resolves true once frames (or, for an audio-only stream, audio packets) flow, false (after cleaning up) when it cannot. */
+  private async playWebRtc(url: string, audioOnly = false): Promise<boolean> {
     this.setState('connecting', 'webrtc');
     let conn: WhepConnection;
     try {
@@ -171,13 +174,23 @@ export class GlasscastPlayer {
     void this.video.play().catch(() => undefined);
     const firstFrame = await new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), this.options.webrtcTimeoutMs ?? 4000);
+      const flowing = async (): Promise<boolean> => {
+        if (!audioOnly) return this.video.readyState >= 2 && this.video.videoWidth > 0;
+        let packets = 0;
+        (await conn.pc.getStats()).forEach((r: { type?: string; kind?: string; packetsReceived?: number }) => {
+          if (r.type === 'inbound-rtp' && r.kind === 'audio') packets += r.packetsReceived ?? 0;
+        });
+        return packets > 0;
+      };
       const check = (): void => {
-        if (this.video.readyState >= 2 && this.video.videoWidth > 0) {
-          clearTimeout(timer);
-          resolve(true);
-        } else if (this.whep === conn) {
-          setTimeout(check, 50);
-        }
+        void flowing().then((ok) => {
+          if (ok) {
+            clearTimeout(timer);
+            resolve(true);
+          } else if (this.whep === conn) {
+            setTimeout(check, 50);
+          }
+        });
       };
       check();
     });

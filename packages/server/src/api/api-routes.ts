@@ -29,6 +29,8 @@ export interface StreamStatus {
   /** True when WHEP (WebRTC) playback is offered now. */
   webrtc: boolean;
   playback: { hls: string; whep: string; watch: string };
+  /** Codec strings (RFC 6381) of the current (or last) publisher session's tracks; null for a missing kind. */
+  tracks: { video: string | null; audio: string | null };
   /** WebRTC viewers now and their counters (see `WhepServer.streamStats`). */
   webrtcStats: WhepStreamStats;
   /** Ladder renditions playable now besides the source: name (`720p`), size, target bits/s and LL-HLS media playlist. */
@@ -97,6 +99,10 @@ function status(deps: ApiDeps, name: string): StreamStatus {
       hls: `/hls/${encodeURIComponent(name)}/index.m3u8`,
       whep: `/whep/${encodeURIComponent(name)}`,
       watch: `/watch/${encodeURIComponent(name)}`,
+    },
+    tracks: {
+      video: stream?.tracks.find((t) => t.kind === 'video')?.info.codecString ?? null,
+      audio: stream?.tracks.find((t) => t.kind === 'audio')?.info.codecString ?? null,
     },
     webrtcStats: deps.whep.streamStats(name),
     renditions: deps.llhls.renditions(name).map(({ info }) => ({

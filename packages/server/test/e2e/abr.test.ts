@@ -182,7 +182,9 @@ describe('ABR in headless Chromium', { timeout: 300_000, skip: isolated ? false 
           const f = await figures(page);
           const h = f.quality.levels.find((l) => l.id === f.quality.current)?.height ?? Infinity;
           return h < startHeight && f.height < startHeight ? f : undefined;
-        }, 30_000, 250);
+        }, 30_000, 250).catch(async (err: Error) => {
+          throw new Error(`${err.message} (from ${startLevel}, ${startHeight} lines)\n${await page.evaluate('JSON.stringify(window.__hlsTrace())')}`);
+        });
         const settled = await waitUntil('3 s more', async () => {
           const f = await figures(page);
           return f.frames >= after.frames + 90 ? f : undefined;

@@ -101,6 +101,21 @@ describe('LL-HLS muxer', () => {
     m.close();
   });
 
+  it('announces a peak BANDWIDTH from whole segments, not from one cut short by a restart', () => {
+    const m = newMuxer();
+    const big = (i: number) => ({ ...frame(i), payload: [Buffer.concat([Buffer.from([i % 30 === 0 ? 0x65 : 0x41]), Buffer.alloc(i % 30 === 0 ? 20_000 : 2_000)])] });
+    for (let i = 0; i < 30 * 6; i++) m.onAccessUnit(big(i));
+    const steady = m.bandwidth()!.peak;
+    // The publisher (or a transcoder) restarts right after a keyframe: a 2-frame segment with a 20 kB keyframe.
+    m.onAccessUnit(big(180));
+    m.onAccessUnit(big(181));
+    m.onPublisherLost();
+    const short = m.snapshot().segments.filter((x) => x.complete).at(-1)!;
+    assert.ok(short.duration < 0.1, `a short segment was cut (${short.duration} s)`);
+    assert.ok(m.bandwidth()!.peak < steady * 1.2, `peak ${Math.round(m.bandwidth()!.peak)} b/s stays near ${Math.round(steady)} b/s`);
+    m.close();
+  });
+
   it('cuts a rendition’s segments where its leader cut them; the rendition’s extra keyframes start independent parts', () => {
     const log = silentLogger;
     const options = { partTargetMs: 333, segmentTargetMs: 2000, windowSegments: 5 };

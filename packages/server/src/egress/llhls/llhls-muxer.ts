@@ -383,7 +383,10 @@ export class LlHlsMuxer implements StreamSink {
     seg.duration = seg.parts.reduce((n, p) => n + p.duration, 0);
     seg.bytes = Buffer.concat(seg.parts.map((p) => p.bytes!));
     this.maxSegmentDuration = Math.max(this.maxSegmentDuration, seg.duration);
-    this.peakBitrate = Math.max(this.peakBitrate, (seg.bytes.length * 8) / Math.max(seg.duration, 0.001));
+    // BANDWIDTH is the peak segment bitrate (RFC 8216bis §4.4.6.2), but a segment cut short (its publisher or
+    // transcoder restarted: a keyframe and a few pictures) says nothing about the rate: it would announce many
+    // times the real one and steer players away from this variant. Short segments count toward the average only.
+    if (seg.duration * 1000 >= this.options.segmentTargetMs / 2) this.peakBitrate = Math.max(this.peakBitrate, (seg.bytes.length * 8) / seg.duration);
     this.segments.push(seg);
     while (this.segments.length > this.options.windowSegments) {
       const old = this.segments.shift()!;
