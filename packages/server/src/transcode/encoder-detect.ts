@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { Logger } from '../core/logger.js';
-import { ffmpegPath } from './ffmpeg-path.js';
+import { ffmpegPath, trackChild } from './ffmpeg-path.js';
 
 /** Encoders the ladder knows how to drive. */
 export type VideoEncoderKind = 'nvenc' | 'vaapi' | 'qsv' | 'libx264';
@@ -42,7 +42,8 @@ export function probeArgs(kind: VideoEncoderKind): string[] {
 export function probeEncoder(kind: VideoEncoderKind): Promise<string | undefined> {
   if (kind === 'vaapi' && !existsSync(VAAPI_DEVICE)) return Promise.resolve(`no ${VAAPI_DEVICE}`);
   return new Promise((resolve) => {
-    execFile(
+    // A one-frame run with a timeout; tracked like every ffmpeg child, so Node's exit kills it too.
+    const child = execFile(
       ffmpegPath(),
       ['-hide_banner', '-loglevel', 'error', '-nostdin', ...probeArgs(kind)],
       { timeout: PROBE_TIMEOUT_MS, killSignal: 'SIGKILL' },
@@ -53,6 +54,7 @@ export function probeEncoder(kind: VideoEncoderKind): Promise<string | undefined
         resolve((first?.replace(/^\[[^\]]*\]\s*/, '') ?? err.message).slice(0, 160));
       },
     );
+    trackChild(child);
   });
 }
 
