@@ -22,6 +22,7 @@
  *   --part-target-ms 333 --size 1280x720 --audio aac|none --ladder default|none --hls defaults|player --row default|tuned]
  */
 import { spawn } from 'node:child_process';
+import type { Writable } from 'node:stream';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,6 +46,7 @@ const { values: opts } = parseArgs({
     ladder: { type: 'string', default: 'default' },
     hls: { type: 'string', default: 'defaults' },
     row: { type: 'string', default: 'default' },
+    'server-log': { type: 'string', default: 'warn' },
   },
 });
 /** The rendition watched: `src`, or a rung of a one-rung ladder made for the run (e.g. `240p`). */
@@ -165,8 +167,8 @@ async function main(): Promise<void> {
   const [httpPort, rtmpPort] = [await freePort(), await freePort()];
   const server = spawn(
     process.execPath,
-    ['packages/server/dist/cli.js', '--host', '127.0.0.1', '--http-port', String(httpPort), '--rtmp-port', String(rtmpPort), '--data-dir', dataDir, '--publish-auth', 'open', '--log-level', 'warn', '--part-target-ms', opts['part-target-ms']!, '--webrtc-bind-address', '127.0.0.1', ...LADDER_FLAG],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
+    ['packages/server/dist/cli.js', '--host', '127.0.0.1', '--http-port', String(httpPort), '--rtmp-port', String(rtmpPort), '--data-dir', dataDir, '--publish-auth', 'open', '--log-level', opts['server-log']!, '--part-target-ms', opts['part-target-ms']!, '--webrtc-bind-address', '127.0.0.1', ...LADDER_FLAG],
+    { stdio: ['ignore', opts['server-log'] === 'warn' ? 'ignore' : 'inherit', 'inherit'] },
   );
   // Never leave the server behind, even if this process dies on an uncaught error.
   process.once('exit', () => server.kill('SIGKILL'));
@@ -182,23 +184,41 @@ async function main(): Promise<void> {
       const ff = runFfmpeg(
         [
           '-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-s', `${WIDTH}x${HEIGHT}`, '-r', String(FPS), '-i', 'pipe:0',
-          // A tone beside the picture, paced by the clock as the frames are (a camera and a microphone).
-          ...(AUDIO ? ['-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'] : []),
+          // A tone beside the picture, written by the same clock as the frames (a camera and a microphone). (A
+          // `-re` lavfi tone is paced by ffmpeg's own clock: its FLV muxer then holds every picture ~270 ms
+          // waiting for audio to interleave — a publisher artefact that would dominate the figures.)
+          ...(AUDIO ? ['-f', 's16le', '-ar', '48000', '-ac', '2', '-i', 'pipe:3'] : []),
           '-map', '0:v', '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', String(FPS), '-keyint_min', String(FPS), '-sc_threshold', '0',
           '-b:v', '2500k', '-maxrate', '2500k', '-bufsize', '2500k', '-pix_fmt', 'yuv420p',
           ...(AUDIO ? ['-map', '1:a', '-c:a', 'aac', '-b:a', '128k', '-ar', '48000'] : []),
+          ...(process.env['BENCH_PUBLISHER_ARGS']?.split(' ').filter(Boolean) ?? []),
           '-f', 'flv', `rtmp://127.0.0.1:${rtmpPort}/live/bench`,
         ],
-        { stdin: true },
+        { stdin: true, pipes: AUDIO ? 1 : 0 },
       );
       publisher = ff;
       ff.child.stdin!.on('error', () => undefined); // ffmpeg exiting shows up below as no frames
+      const pcm = AUDIO ? (ff.child.stdio[3] as Writable) : undefined;
+      pcm?.on('error', () => undefined);
       let n = 0;
+      let samples = 0;
       const start = Date.now();
       ticker = setInterval(() => {
-        // Frames are paced by the wall clock; each carries the time it was "captured".
-        const due = Math.floor(((Date.now() - start) * FPS) / 1000);
+        // Frames and samples are paced by the wall clock; each frame carries the time it was "captured".
+        const elapsed = Date.now() - start;
+        const due = Math.floor((elapsed * FPS) / 1000);
         while (n <= due && ff.child.stdin!.writable) ff.child.stdin!.write(frame(Date.now(), n++));
+        const dueSamples = elapsed * 48;
+        if (pcm?.writable && dueSamples > samples) {
+          const block = Buffer.alloc((dueSamples - samples) * 4);
+          for (let i = 0; i < dueSamples - samples; i++) {
+            const v = Math.round(8000 * Math.sin((2 * Math.PI * 440 * (samples + i)) / 48_000));
+            block.writeInt16LE(v, i * 4);
+            block.writeInt16LE(v, i * 4 + 2);
+          }
+          samples = dueSamples;
+          pcm.write(block);
+        }
       }, 5);
       browser = await launchChromium();
     } else {
@@ -265,6 +285,7 @@ async function main(): Promise<void> {
     await publisherPage?.click('#stop').catch(() => undefined);
     await browser?.close();
     publisher?.child.stdin!.end();
+    (publisher?.child.stdio[3] as Writable | null | undefined)?.end();
     await publisher?.stop('SIGKILL');
     server.kill('SIGTERM');
     if (server.exitCode === null) await new Promise((r) => server.once('exit', r));

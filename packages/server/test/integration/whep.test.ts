@@ -34,7 +34,7 @@ describe('WHEP with a non-browser WebRTC client', { timeout: 240_000, skip: isol
     await server?.stop();
   });
 
-  it('receives H.264 that ffmpeg decodes and Opus with 20 ms timing', async () => {
+  it('receives H.264 that ffmpeg decodes and Opus timed packet by packet', async () => {
     const client = new WhepTestClient();
     try {
       const res = await client.connect(url);
@@ -64,7 +64,7 @@ describe('WHEP with a non-browser WebRTC client', { timeout: 240_000, skip: isol
       // The first access unit a viewer gets is a keyframe with SPS/PPS (fast join from the cached GOP).
       assert.equal(depacketizeH264([video[0]!.payload])[0]![0]! & 0x1f, 7);
 
-      // Audio: Opus packets, 960 samples apart.
+      // Audio: Opus packets, each one's duration apart (10 ms frames from the audio job).
       const audio = client.packets.filter((p) => p.kind === 'audio');
       assert.ok(audio.length > 100, `audio packets: ${audio.length}`);
       for (let i = 1; i < Math.min(audio.length, 50); i++) {

@@ -19,10 +19,11 @@ export interface FfmpegProcess {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** Spawns ffmpeg with `args`. */
-export function runFfmpeg(args: string[], options: { stdin?: boolean } = {}): FfmpegProcess {
+/** Spawns ffmpeg with `args`; `stdin` gives it a writable stdin, `pipes` more writable inputs as fd 3, 4, … (`pipe:3`). */
+export function runFfmpeg(args: string[], options: { stdin?: boolean; pipes?: number } = {}): FfmpegProcess {
+  const extra = new Array<'pipe'>(options.pipes ?? 0).fill('pipe');
   const child = spawn(FFMPEG, ['-hide_banner', '-loglevel', 'warning', '-nostdin', ...args], {
-    stdio: [options.stdin ? 'pipe' : 'ignore', 'ignore', 'pipe'],
+    stdio: [options.stdin ? 'pipe' : 'ignore', 'ignore', 'pipe', ...extra],
   });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => {

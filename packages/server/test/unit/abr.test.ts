@@ -181,9 +181,18 @@ describe('WebRTC rendition policy', () => {
   it('follows REMB down once past its warm-up, never below the last rendition', () => {
     const p = new RenditionPolicy(0);
     assert.equal(p.onReport(3000, { remb: 300_000 }, renditions, 0), undefined, 'the browser’s starting guess is ignored');
-    assert.equal(p.onReport(7000, { remb: 1_500_000 }, renditions, 0), 2);
-    assert.equal(p.onReport(12_000, { remb: 100_000 }, renditions, 2), 3);
-    assert.equal(p.onReport(20_000, { remb: 100_000 }, renditions, 3), undefined, 'already at the bottom');
+    assert.equal(p.onReport(7000, { remb: 4_000_000 }, renditions, 0), 1, '4 Mb/s under a 6 Mb/s source: 2.5 Mb/s fits');
+    assert.equal(p.onReport(12_000, { remb: 1_500_000 }, renditions, 1), 2);
+    assert.equal(p.onReport(13_000, { remb: 1_500_000, fractionLost: 0.01 }, renditions, 2), undefined, 'settling');
+    assert.equal(p.onReport(16_000, { remb: 100_000, nackFraction: 0.01 }, renditions, 2), 3, 'far below, but with loss: believed');
+    assert.equal(p.onReport(20_000, { remb: 100_000, fractionLost: 0.01 }, renditions, 3), undefined, 'already at the bottom');
+  });
+
+  it('does not believe a REMB far below what arrives without loss (an estimator misled by uneven sending)', () => {
+    const p = new RenditionPolicy(0);
+    // 22 kb/s while a 6 Mb/s source arrives whole: what Chromium reported on loopback with both cores busy.
+    for (let t = 7000; t < 30_000; t += 1000) assert.equal(p.onReport(t, { remb: 22_000, fractionLost: 0, nackFraction: 0 }, renditions, 0), undefined, `at ${t} ms`);
+    assert.equal(p.onReport(30_000, { remb: 22_000, nackFraction: 0.05 }, renditions, 0), 3, 'the first loss makes it credible: down to what fits');
   });
 
   it('probes up one rendition after a quiet period, and waits twice as long after a failed probe', () => {

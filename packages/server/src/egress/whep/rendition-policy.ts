@@ -13,6 +13,10 @@
  *   REMB is capped near 1.5× what it receives, so it cannot prove room for a rendition twice as big: going up is a
  *   probe, and a probe that fails (a down switch soon after) doubles the quiet period before the next one.
  * - REMB is ignored for the first seconds of a viewer: the browser's estimator starts from a fixed guess.
+ * - A REMB far below what the viewer receives without loss is not believed: a link that carried only that much
+ *   would lose most of what is sent. Without a send-time header extension the browser estimates delay from RTP
+ *   timestamps, and a busy sender (or transcoder) whose frames leave unevenly makes it collapse to tens of kb/s
+ *   on a perfect network (seen here on loopback). With loss in the last seconds it is believed again.
  */
 
 /** A rendition as the policy sees it: its bitrate, bits/s. Renditions are ordered best (highest bitrate) first. */
@@ -32,6 +36,13 @@ export interface RenditionPolicyOptions {
   headroom?: number;
   /** REMB is ignored this long after the viewer starts, ms (default 6 000). */
   rembWarmupMs?: number;
+  /**
+   * A REMB below this share of the current rendition's bitrate needs loss (RR or NACKs) in the last
+   * `lossEvidenceMs` to be believed (default 0.4).
+   */
+  rembCredibleRatio?: number;
+  /** How recent loss must be to confirm a very low REMB, ms (default 3 000). */
+  lossEvidenceMs?: number;
   /** Quiet time before the first probe up, ms (default 8 000); doubles after a failed probe, up to 64 000. */
   upAfterMs?: number;
   /** No decision this long after the viewer starts, ms (default 2 500). */
@@ -50,6 +61,8 @@ export class RenditionPolicy {
   private lossyReports = 0;
   private lossyNackWindows = 0;
   private lastLossAt = -Infinity;
+  /** Last report that showed any loss at all (RR or NACKs), ms. */
+  private lastAnyLossAt = -Infinity;
   private remb: number | undefined;
 
   constructor(now: number, options: RenditionPolicyOptions = {}) {
@@ -57,6 +70,8 @@ export class RenditionPolicy {
       lossyFraction: options.lossyFraction ?? 0.1,
       severeFraction: options.severeFraction ?? 0.25,
       rembDownRatio: options.rembDownRatio ?? 0.8,
+      rembCredibleRatio: options.rembCredibleRatio ?? 0.4,
+      lossEvidenceMs: options.lossEvidenceMs ?? 3_000,
       headroom: options.headroom ?? 1.15,
       rembWarmupMs: options.rembWarmupMs ?? 6_000,
       upAfterMs: options.upAfterMs ?? 8_000,
@@ -82,6 +97,7 @@ export class RenditionPolicy {
   onReport(now: number, report: { fractionLost?: number; nackFraction?: number; remb?: number }, renditions: readonly PolicyRendition[], current: number, switching = false): number | undefined {
     if (report.remb !== undefined && now - this.startedAt >= this.o.rembWarmupMs) this.remb = report.remb;
     let severe = false;
+    if ((report.fractionLost ?? 0) > 0 || (report.nackFraction ?? 0) > 0) this.lastAnyLossAt = now;
     if (report.fractionLost !== undefined) {
       if (report.fractionLost > this.o.lossyFraction) {
         this.lossyReports++;
@@ -105,10 +121,11 @@ export class RenditionPolicy {
     const here = renditions[current];
     if (!here || switching || now - this.startedAt < this.o.startMs || now - this.lastSwitchAt < this.o.settleMs) return undefined;
     const lossy = severe || this.lossyReports >= 2 || this.lossyNackWindows >= 2;
-    const starved = this.remb !== undefined && this.remb < here.bitrate * this.o.rembDownRatio;
+    const credible = this.remb !== undefined && (this.remb >= here.bitrate * this.o.rembCredibleRatio || now - this.lastAnyLossAt <= this.o.lossEvidenceMs);
+    const starved = credible && this.remb! < here.bitrate * this.o.rembDownRatio;
     if ((lossy || starved) && current < renditions.length - 1) {
       // Fit the estimate; with loss and no usable estimate, at most 60 % of what does not get through now.
-      let budget = this.remb ?? Infinity;
+      let budget = credible ? this.remb! : Infinity;
       if (lossy) budget = Math.min(budget, here.bitrate * 0.6);
       let target = renditions.findIndex((l, i) => i > current && l.bitrate * this.o.headroom <= budget);
       if (target < 0) target = renditions.length - 1;
@@ -116,7 +133,7 @@ export class RenditionPolicy {
       return target;
     }
     const quiet = now - Math.max(this.lastSwitchAt, this.lastLossAt) >= this.upWaitMs;
-    const roomy = this.remb === undefined || this.remb >= here.bitrate;
+    const roomy = this.remb === undefined || this.remb >= here.bitrate || !credible;
     if (current > 0 && quiet && roomy) {
       this.switched(now, 'up');
       return current - 1;

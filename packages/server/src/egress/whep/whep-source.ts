@@ -15,6 +15,7 @@ import type { RenditionRole } from '../../core/stream.js';
 import type { SessionStart, StreamSink } from '../../core/subscriber.js';
 import type { Track } from '../../core/track.js';
 import { parseAvcConfig } from '../../media/codecs/h264.js';
+import { opusPacketSamples } from '../../media/formats/ogg.js';
 import { packetizeH264 } from '../../media/rtp/h264-packetizer.js';
 import { writeSenderReport } from '../../media/rtp/rtcp.js';
 import { writeRtpPacket } from '../../media/rtp/rtp-packet.js';
@@ -316,7 +317,9 @@ export class WhepSource implements StreamSink {
   private sendOpus(timestamp: number, payload: Buffer): void {
     if (this.closed) return;
     const state = this.rtp.audio;
-    const packet = writeRtpPacket({ payloadType: state.payloadType, sequenceNumber: state.sequence++ & 0xffff, timestamp: this.rtpTimestamp(state, timestamp, 960), ssrc: state.ssrc, marker: false }, payload);
+    // After a publisher's return the timeline continues one packet after the last one (10 or 20 ms of Opus).
+    const step = payload.length > 0 ? opusPacketSamples(payload) : 960;
+    const packet = writeRtpPacket({ payloadType: state.payloadType, sequenceNumber: state.sequence++ & 0xffff, timestamp: this.rtpTimestamp(state, timestamp, step), ssrc: state.ssrc, marker: false }, payload);
     this.emit('audio', [packet], false);
   }
 
