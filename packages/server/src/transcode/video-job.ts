@@ -100,7 +100,9 @@ const SPEED_WARMUP_MS = 2_500;
 /** Length of a speed-measuring window, ms. */
 const SPEED_WINDOW_MS = 2_000;
 /** A window behind with at least this lag (ms) counts; below it, a slow window is jitter. */
-const MIN_BEHIND_LAG_MS = 600;
+const MIN_BEHIND_LAG_MS = 800;
+/** Windows behind in a row before work is shed (a single slow window is a passing spike of another process). */
+const BEHIND_WINDOWS = 2;
 /** Shed until the modelled cost is at most this share of what the measured speed affords. */
 const SHED_MARGIN = 0.85;
 /** Frame-rate cap of the shedding step, frames/s. */
@@ -303,6 +305,8 @@ export class VideoJob {
   private latestInputPts = -Infinity;
   private latestOutputPts = -Infinity;
   private window: SpeedWindow | undefined;
+  /** Measuring windows in a row that were behind. */
+  private behindWindows = 0;
   private readonly measured = { speed: undefined as number | undefined, lagMs: undefined as number | undefined };
   private readonly counters = { framesIn: 0, framesOut: 0, shedSteps: 0 };
 
@@ -425,6 +429,7 @@ export class VideoJob {
     this.latestInputPts = -Infinity;
     this.latestOutputPts = -Infinity;
     this.window = undefined;
+    this.behindWindows = 0;
     // The run's outputs in the order of its pipes (largest first, as videoJobArgs orders them).
     const ordered = [...plan.outputs].sort((a, b) => b.height - a.height);
     this.outputs = ordered.map((o) => ({ plan: o, reader: new FlvStreamReader(), track: undefined }));
@@ -531,8 +536,10 @@ export class VideoJob {
     const speed = output / input;
     this.measured.speed = Math.round(speed * 1000) / 1000;
     const lag = this.measured.lagMs ?? 0;
+    const slow = speed < (this.options.minSpeed ?? 0.95) && lag > MIN_BEHIND_LAG_MS;
+    this.behindWindows = slow ? this.behindWindows + 1 : 0;
     if (lag > (this.options.maxLagMs ?? 3_000)) this.behind(`${lag} ms from source picture to its copy`, speed);
-    else if (speed < (this.options.minSpeed ?? 0.95) && lag > MIN_BEHIND_LAG_MS) this.behind(`${speed.toFixed(2)}× real time with ${lag} ms lag`, speed);
+    else if (this.behindWindows >= BEHIND_WINDOWS) this.behind(`${speed.toFixed(2)}× real time with ${lag} ms lag`, speed);
   }
 
   /**

@@ -167,16 +167,18 @@ describe('ABR in headless Chromium', { timeout: 300_000, skip: isolated ? false 
         const startLevel = before.quality.current;
         const startHeight = before.quality.levels.find((l) => l.id === startLevel)?.height ?? 0;
 
-        // The network drops to 6 Mb/s (DevTools protocol): just below the source's rate (~6.2 Mb/s with audio), so
-        // its parts still arrive in about real time while hls.js waits for the segment boundary where it switches
-        // level, and well above 720p's (~2.7 Mb/s). hls.js's estimate is reset to 4.5 Mb/s (720p fits, the source
-        // does not), as after a slow stretch: from then on it is what it measures, which stays below the source's
-        // rate, instead of the loopback's hundreds of Mb/s decaying for many seconds. (Reset lower, hls.js first
-        // drops to 360p and then climbs to 720p, re-fetching the segment's last second twice: a stall risk.)
+        // The network drops to 6.5 Mb/s (DevTools protocol): below what the source's playlist announces (BANDWIDTH
+        // ~6.9 Mb/s, its peak segment) but just above its real rate (~6.2 Mb/s with audio), so its parts still
+        // arrive a little faster than real time while hls.js waits for the segment boundary where it switches level
+        // (at 6 Mb/s they came slower, the buffer drained, and hls.js's emergency switch sometimes went to 360p
+        // first and stalled fetching its parts), and well above 720p's (~2.9 Mb/s). hls.js's estimate is reset to
+        // 4.5 Mb/s (720p fits, the source does not), as after a slow stretch: from then on it is what it
+        // measures, × 0.95, which stays below the source's BANDWIDTH, instead of the loopback's hundreds of Mb/s
+        // decaying for many seconds.
         const cdp = await page.context().newCDPSession(page);
         await cdp.send('Network.enable');
         await resetGap(page);
-        await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 20, downloadThroughput: 6_000_000 / 8, uploadThroughput: 1_000_000 / 8 });
+        await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 20, downloadThroughput: 6_500_000 / 8, uploadThroughput: 1_000_000 / 8 });
         await page.evaluate('window.glasscast.hls.bandwidthEstimate = 4500000');
         const after = await waitUntil('hls.js to pick a lower rendition', async () => {
           const f = await figures(page);

@@ -138,6 +138,40 @@ describe('LL-HLS muxer', () => {
     rendition.close();
   });
 
+  it('keeps a rendition’s segment numbers the leader’s across a transcoder restart, listing the missed ones as gaps', () => {
+    const options = { partTargetMs: 333, segmentTargetMs: 2000, windowSegments: 10 };
+    const leader = new LlHlsMuxer('src', options, silentLogger);
+    const rendition = new LlHlsMuxer('src/480p', options, silentLogger, leader);
+    leader.onSessionStart({ tracks: [VIDEO], session: 1, discontinuity: false });
+    rendition.onSessionStart({ tracks: [VIDEO], session: 1, discontinuity: false });
+    // Keyframes every second; the rendition's transcoder starts 3.5 s late (at the 4 s keyframe), and is down
+    // again from 7 s to 11 s: its segments must still carry the leader's numbers for the same stretch of time.
+    for (let i = 0; i < 30 * 16; i++) {
+      leader.onAccessUnit(frame(i, 30));
+      const t = i / 30;
+      if (t >= 4 && t < 7) rendition.onAccessUnit(frame(i, 30));
+      if (i === 30 * 7) rendition.onPublisherLost();
+      if (i === 30 * 11) rendition.onSessionStart({ tracks: [VIDEO], session: 2, discontinuity: true });
+      if (t >= 11) rendition.onAccessUnit(frame(i, 30));
+    }
+    const theirs = new Map(leader.snapshot().segments.filter((x) => x.complete).map((x) => [x.msn, x.programDateTime]));
+    const ours = rendition.snapshot().segments.filter((x) => x.complete);
+    assert.deepEqual(ours.map((x) => x.msn), [...theirs.keys()].filter((msn) => msn <= ours.at(-1)!.msn), 'the same numbers, none missing');
+    ours.forEach((seg, i) => {
+      const leaderStart = theirs.get(seg.msn)!;
+      // The first segment after a (re)start begins at the rendition's first keyframe, inside the leader's segment.
+      if (!seg.gap && ours[i - 1]?.gap) assert.ok(seg.programDateTime >= leaderStart && seg.programDateTime < leaderStart + 2000, `segment ${seg.msn} starts inside the leader's`);
+      else assert.equal(seg.programDateTime, leaderStart, `segment ${seg.msn} is the same time in both`);
+    });
+    const text = renderMediaPlaylist(rendition.snapshot());
+    const gaps = ours.filter((x) => x.gap).map((x) => x.msn);
+    assert.deepEqual(gaps, [0, 1, 4], 'before it started (0–4 s) and while it was down (8–10 s)');
+    assert.equal(text.match(/#EXT-X-GAP\n#EXTINF/g)?.length, gaps.length);
+    assert.equal(rendition.segment(4), undefined, 'a gap has no bytes');
+    leader.close();
+    rendition.close();
+  });
+
   it('bounds a rendition’s segments when its leader’s cuts are not among its keyframes', () => {
     const options = { partTargetMs: 333, segmentTargetMs: 2000, windowSegments: 10 };
     const leader = new LlHlsMuxer('src', options, silentLogger);

@@ -45,6 +45,8 @@ interface Segment {
   initId: number;
   complete: boolean;
   bytes: Buffer | undefined;
+  /** A segment this rendition has no media for (its transcoder was restarting): EXT-X-GAP keeps numbering aligned. */
+  gap: boolean;
 }
 
 interface OutSample extends Fmp4Sample {
@@ -339,6 +341,7 @@ export class LlHlsMuxer implements StreamSink {
 
   /** `start`: presentation time of the first picture, timeline ticks (program date-times follow it, equal across renditions). */
   private startSegment(start: number): void {
+    this.alignWithLeader(start);
     const anchor = this.wallAnchor ?? { wallMs: Date.now(), ticks: start };
     this.segmentPartTicks = 0;
     this.current = {
@@ -351,6 +354,7 @@ export class LlHlsMuxer implements StreamSink {
       initId: this.initId,
       complete: false,
       bytes: undefined,
+      gap: false,
     };
     this.pendingDiscontinuity = false;
   }
@@ -378,7 +382,11 @@ export class LlHlsMuxer implements StreamSink {
     const seg = this.current;
     if (!seg) return;
     this.current = undefined;
-    if (seg.parts.length === 0) return;
+    if (seg.parts.length === 0) {
+      // Nothing was written: its number is the next segment's (numbers in a playlist follow one another).
+      if (seg.msn === this.nextMsn - 1) this.nextMsn = seg.msn;
+      return;
+    }
     seg.complete = true;
     seg.duration = seg.parts.reduce((n, p) => n + p.duration, 0);
     seg.bytes = Buffer.concat(seg.parts.map((p) => p.bytes!));
@@ -387,6 +395,12 @@ export class LlHlsMuxer implements StreamSink {
     // transcoder restarted: a keyframe and a few pictures) says nothing about the rate: it would announce many
     // times the real one and steer players away from this variant. Short segments count toward the average only.
     if (seg.duration * 1000 >= this.options.segmentTargetMs / 2) this.peakBitrate = Math.max(this.peakBitrate, (seg.bytes.length * 8) / seg.duration);
+    this.pushSegment(seg);
+    this.wakeWaiters();
+  }
+
+  /** Adds a complete segment to the window, dropping the oldest beyond it. */
+  private pushSegment(seg: Segment): void {
     this.segments.push(seg);
     while (this.segments.length > this.options.windowSegments) {
       const old = this.segments.shift()!;
@@ -395,7 +409,54 @@ export class LlHlsMuxer implements StreamSink {
     }
     // Parts of older segments are no longer listed; free their bytes (the segment still holds them).
     for (const s of this.segments.slice(0, -SEGMENTS_WITH_PARTS)) for (const p of s.parts) p.bytes = undefined;
-    this.wakeWaiters();
+  }
+
+  /**
+   * Which of this muxer's segments holds presentation time `pts` (output timeline ticks), with its bounds:
+   * the one that starts at it or the last one starting before it; undefined when `pts` is older than the window.
+   */
+  segmentAt(pts: number): { msn: number; start: number; duration: number; programDateTime: number } | undefined {
+    const all = this.current ? [...this.segments, this.current] : this.segments;
+    for (let i = all.length - 1; i >= 0; i--) {
+      const seg = all[i]!;
+      if (seg.gap || seg.start > pts) continue;
+      return { msn: seg.msn, start: seg.start, duration: seg.duration, programDateTime: seg.programDateTime };
+    }
+    return undefined;
+  }
+
+  /**
+   * A rendition starting a segment at `start` takes its leader's number for that stretch of time: when its
+   * transcoder restarted, the leader went on cutting segments it has no media for; they are listed as gaps
+   * (EXT-X-GAP, RFC 8216bis §4.4.4.7) with the leader's durations, so segment N is the same time everywhere and a
+   * player switching renditions by number lands on the same picture.
+   */
+  private alignWithLeader(start: number): void {
+    const leader = this.timelineLeader;
+    const target = leader?.segmentAt(start)?.msn;
+    if (!leader || target === undefined || target <= this.nextMsn) return;
+    for (let msn = this.nextMsn; msn < target; msn++) {
+      const theirs = leader.segmentByMsn(msn);
+      this.pushSegment({
+        msn,
+        start: theirs?.start ?? start,
+        parts: [],
+        duration: theirs?.duration || this.options.segmentTargetMs / 1000,
+        programDateTime: theirs?.programDateTime ?? Date.now(),
+        discontinuity: false,
+        initId: this.initId,
+        complete: true,
+        bytes: undefined,
+        gap: true,
+      });
+    }
+    this.nextMsn = target;
+  }
+
+  /** The leader-side facts of segment `msn`, if it is still in the window. */
+  segmentByMsn(msn: number): { start: number; duration: number; programDateTime: number } | undefined {
+    const seg = this.segments.find((x) => x.msn === msn) ?? (this.current?.msn === msn ? this.current : undefined);
+    return seg && { start: seg.start, duration: seg.duration, programDateTime: seg.programDateTime };
   }
 
   /** Writes out everything held (the last sample of each track gets its previous duration). */
@@ -521,6 +582,7 @@ export class LlHlsMuxer implements StreamSink {
           ? s.parts.map((p) => ({ uri: `${this.epoch}/part${p.number}.m4s`, duration: p.duration, independent: p.independent }))
           : undefined,
       complete: s.complete,
+      gap: s.gap,
     });
     const segments = this.segments.map(toPlaylist);
     if (this.current) segments.push(toPlaylist(this.current));

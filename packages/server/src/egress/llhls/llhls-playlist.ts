@@ -28,6 +28,8 @@ export interface PlaylistSegment {
   /** Parts, or undefined when they are too old to list. */
   parts: PlaylistPart[] | undefined;
   complete: boolean;
+  /** No media: listed with EXT-X-GAP (RFC 8216bis §4.4.4.7) so numbering stays aligned with the other renditions. */
+  gap?: boolean;
 }
 
 /** Everything a media playlist says. */
@@ -95,6 +97,7 @@ export function renderMediaPlaylist(snapshot: MediaPlaylistSnapshot, options: { 
     for (const part of seg.parts ?? []) {
       lines.push(`#EXT-X-PART:DURATION=${fmt(part.duration)},URI="${part.uri}"${part.independent ? ',INDEPENDENT=YES' : ''}`);
     }
+    if (seg.gap) lines.push('#EXT-X-GAP');
     if (seg.complete) lines.push(`#EXTINF:${fmt(seg.duration)},`, seg.uri);
   });
   if (snapshot.ended) {
