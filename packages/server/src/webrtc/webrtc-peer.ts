@@ -130,7 +130,7 @@ export class WebRtcPeer {
           this.feedbackHandler?.(t.mid, feedback);
         }
       });
-      track.onClosed(() => this.openTracks.delete(t.mid));
+      keepUntilClosed(track, () => this.openTracks.delete(t.mid));
       track.onOpen(() => {
         this.openTracks.set(t.mid, track);
         const h = this.openHandler;
@@ -227,8 +227,30 @@ let lastProbe: { at: number; ok: boolean } | undefined;
 /** Health probes are at most this often, ms (each creates and closes a peer connection). */
 const PROBE_INTERVAL_MS = 10_000;
 
-/** How long after the last owner let go the library is released, ms (callbacks of closing peers drain first). */
+/** How long after the last owner let go the library is released at the earliest, ms (closing peers drain first). */
 const RELEASE_DELAY_MS = 200;
+/** Longest the release waits for closed tracks to report it, ms. */
+const RELEASE_WAIT_MS = 3_000;
+
+/**
+ * Track objects kept alive until the library reports them closed. node-datachannel's Track destructor does not
+ * take the track off the library's list; only its 'closed' event does. A track collected before that event leaves a
+ * dangling entry, and the library's global release closes every listed track: a crash (seen as SIGSEGV in
+ * `TrackWrapper::CloseAll` at the end of test files). Holding each track until 'closed' makes that impossible.
+ */
+const unclosedTracks = new Set<nodeDataChannel.Track>();
+
+/**
+ * Keeps `track` referenced until the library reports it closed, then calls `onClosed`. Every track of the
+ * process (servers and test clients) is made through this. Replaces any other `onClosed` handler.
+ */
+export function keepUntilClosed(track: nodeDataChannel.Track, onClosed?: () => void): void {
+  unclosedTracks.add(track);
+  track.onClosed(() => {
+    unclosedTracks.delete(track);
+    onClosed?.();
+  });
+}
 
 /**
  * Marks one more owner of the library: a server, or anything else in the process that makes peer connections
@@ -248,9 +270,18 @@ export function releaseWebRtc(): void {
   if (retained === 0) return;
   retained--;
   if (retained > 0) return;
-  setTimeout(() => {
-    if (retained === 0) nodeDataChannel.cleanup();
-  }, RELEASE_DELAY_MS);
+  const giveUpAt = Date.now() + RELEASE_WAIT_MS;
+  const release = (): void => {
+    if (retained > 0) return;
+    // Closed tracks report it asynchronously; release once they all have (or, bounded, with the rest still held).
+    if (unclosedTracks.size > 0 && Date.now() < giveUpAt) {
+      setTimeout(release, 50);
+      return;
+    }
+    nodeDataChannel.cleanup();
+    unclosedTracks.clear();
+  };
+  setTimeout(release, RELEASE_DELAY_MS);
 }
 
 /**

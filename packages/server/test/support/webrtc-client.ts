@@ -4,7 +4,7 @@
  * send RTCP (e.g. a NACK) back.
  */
 import nodeDataChannel from 'node-datachannel';
-import { releaseWebRtc, retainWebRtc } from '../../src/webrtc/webrtc-peer.js';
+import { keepUntilClosed, releaseWebRtc, retainWebRtc } from '../../src/webrtc/webrtc-peer.js';
 import { writeNack } from '../../src/media/rtp/rtcp.js';
 import { readRtpPacket } from '../../src/media/rtp/rtp-packet.js';
 
@@ -51,9 +51,11 @@ export class WhepTestClient {
     if (options.videoCodecs === 'vp8') video.addVP8Codec(96);
     else video.addH264Codec(102, 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f');
     this.video = this.pc.addTrack(video);
+    keepUntilClosed(this.video);
     const audio = new nodeDataChannel.Audio('1', 'RecvOnly');
     audio.addOpusCodec(111);
     this.audio = this.pc.addTrack(audio);
+    keepUntilClosed(this.audio);
     for (const [kind, track] of [['video', this.video], ['audio', this.audio]] as const) {
       if (options.listen === false) continue;
       track.onMessage((msg) => {
@@ -99,7 +101,7 @@ export class WhepTestClient {
         // ICE transport"); a fresh peer connection gets through. The server is not involved.
         if (attempt >= 3) throw err;
         await fetch(this.location, { method: 'DELETE' }).catch(() => undefined);
-        this.pc.close();
+        this.closePeer();
         this.init();
       }
     }
@@ -153,9 +155,24 @@ export class WhepTestClient {
     this.location = undefined;
     if (this.closed) return;
     this.closed = true;
-    this.pc.close();
+    this.closePeer();
     releaseWebRtc();
   }
 
   private closed = false;
+
+  /**
+   * Closes the tracks, then the peer connection: the library's global release later closes every track object
+   * it still knows, and one whose peer connection is gone crashes it (seen as SIGSEGV at the end of test files).
+   */
+  private closePeer(): void {
+    for (const track of [this.video, this.audio]) {
+      try {
+        track.close();
+      } catch {
+        // already closed
+      }
+    }
+    this.pc.close();
+  }
 }

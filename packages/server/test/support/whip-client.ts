@@ -8,7 +8,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 import nodeDataChannel from 'node-datachannel';
-import { releaseWebRtc, retainWebRtc } from '../../src/webrtc/webrtc-peer.js';
+import { keepUntilClosed, releaseWebRtc, retainWebRtc } from '../../src/webrtc/webrtc-peer.js';
 import { readRtcpFeedback } from '../../src/media/rtp/rtcp.js';
 import { runFfmpeg, type FfmpegProcess } from './ffmpeg.js';
 
@@ -55,10 +55,12 @@ export class WhipTestClient {
     video.addH264Codec(VIDEO_PT, 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f');
     video.addSSRC(this.videoSsrc, 'obs', 'obs', 'video');
     this.video = this.pc.addTrack(video);
+    keepUntilClosed(this.video);
     const audio = new nodeDataChannel.Audio('1', 'SendOnly');
     audio.addOpusCodec(AUDIO_PT);
     audio.addSSRC(this.audioSsrc, 'obs', 'obs', 'audio');
     this.audio = this.pc.addTrack(audio);
+    keepUntilClosed(this.audio);
     this.video.onOpen(() => (this.open = true));
     this.video.onMessage((msg) => this.onRtcp(msg));
     this.audio.onMessage((msg) => this.onRtcp(msg));
@@ -115,7 +117,7 @@ export class WhipTestClient {
         // ICE transport"); a fresh peer connection gets through. The server is not involved.
         if (attempt >= 3) throw err;
         await this.delete();
-        this.pc.close();
+        this.closePeer();
         this.init();
       }
     }
@@ -184,9 +186,24 @@ export class WhipTestClient {
     await this.stopMedia();
     if (this.closed) return;
     this.closed = true;
-    this.pc.close();
+    this.closePeer();
     releaseWebRtc();
   }
 
   private closed = false;
+
+  /**
+   * Closes the tracks, then the peer connection: the library's global release later closes every track object
+   * it still knows, and one whose peer connection is gone crashes it (seen as SIGSEGV at the end of test files).
+   */
+  private closePeer(): void {
+    for (const track of [this.video, this.audio]) {
+      try {
+        track.close();
+      } catch {
+        // already closed
+      }
+    }
+    this.pc.close();
+  }
 }
