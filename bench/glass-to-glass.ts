@@ -19,7 +19,8 @@
  *
  * Prints median/p95 latency (ms), time to first frame (ms) over several page loads, and stalls.
  * Usage: npm run bench:latency [-- --protocol ll-hls|webrtc --source rtmp|whip --layer src|240p --seconds 30 --loads 5
- *   --part-target-ms 333 --size 1280x720 --audio aac|none --ladder default|none --hls defaults|player --row default|tuned]
+ *   --part-target-ms 333 --size 1280x720 --audio aac|none --ladder default|none --hls defaults|player --row default|tuned
+ *   --server-log warn|info]
  */
 import { spawn } from 'node:child_process';
 import type { Writable } from 'node:stream';
@@ -191,7 +192,6 @@ async function main(): Promise<void> {
           '-map', '0:v', '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', String(FPS), '-keyint_min', String(FPS), '-sc_threshold', '0',
           '-b:v', '2500k', '-maxrate', '2500k', '-bufsize', '2500k', '-pix_fmt', 'yuv420p',
           ...(AUDIO ? ['-map', '1:a', '-c:a', 'aac', '-b:a', '128k', '-ar', '48000'] : []),
-          ...(process.env['BENCH_PUBLISHER_ARGS']?.split(' ').filter(Boolean) ?? []),
           '-f', 'flv', `rtmp://127.0.0.1:${rtmpPort}/live/bench`,
         ],
         { stdin: true, pipes: AUDIO ? 1 : 0 },

@@ -10,7 +10,7 @@
  *
  * A stream also holds its *rendition group*: derived streams (ladder rungs, a B-frame-free copy for WebRTC,
  * the audio in the other codec) made once per stream by supervised jobs (transcode/) that claim them like any
- * publisher. Egresses ask the group for what they can play ({@link Stream.videoFor}, {@link Stream.audioFor})
+ * publisher. Egresses ask the group for what they can play ({@link Stream.videoWithoutBFrames}, {@link Stream.audioFor})
  * and never own a transcoder.
  */
 import { randomBytes } from 'node:crypto';
@@ -415,8 +415,7 @@ export class Stream {
    * Where a reader that cannot take B-frames (WebRTC) finds this stream's picture now: the stream itself when its
    * video has none, else its live `bframe-free` rendition; undefined while neither can be played.
    */
-  videoFor(need: { bFrames: false }): Stream | undefined {
-    void need;
+  videoWithoutBFrames(): Stream | undefined {
     const video = this._tracks.find((t) => t.kind === 'video');
     if (!video) return undefined;
     if (!this._hasBFrames) return this;

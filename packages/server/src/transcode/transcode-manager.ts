@@ -1,7 +1,7 @@
 /**
  * Derived media for every stream (issue 10; DESIGN.md): at most ONE video job and ONE audio job per source
  * stream, each a supervised ffmpeg (ffmpeg-job.ts) that publishes renditions into the stream's group. Egresses
- * never start ffmpeg: they read the renditions (core/stream.ts `videoFor`, `audioFor`).
+ * never start ffmpeg: they read the renditions (core/stream.ts `videoWithoutBFrames`, `audioFor`).
  *
  * - Video (video-job.ts): for H.264 sources with ladder rungs below their height, or with B-frames.
  * - Audio (audio-job.ts): AAC sources get an Opus rendition (WebRTC), Opus sources an AAC one (LL-HLS).
@@ -47,10 +47,9 @@ export class TranscodeManager implements StreamObserver {
 
   streamCreated(stream: Stream): void {
     const log = this.log.child({ stream: stream.name });
-    const video = new VideoJob(stream, { ladder: this.options.ladderFor(stream.name), encoder: this.options.encoder, job: this.options.job, minSpeed: this.options.minSpeed }, log.child({ transcode: 'video' }));
+    // The video job closes itself when the stream ends; the stream's jobs are forgotten then.
+    const video = new VideoJob(stream, { ladder: this.options.ladderFor(stream.name), encoder: this.options.encoder, job: this.options.job, minSpeed: this.options.minSpeed, onClosed: () => this.forget(stream) }, log.child({ transcode: 'video' }));
     this.streams.set(stream, { video, audio: undefined });
-    // Forget the stream's jobs when it ends (its subscribers are told; the jobs close themselves).
-    stream.subscribe({ onSessionStart: () => undefined, onAccessUnit: () => undefined, onPublisherLost: () => undefined, onEnd: () => this.forget(stream) }, { label: 'transcode' });
   }
 
   /** Before readers hear of the session: the audio rendition in the other codec is put in place. */

@@ -83,6 +83,8 @@ export interface VideoJobOptions {
   minSpeed?: number;
   /** A picture taking longer than this from the source to its copy means behind, ms. Default 3 000. */
   maxLagMs?: number;
+  /** Told once when the job closes (its stream ended, or its owner closed it). */
+  onClosed?: () => void;
 }
 
 /** Bytes waiting in ffmpeg's stdin beyond which it is behind real time. */
@@ -606,5 +608,6 @@ export class VideoJob {
     this.job.close(reason);
     this.subscriber.close();
     this.removeAll(reason);
+    this.options.onClosed?.();
   }
 }

@@ -207,17 +207,25 @@ export class WebRtcPeer {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const t of this.tracks.values()) {
-      try {
-        t.close();
-      } catch {
-        // already closed by the library
-      }
-    }
+    closePeerConnection(this.pc, this.tracks.values());
     this.tracks.clear();
     this.openTracks.clear();
-    this.pc.close();
   }
+}
+
+/**
+ * Closes `tracks`, then `pc` (tracks first: the library's global release closes every track it still lists, and
+ * one whose peer connection is gone crashes it). For every peer connection of the process, test clients included.
+ */
+export function closePeerConnection(pc: nodeDataChannel.PeerConnection, tracks: Iterable<nodeDataChannel.Track>): void {
+  for (const track of tracks) {
+    try {
+      track.close();
+    } catch {
+      // already closed by the library
+    }
+  }
+  pc.close();
 }
 
 /** Owners of the library now (servers that may create peers; test clients). */

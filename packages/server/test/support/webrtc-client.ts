@@ -4,7 +4,7 @@
  * send RTCP (e.g. a NACK) back.
  */
 import nodeDataChannel from 'node-datachannel';
-import { keepUntilClosed, releaseWebRtc, retainWebRtc } from '../../src/webrtc/webrtc-peer.js';
+import { closePeerConnection, keepUntilClosed, releaseWebRtc, retainWebRtc } from '../../src/webrtc/webrtc-peer.js';
 import { writeNack } from '../../src/media/rtp/rtcp.js';
 import { readRtpPacket } from '../../src/media/rtp/rtp-packet.js';
 
@@ -161,18 +161,7 @@ export class WhepTestClient {
 
   private closed = false;
 
-  /**
-   * Closes the tracks, then the peer connection: the library's global release later closes every track object
-   * it still knows, and one whose peer connection is gone crashes it (seen as SIGSEGV at the end of test files).
-   */
   private closePeer(): void {
-    for (const track of [this.video, this.audio]) {
-      try {
-        track.close();
-      } catch {
-        // already closed
-      }
-    }
-    this.pc.close();
+    closePeerConnection(this.pc, [this.video, this.audio]);
   }
 }

@@ -8,7 +8,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 import nodeDataChannel from 'node-datachannel';
-import { keepUntilClosed, releaseWebRtc, retainWebRtc } from '../../src/webrtc/webrtc-peer.js';
+import { closePeerConnection, keepUntilClosed, releaseWebRtc, retainWebRtc } from '../../src/webrtc/webrtc-peer.js';
 import { readRtcpFeedback } from '../../src/media/rtp/rtcp.js';
 import { runFfmpeg, type FfmpegProcess } from './ffmpeg.js';
 
@@ -192,18 +192,7 @@ export class WhipTestClient {
 
   private closed = false;
 
-  /**
-   * Closes the tracks, then the peer connection: the library's global release later closes every track object
-   * it still knows, and one whose peer connection is gone crashes it (seen as SIGSEGV at the end of test files).
-   */
   private closePeer(): void {
-    for (const track of [this.video, this.audio]) {
-      try {
-        track.close();
-      } catch {
-        // already closed
-      }
-    }
-    this.pc.close();
+    closePeerConnection(this.pc, [this.video, this.audio]);
   }
 }

@@ -103,10 +103,11 @@ export class LlHlsServer implements StreamObserver {
     this.removeVariant(group.renditions.get(rendition.info.name));
     const name = rendition.info.name;
     const variant = this.variant(rendition.stream, source, rendition.info, group.source.muxer, () => {
-      // A rung shed or no longer made: it leaves the multivariant playlist (its own playlist says ENDLIST).
+      // A rung shed or no longer made leaves the group at once (players on it move to another level); when the
+      // whole stream ended, its variants stay with the group for the retention time.
       if (group.stream.state !== 'ended' && group.renditions.get(name) === variant) {
         group.renditions.delete(name);
-        setTimeout(() => this.removeVariant(variant), this.options.retainEndedMs).unref();
+        this.removeVariant(variant);
       }
     });
     group.renditions.set(name, variant);

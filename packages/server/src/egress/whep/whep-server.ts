@@ -396,7 +396,7 @@ export class WhepServer implements StreamObserver {
       return v?.kind === 'video' ? { width: v.info.width, height: v.info.height } : { width: 0, height: 0 };
     };
     const out: WhepRendition[] = [];
-    const top = group.stream.videoFor({ bFrames: false });
+    const top = group.stream.videoWithoutBFrames();
     if (top === group.stream) {
       out.push({ id: SOURCE_RENDITION, source: group.leader, bitrate: group.leader.videoBitrate || Infinity, ...size(group.stream) });
     } else if (top) {
