@@ -20,7 +20,11 @@
  * Prints median/p95 latency (ms), time to first frame (ms) over several page loads, and stalls.
  * Usage: npm run bench:latency [-- --protocol ll-hls|webrtc --source rtmp|whip --layer src|240p --seconds 30 --loads 5
  *   --part-target-ms 333 --size 1280x720 --audio aac|none --ladder default|none --hls defaults|player --row default|tuned
- *   --server-log warn|info]
+ *   --server-log warn|info --api-load 200]
+ * `--api-load N` sends N REST API requests a second (a mix of the public list and status, an admin's stats, sessions
+ * and history, and Prometheus scrapes) while the latency is measured, from a separate process at the lowest CPU
+ * priority (it stands for clients on other machines); the API rate limit is lifted for it (the load comes from
+ * one address standing for many clients).
  */
 import { spawn } from 'node:child_process';
 import type { Writable } from 'node:stream';
@@ -48,8 +52,11 @@ const { values: opts } = parseArgs({
     hls: { type: 'string', default: 'defaults' },
     row: { type: 'string', default: 'default' },
     'server-log': { type: 'string', default: 'warn' },
+    'api-load': { type: 'string', default: '0' },
   },
 });
+/** REST API requests per second sent while the first page load is measured (0: none). */
+const API_LOAD = Number(opts['api-load']);
 /** The rendition watched: `src`, or a rung of a one-rung ladder made for the run (e.g. `240p`). */
 const LAYER = /^\d{3}p$/.test(opts.layer!) ? opts.layer! : 'src';
 const PROTOCOL = opts.protocol === 'webrtc' ? 'webrtc' : 'll-hls';
@@ -168,9 +175,14 @@ async function main(): Promise<void> {
   const [httpPort, rtmpPort] = [await freePort(), await freePort()];
   const server = spawn(
     process.execPath,
-    ['packages/server/dist/cli.js', '--host', '127.0.0.1', '--http-port', String(httpPort), '--rtmp-port', String(rtmpPort), '--data-dir', dataDir, '--publish-auth', 'open', '--log-level', opts['server-log']!, '--part-target-ms', opts['part-target-ms']!, '--webrtc-bind-address', '127.0.0.1', ...LADDER_FLAG],
-    { stdio: ['ignore', opts['server-log'] === 'warn' ? 'ignore' : 'inherit', 'inherit'] },
+    ['packages/server/dist/cli.js', '--host', '127.0.0.1', '--http-port', String(httpPort), '--rtmp-port', String(rtmpPort), '--data-dir', dataDir, '--publish-auth', 'open', '--log-level', opts['server-log']!, '--part-target-ms', opts['part-target-ms']!, '--webrtc-bind-address', '127.0.0.1', ...LADDER_FLAG, ...(API_LOAD > 0 ? ['--rate-limit-api', '0'] : [])],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
   );
+  let serverOut = '';
+  server.stdout!.on('data', (d: Buffer) => {
+    serverOut += d.toString();
+    if (opts['server-log'] !== 'warn') process.stdout.write(d);
+  });
   // Never leave the server behind, even if this process dies on an uncaught error.
   process.once('exit', () => server.kill('SIGKILL'));
   const base = `http://127.0.0.1:${httpPort}`;
@@ -179,6 +191,28 @@ async function main(): Promise<void> {
   let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
   let publisherPage: Page | undefined;
   const results = { latencies: [] as number[], ttff: [] as number[], stalls: 0, frames: 0, undecodable: 0, playing: '' };
+  const apiLoad = { sent: 0, ok: 0, failed: 0, child: undefined as ReturnType<typeof spawn> | undefined, done: undefined as Promise<void> | undefined };
+  /**
+   * Starts N requests/s of API traffic for the measurement, from a separate process at the lowest CPU priority:
+   * it stands for clients on other machines, so its own work must not take the cores from the server.
+   */
+  const startApiLoad = (seconds: number): void => {
+    const token = /API token:\s+(\S+)/.exec(serverOut)?.[1] ?? '';
+    const child = spawn('nice', ['-n', '19', process.execPath, '--import', 'tsx', 'bench/api-load-client.ts', base, String(API_LOAD), String(seconds), token], { stdio: ['ignore', 'pipe', 'inherit'] });
+    apiLoad.child = child;
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    apiLoad.done = new Promise((resolve) =>
+      child.once('exit', () => {
+        try {
+          Object.assign(apiLoad, JSON.parse(out) as { sent: number; ok: number; failed: number });
+        } catch {
+          // no figures: the run shows 0 requests
+        }
+        resolve();
+      }),
+    );
+  };
   try {
     await waitUntil('the server', async () => (await fetch(`${base}/healthz`).catch(() => undefined))?.ok, 20_000, 100);
     if (SOURCE === 'rtmp') {
@@ -263,7 +297,9 @@ async function main(): Promise<void> {
         await page.evaluate('window.benchFrames = []');
       }
       const measureMs = load === 0 ? SECONDS * 1000 : 4000;
+      if (load === 0 && API_LOAD > 0) startApiLoad(SECONDS);
       await new Promise((r) => setTimeout(r, measureMs));
+      if (load === 0) await apiLoad.done;
       const got = await page.evaluate(() => {
         const w = window as unknown as { benchFrames: { latency: number; at: number }[]; benchFirstFrame: number; benchBad: number; glasscast: { getStats(): { stalls: number }; getQuality(): { current: string | undefined } } };
         return { frames: w.benchFrames, first: w.benchFirstFrame, bad: w.benchBad, stalls: w.glasscast.getStats().stalls, level: w.glasscast.getQuality().current, height: document.querySelector('video')?.videoHeight };
@@ -282,6 +318,7 @@ async function main(): Promise<void> {
     }
   } finally {
     clearInterval(ticker);
+    apiLoad.child?.kill('SIGKILL');
     await publisherPage?.click('#stop').catch(() => undefined);
     await browser?.close();
     publisher?.child.stdin!.end();
@@ -304,13 +341,15 @@ async function main(): Promise<void> {
     stalls: results.stalls,
     undecodableFrames: results.undecodable,
     playing: results.playing,
+    apiLoad: API_LOAD > 0 ? { requestsPerSecond: Math.round(apiLoad.sent / SECONDS), ok: apiLoad.ok, failed: apiLoad.failed } : undefined,
   };
   mkdirSync('bench/results', { recursive: true });
   writeFileSync(`bench/results/${SOURCE === 'rtmp' ? '' : 'whip-to-'}${PROTOCOL}${LAYER === 'src' ? '' : `-${LAYER}`}-${opts.row}-latency.json`, JSON.stringify(figures, null, 2) + '\n');
   console.log(
     `[${opts.row}] ${PROTOCOL === 'webrtc' ? 'WebRTC (WHEP)' : `LL-HLS (${figures.player})`} glass-to-glass, ${SOURCE === 'rtmp' ? `RTMP (x264 ${WIDTH}x${HEIGHT}${AUDIO ? ' + AAC' : ''})` : 'WHIP (browser)'} source, ladder ${figures.server.ladder}, ${figures.rendition} rendition, headless Chromium: median ${figures.latencyMs.median} ms, p95 ${figures.latencyMs.p95} ms ` +
       `over ${figures.latencyMs.samples} frames; time to first frame median ${Math.round(figures.timeToFirstFrameMs.median)} ms ` +
-      `(max ${Math.round(figures.timeToFirstFrameMs.max)} ms, ${LOADS} loads); stalls ${figures.stalls}; undecodable frames ${figures.undecodableFrames}; played ${figures.playing}`,
+      `(max ${Math.round(figures.timeToFirstFrameMs.max)} ms, ${LOADS} loads); stalls ${figures.stalls}; undecodable frames ${figures.undecodableFrames}; played ${figures.playing}` +
+      (figures.apiLoad ? `; API load ${figures.apiLoad.requestsPerSecond} req/s (${figures.apiLoad.ok} answered 2xx, ${figures.apiLoad.failed} not)` : ''),
   );
 }
 

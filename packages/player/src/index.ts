@@ -31,6 +31,12 @@ export interface PlayerOptions {
    * to 1.15× speed): what any hls.js page gets. For benchmarks. Default false.
    */
   hlsDefaults?: boolean;
+  /**
+   * Playback token of a private stream (minted with `POST /api/v1/streams/<name>/playback-tokens`): sent as
+   * `Authorization: Bearer` for the status and WHEP, and as `?token=` on the LL-HLS URL (the server carries it
+   * to every playlist, part and segment).
+   */
+  token?: string;
 }
 
 /** One quality a viewer can pick: the stream as published (`src`) or a rendition (`720p`, …). */
@@ -134,7 +140,15 @@ export class GlasscastPlayer {
   private async poll(): Promise<void> {
     if (this.destroyed || this.hls || this.whep) return;
     try {
-      const res = await fetch(`${this.base}/api/v1/streams/${encodeURIComponent(this.options.stream)}`, { cache: 'no-store' });
+      const token = this.options.token;
+      const res = await fetch(`${this.base}/api/v1/streams/${encodeURIComponent(this.options.stream)}`, { cache: 'no-store', headers: token ? { authorization: `Bearer ${token}` } : {} });
+      if (res.status === 401 || res.status === 403) {
+        // A private stream without (or with a bad or expired) token: say so and keep checking (a page may get a new token).
+        const problem = (await res.json().catch(() => ({}))) as { detail?: string };
+        this.setState('offline', problem.detail ?? 'not allowed to watch this stream');
+        this.schedulePoll();
+        return;
+      }
       if (res.ok) {
         const status = (await res.json()) as StatusResponse;
         const mode = this.options.protocol ?? 'auto';
@@ -147,7 +161,7 @@ export class GlasscastPlayer {
           }
         }
         if (status.playable && mode !== 'webrtc') {
-          this.play(`${this.base}${status.playback.hls}`);
+          this.play(`${this.base}${status.playback.hls}${token ? `?token=${encodeURIComponent(token)}` : ''}`);
           return;
         }
       }
@@ -163,7 +177,7 @@ export class GlasscastPlayer {
     this.setState('connecting', 'webrtc');
     let conn: WhepConnection;
     try {
-      conn = await connectWhep(url);
+      conn = await connectWhep(url, undefined, this.options.token);
     } catch {
       this.webrtcFailed = true;
       return false;

@@ -88,7 +88,7 @@ export function iceServersFromLink(link: string | null): RTCIceServer[] {
  * Connects to `url` and resolves once the answer is applied (media may still be on its way).
  * @throws WhepError on an HTTP error or when the browser cannot make an offer.
  */
-export async function connectWhep(url: string, gatherTimeoutMs = 1500): Promise<WhepConnection> {
+export async function connectWhep(url: string, gatherTimeoutMs = 1500, token?: string): Promise<WhepConnection> {
   const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
   const stream = new MediaStream();
   pc.ontrack = (event) => stream.addTrack(event.track);
@@ -103,7 +103,9 @@ export async function connectWhep(url: string, gatherTimeoutMs = 1500): Promise<
   try {
     await pc.setLocalDescription(await pc.createOffer());
     await iceGathered(pc, gatherTimeoutMs);
-    const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: pc.localDescription!.sdp });
+    const headers: Record<string, string> = { 'content-type': 'application/sdp' };
+    if (token) headers['authorization'] = `Bearer ${token}`;
+    const res = await fetch(url, { method: 'POST', headers, body: pc.localDescription!.sdp });
     if (res.status !== 201) throw new WhepError(res.status, `WHEP offer answered ${res.status}`);
     const loc = res.headers.get('location');
     location = loc ? new URL(loc, url).toString() : undefined;

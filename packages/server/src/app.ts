@@ -2,13 +2,24 @@
  * The only file that wires every part (DESIGN.md "Layout"): store, auth, stream registry, ingests (RTMP, WHIP),
  * derived media (transcode/), egresses (LL-HLS, WHEP), the HTTP API and the web app, over one HTTP port.
  */
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
+import fastifyRateLimit from '@fastify/rate-limit';
 import fastifyStatic from '@fastify/static';
-import Fastify, { type FastifyInstance } from 'fastify';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import { jsonSchemaTransform } from 'fastify-type-provider-zod';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Kysely } from 'kysely';
+import { AdmissionHook } from './auth/admission.js';
+import { FailureLimiter } from './auth/failure-limiter.js';
+import { PlaybackGate } from './auth/playback-gate.js';
+import { PlaybackTokens } from './auth/playback-tokens.js';
 import { PublishAuth } from './auth/publish-auth.js';
+import { GlasscastError, RateLimitedError } from './core/errors.js';
 import type { GlasscastConfig } from './config/config.js';
 import { listSetting } from './config/config.js';
 import type { Logger } from './core/logger.js';
@@ -19,13 +30,20 @@ import { registerProblemHandlers, sendProblem } from './http/problem.js';
 import { RtmpServer } from './ingest/rtmp/rtmp-server.js';
 import { WhipServer } from './ingest/whip/whip-server.js';
 import { registerApiRoutes } from './api/api-routes.js';
+import { transcodeStatus } from './api/stream-status.js';
+import { Metrics } from './observability/metrics.js';
+import { StreamMonitor } from './observability/stream-monitor.js';
+import { ApiKeyStore, hasScope } from './store/api-key-store.js';
+import { BroadcastStore } from './store/broadcast-store.js';
+import { WebhookStore, enqueueEvent } from './store/webhook-store.js';
+import { WebhookDispatcher } from './webhooks/webhook-dispatcher.js';
 import { chooseVideoEncoder } from './transcode/encoder-detect.js';
 import { parseLadder } from './transcode/ladder.js';
 import { TranscodeManager } from './transcode/transcode-manager.js';
 import { releaseWebRtc, retainWebRtc, webRtcHealthy } from './webrtc/webrtc-peer.js';
 import type { DatabaseSchema } from './store/database.js';
-import { openDatabase } from './store/database.js';
-import type { StreamRecord } from './store/stream-store.js';
+import { openDatabase, settingOnce } from './store/database.js';
+import type { StreamRecord, Visibility } from './store/stream-store.js';
 import { StreamStore } from './store/stream-store.js';
 
 /** A running Glasscast. `close()` stops everything it started. */
@@ -35,6 +53,11 @@ export interface Glasscast {
   ports: { http: number; rtmp: number };
   registry: StreamRegistry;
   store: StreamStore;
+  apiKeys: ApiKeyStore;
+  webhooks: WebhookStore;
+  dispatcher: WebhookDispatcher;
+  tokens: PlaybackTokens;
+  monitor: StreamMonitor;
   llhls: LlHlsServer;
   whep: WhepServer;
   whip: WhipServer;
@@ -43,6 +66,12 @@ export interface Glasscast {
   http: FastifyInstance;
   /** The stream created on first start, if this start created it. */
   createdStream: StreamRecord | undefined;
+  /** The admin API token created on first start (shown once), if this start created it. */
+  createdApiToken: string | undefined;
+  /** Every HTTP route as `METHOD /path` (the OpenAPI document must list the `/api/v1` ones). */
+  routes: string[];
+  /** Absolute base URLs for links, from `publicUrl` or the bound ports. */
+  base(): { http: string; rtmp: string };
   close(): Promise<void>;
 }
 
@@ -57,15 +86,84 @@ function webDistDir(): string | undefined {
   }
 }
 
+/** Links as a user types them, for a server on `host` with bound `ports` (publicUrl wins when set). */
+export function publicBase(config: GlasscastConfig, ports: { http: number; rtmp: number }, localHost: string): { http: string; rtmp: string } {
+  const host = config.host === '0.0.0.0' || config.host === '::' ? localHost : config.host;
+  return {
+    http: config.publicUrl?.replace(/\/+$/, '') ?? `http://${host}:${ports.http}`,
+    rtmp: `rtmp://${config.publicUrl ? new URL(config.publicUrl).hostname : host}:${ports.rtmp}/live`,
+  };
+}
+
+/** How long a stream's visibility is cached for playback checks, ms (the CLI may change it from another process). */
+const VISIBILITY_CACHE_MS = 2000;
+
 /** Starts Glasscast with `config`. Rejects if a port cannot be bound (after closing what was opened). */
 export async function startGlasscast(config: GlasscastConfig, log: Logger): Promise<Glasscast> {
   const db: Kysely<DatabaseSchema> = await openDatabase(config.dataDir);
   const store = new StreamStore(db);
+  const apiKeys = new ApiKeyStore(db);
+  const webhooks = new WebhookStore(db);
+  const broadcasts = new BroadcastStore(db);
   let createdStream: StreamRecord | undefined;
-  if (config.publishAuth === 'key' && (await store.list()).length === 0) {
+  if (config.publishAuth === 'key' && (await store.count()) === 0) {
     createdStream = await store.create('main');
   }
-  const auth = new PublishAuth(config.publishAuth, store);
+  let createdApiToken: string | undefined;
+  if ((await apiKeys.count()) === 0) createdApiToken = (await apiKeys.create('admin (created on first start)', ['admin'])).token;
+  // A server that stopped without ending its broadcasts (crash, SIGKILL) left them open.
+  await broadcasts.closeDangling();
+  const secret = Buffer.from(await settingOnce(db, 'playback_token_secret', () => randomBytes(32).toString('base64url')), 'base64url');
+  const tokens = new PlaybackTokens({
+    secret,
+    jwksUrl: config.playbackJwksUrl || undefined,
+    issuer: config.playbackJwtIssuer || undefined,
+    audience: config.playbackJwtAudience || undefined,
+  });
+  const failures = new FailureLimiter(config.rateLimitAuthFailures);
+  const admission = new AdmissionHook({ url: config.admissionUrl || undefined, timeoutMs: config.admissionTimeoutMs, failMode: config.admissionFailMode }, log.child({ auth: 'admission' }));
+  const dispatcher = new WebhookDispatcher(
+    webhooks,
+    { retryBaseMs: config.webhookRetryBaseMs, retryMaxMs: config.webhookRetryMaxMs, maxAgeMs: config.webhookMaxAgeMs, timeoutMs: config.webhookTimeoutMs, pollMs: 1000 },
+    log.child({ webhooks: 'dispatcher' }),
+  );
+  /** Writes an event that is no database change of its own (health, viewers) to the outbox. */
+  const emit = async (event: Parameters<typeof enqueueEvent>[1]): Promise<void> => {
+    if ((await enqueueEvent(db, event)) > 0) dispatcher.nudge();
+  };
+  // Per-stream settings read when a stream is authorized or changed: visibility (cached briefly) and ladder.
+  const visibilities = new Map<string, { value: Visibility | undefined; at: number }>();
+  const ladderOverrides = new Map<string, string>();
+  const remember = (name: string, record: StreamRecord | undefined): void => {
+    visibilities.set(name, { value: record?.visibility, at: Date.now() });
+    if (record?.ladder) ladderOverrides.set(name, record.ladder);
+    else ladderOverrides.delete(name);
+  };
+  const visibility = async (name: string): Promise<Visibility | undefined> => {
+    const cached = visibilities.get(name);
+    if (cached && Date.now() - cached.at < VISIBILITY_CACHE_MS) return cached.value;
+    const record = await store.findByName(name);
+    if (visibilities.size > 10_000) visibilities.clear();
+    remember(name, record);
+    return record?.visibility;
+  };
+  const gate = new PlaybackGate({ visibility }, tokens, admission, failures);
+  const keyAuth = new PublishAuth(config.publishAuth, store);
+  /** Stream key → stream (counting failures per address), then the admission hook. */
+  const authorizePublish = async (key: string, protocol: 'rtmp' | 'whip', remoteAddress: string): Promise<{ streamName: string }> => {
+    failures.check(remoteAddress);
+    let result: { streamName: string; record: StreamRecord | undefined };
+    try {
+      result = await keyAuth.authorize(key);
+    } catch (err) {
+      if (err instanceof GlasscastError && err.code === 'PUBLISH_KEY_INVALID') failures.failed(remoteAddress);
+      throw err;
+    }
+    if (result.record) remember(result.streamName, result.record);
+    if (protocol === 'rtmp') await admission.check({ action: 'publish', protocol, stream: result.streamName, clientAddress: remoteAddress, claims: null });
+    return { streamName: result.streamName };
+  };
+  const auth = { authorize: authorizePublish };
   const llhls = new LlHlsServer(
     {
       partTargetMs: config.partTargetMs,
@@ -73,6 +171,8 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
       windowSegments: config.playlistSegments,
       retainEndedMs: 60_000,
       expectedRenditions: (name) => transcode.plannedRenditions(name),
+      authorizePlay: (request) => gate.authorize({ ...request, protocol: 'llhls' }),
+      onViewer: (event, v) => void emit({ type: event === 'joined' ? 'viewer.joined' : 'viewer.left', stream: v.stream, data: { name: v.stream, sessionId: v.id, protocol: 'llhls', viewerId: v.viewerId ?? null, address: v.address, bytesSent: v.bytesSent } }).catch(() => undefined),
     },
     log,
   );
@@ -89,16 +189,29 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
       playerIceServers: iceServers,
       connectTimeoutMs: 15_000,
       maxSessions: 1000,
+      authorizePlay: (request) => gate.authorize({ ...request, protocol: 'whep', entry: true }),
+      onViewer: (event, v) =>
+        void emit({ type: event === 'joined' ? 'viewer.joined' : 'viewer.left', stream: v.stream, data: { name: v.stream, sessionId: v.id, protocol: 'whep', viewerId: v.identity?.viewerId ?? null, address: v.address ?? null, bytesSent: v.bytesSent, ...(v.reason ? { reason: v.reason } : {}) } }).catch(() => undefined),
     },
     log.child({ egress: 'whep' }),
   );
   const defaultLadder = parseLadder(config.ladder);
   const streamLadders = new Map(Object.entries(config.streamLadders).map(([name, text]) => [name, parseLadder(text)]));
-  const ladderUsed = defaultLadder.length > 0 || [...streamLadders.values()].some((l) => l.length > 0);
+  const ladderUsed = defaultLadder.length > 0 || [...streamLadders.values()].some((l) => l.length > 0) || (await store.list()).some((r) => r.ladder && r.ladder !== 'none');
   const transcodeLog = log.child({ transcode: 'jobs' });
   const transcode = new TranscodeManager(
     {
-      ladderFor: (name) => streamLadders.get(name) ?? defaultLadder,
+      ladderFor: (name) => {
+        const override = ladderOverrides.get(name);
+        if (override) {
+          try {
+            return parseLadder(override);
+          } catch (err) {
+            transcodeLog.warn({ stream: name, err: (err as Error).message }, 'stream ladder override is invalid; using the server ladder');
+          }
+        }
+        return streamLadders.get(name) ?? defaultLadder;
+      },
       // Probed once at start, and only when some stream has a ladder (each probe is an ffmpeg run); the
       // B-frame-free copy for WebRTC uses libx264 otherwise.
       encoder: ladderUsed ? await chooseVideoEncoder(config.videoEncoder, transcodeLog) : { kind: 'libx264', reason: 'no ladder configured' },
@@ -111,7 +224,8 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     {
       network,
       publisherIceServers: iceServers,
-      authorize: (key) => auth.authorize(key),
+      authorize: (key, remoteAddress) => auth.authorize(key, 'whip', remoteAddress),
+      admitPublish: (name, remoteAddress) => admission.check({ action: 'publish', protocol: 'whip', stream: name, clientAddress: remoteAddress, claims: null }),
       open: config.publishAuth === 'open',
       claimForPublish: (name, info, hooks) => registry.claimForPublish(name, info, hooks),
       maxBitrate: config.whipMaxBitrate,
@@ -121,13 +235,47 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     log.child({ ingest: 'whip' }),
   );
   const rtmp = new RtmpServer({ host: config.host, port: config.rtmpPort }, {
-    authorizePublish: ({ key }) => auth.authorize(key),
+    authorizePublish: ({ key, remoteAddress }) => auth.authorize(key, 'rtmp', remoteAddress),
     claimForPublish: (name, info, hooks) => registry.claimForPublish(name, info, hooks),
   }, log.child({ ingest: 'rtmp' }));
   retainWebRtc();
 
   const http = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+  const routes: string[] = [];
+  http.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) if (method !== 'HEAD') routes.push(`${method} ${route.url}`);
+  });
   registerProblemHandlers(http, log);
+  // The OpenAPI document is generated from the zod schemas of the /api/v1 routes; other routes are left out.
+  await http.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Glasscast API', version: '1', description: 'Stream management, playback tokens, sessions, stats, webhooks. Errors are RFC 9457 problem details (GET /api/v1/errors).' },
+      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'An API key (gcs_…) with the route\'s scope' } } },
+    },
+    transform: (input) => (input.url.startsWith('/api/v1') ? jsonSchemaTransform(input) : { schema: { ...input.schema, hide: true }, url: input.url }),
+  });
+  await http.register(fastifySwaggerUi, { routePrefix: '/api/docs' });
+  await http.register(fastifyRateLimit, { global: false });
+  const keyOf = (request: FastifyRequest): string => {
+    const auth = request.headers.authorization;
+    return auth ? `k:${createHash('sha256').update(auth).digest('hex').slice(0, 24)}` : `a:${request.ip}`;
+  };
+  const limiters = {
+    api: config.rateLimitApi > 0 ? http.createRateLimit({ max: config.rateLimitApi, timeWindow: 60_000, keyGenerator: (r) => `api:${keyOf(r)}` }) : undefined,
+    tokens: config.rateLimitTokens > 0 ? http.createRateLimit({ max: config.rateLimitTokens, timeWindow: 60_000, keyGenerator: (r) => `tokens:${keyOf(r)}` }) : undefined,
+    offers: config.rateLimitOffers > 0 ? http.createRateLimit({ max: config.rateLimitOffers, timeWindow: 60_000, keyGenerator: (r) => `offers:${r.ip}` }) : undefined,
+  };
+  http.addHook('onRequest', async (request) => {
+    const path = request.url.split('?')[0]!;
+    let limiter: typeof limiters.api;
+    if (request.method === 'POST' && path.endsWith('/playback-tokens')) limiter = limiters.tokens;
+    else if (path.startsWith('/api/') || path === '/metrics') limiter = limiters.api;
+    else if (request.method === 'POST' && (path.startsWith('/whip/') || path.startsWith('/whep/'))) limiter = limiters.offers;
+    if (!limiter) return;
+    const verdict = await limiter(request);
+    if (!verdict.isAllowed && verdict.isExceeded) throw new RateLimitedError('rate limit exceeded; slow down', Math.max(1, verdict.ttlInSeconds));
+  });
   http.get('/healthz', async (_request, reply) => {
     // Something real: what runs, what struggles, and whether the WebRTC library still answers.
     const troubled = transcode.troubled();
@@ -145,7 +293,90 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   llhls.registerRoutes(http);
   whep.registerRoutes(http);
   whip.registerRoutes(http);
-  registerApiRoutes(http, { registry, store, llhls, whep, transcode });
+  const knownStreams = new Set<string>();
+  const viewersOf = (name: string): { byProtocol: Record<string, number>; byRendition: { protocol: string; rendition: string; viewers: number }[] } => {
+    const w = whep.streamStats(name);
+    const hls = llhls.viewers.of(name);
+    const byRendition = Object.entries(w.viewersByRendition).map(([rendition, viewers]) => ({ protocol: 'whep', rendition, viewers }));
+    const hlsByRendition = new Map<string, number>();
+    for (const v of hls) hlsByRendition.set(v.rendition || 'src', (hlsByRendition.get(v.rendition || 'src') ?? 0) + 1);
+    for (const [rendition, viewers] of hlsByRendition) byRendition.push({ protocol: 'llhls', rendition, viewers });
+    return { byProtocol: { whep: w.viewers, llhls: hls.length }, byRendition };
+  };
+  const egressBytes = (name: string): Record<string, number> => ({ whep: whep.bytesSent(name), llhls: llhls.bytesSent(name) });
+  const monitor = new StreamMonitor(
+    {
+      streams: () => {
+        const list = registry.list();
+        for (const s of list) if (knownStreams.size < 10_000) knownStreams.add(s.name);
+        return list;
+      },
+      viewers: viewersOf,
+      bytesOut: egressBytes,
+      degraded: (name) => {
+        const t = transcodeStatus(transcode.stats(name));
+        return { degraded: t?.degraded ?? false, reason: t?.degradeReason };
+      },
+      health: (name, data) => emit({ type: 'stream.health', stream: name, data }),
+    },
+    broadcasts,
+    { noKeyframeMs: config.healthNoKeyframeMs, intervalMs: 1000 },
+    log.child({ observability: 'monitor' }),
+  );
+  const metrics = new Metrics({
+    liveStreams: () => registry.list().map((s) => s.name),
+    knownStreams: () => [...knownStreams],
+    viewers: viewersOf,
+    ingest: (name) => {
+      const f = monitor.figures(name);
+      return f && { bitsPerSecond: f.bitrateIn, framesPerSecond: f.fps, keyframeIntervalMs: f.keyframeIntervalMs, bytesTotal: f.bytesIn };
+    },
+    egressBytes,
+    transcode: (name) => {
+      const t = transcodeStatus(transcode.stats(name));
+      return t && { degraded: t.degraded, restarts: t.restarts };
+    },
+    webhookDeliveries: () => ({ ...dispatcher.counts }),
+    webhookPending: () => webhooks.pendingCount(),
+    admissions: () => ({ ...admission.counts }),
+  });
+  let lastMetrics: { at: number; text: string; contentType: string } | undefined;
+  http.get('/metrics', async (request, reply) => {
+    // Prometheus scrapes with a bearer token: the metrics token, or an API key with stats:read.
+    const token = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1];
+    failures.check(request.ip);
+    const metricsTokenOk = config.metricsToken !== '' && token !== undefined && token.length === config.metricsToken.length && createHash('sha256').update(token).digest().equals(createHash('sha256').update(config.metricsToken).digest());
+    if (!metricsTokenOk) {
+      if (!token) throw new GlasscastError('API_KEY_REQUIRED', '/metrics needs Authorization: Bearer <metrics token or API key with stats:read>');
+      const key = await apiKeys.verify(token);
+      if (!key) {
+        failures.failed(request.ip);
+        throw new GlasscastError('API_KEY_INVALID', 'the token is not the metrics token nor a live API key');
+      }
+      if (!hasScope(key.scopes, 'stats:read')) throw new GlasscastError('SCOPE_MISSING', 'this API key lacks the stats:read scope');
+    }
+    // Scrapers (several Prometheus replicas, a dashboard) share one rendering a second.
+    const now = Date.now();
+    if (!lastMetrics || now - lastMetrics.at >= 1000) lastMetrics = { at: now, ...(await metrics.render()) };
+    return reply.type(lastMetrics.contentType).header('cache-control', 'no-store').send(lastMetrics.text);
+  });
+  let base = { http: '', rtmp: '' };
+  registerApiRoutes(http, {
+    registry,
+    store,
+    llhls,
+    whep,
+    transcode,
+    apiKeys,
+    webhooks,
+    broadcasts,
+    monitor,
+    tokens,
+    failures,
+    base: () => base,
+    streamChanged: (name, record) => remember(name, record),
+    outboxWritten: () => dispatcher.nudge(),
+  });
   const webDir = webDistDir();
   if (webDir) {
     await http.register(fastifyStatic, { root: webDir, prefix: '/', index: false, wildcard: true });
@@ -168,11 +399,26 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   } catch (err) {
     await rtmp.close();
     await http.close();
+    await monitor.close();
+    dispatcher.close();
     await db.destroy();
     transcode.close();
+    llhls.close();
     releaseWebRtc();
     throw err;
   }
+  base = publicBase(config, { http: httpPort, rtmp: rtmpPort }, hostname());
+  dispatcher.start();
+  // A stream deleted from another process (the CLI) loses its publisher here within a few seconds.
+  const deletedCheck = setInterval(() => {
+    if (config.publishAuth !== 'key') return;
+    for (const stream of registry.list()) {
+      void store.findByName(stream.name).then((record) => {
+        if (!record && stream.state !== 'ended') stream.close('stream deleted');
+      }, () => undefined);
+    }
+  }, 5000);
+  deletedCheck.unref();
 
   let closed: Promise<void> | undefined;
   return {
@@ -180,6 +426,11 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     ports: { http: httpPort, rtmp: rtmpPort },
     registry,
     store,
+    apiKeys,
+    webhooks,
+    dispatcher,
+    tokens,
+    monitor,
     llhls,
     whep,
     whip,
@@ -187,8 +438,12 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     transcode,
     http,
     createdStream,
+    createdApiToken,
+    routes,
+    base: () => base,
     close() {
       closed ??= (async () => {
+        clearInterval(deletedCheck);
         await rtmp.close();
         whip.close();
         registry.close();
@@ -196,6 +451,10 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
         whep.close();
         llhls.close();
         await http.close();
+        // Broadcast ends (and their stream.ended events) are written before the database closes; a webhook
+        // not yet delivered stays in the outbox for the next start.
+        await monitor.close();
+        dispatcher.close();
         await db.destroy();
         // The last user of the WebRTC library releases its threads, so the process can end by itself.
         releaseWebRtc();

@@ -2,19 +2,73 @@
 /** The `glasscast` command: `glasscast [serve|streams] [--flags]` (see `glasscast --help`). */
 import { hostname } from 'node:os';
 import { GlasscastError } from './core/errors.js';
-import { helpText, loadConfig, parseArgs, type GlasscastConfig } from './config/config.js';
-import { startGlasscast } from './app.js';
+import { helpText, loadConfig, parseArgs, type GlasscastConfig, type ParsedArgs } from './config/config.js';
+import { publicBase, startGlasscast } from './app.js';
+import { ApiKeyStore } from './store/api-key-store.js';
 import { createLogger } from './observability/logger.js';
 import { openDatabase } from './store/database.js';
-import { StreamStore } from './store/stream-store.js';
+import { StreamStore, type StreamRecord, type Visibility } from './store/stream-store.js';
 
-/** Links as a user types them; `ports` are the bound ports (they differ from the config when it says 0). */
-function publicBase(config: GlasscastConfig, ports = { http: config.httpPort, rtmp: config.rtmpPort }): { http: string; rtmp: string } {
-  const host = config.host === '0.0.0.0' || config.host === '::' ? hostname() : config.host;
-  return {
-    http: config.publicUrl?.replace(/\/+$/, '') ?? `http://${host}:${ports.http}`,
-    rtmp: `rtmp://${config.publicUrl ? new URL(config.publicUrl).hostname : host}:${ports.rtmp}/live`,
-  };
+/** `glasscast streams …`: list, create, rotate-key, delete, on the data directory (server running or not). */
+async function streamsCommand(args: ParsedArgs, config: GlasscastConfig): Promise<void> {
+  const db = await openDatabase(config.dataDir);
+  try {
+    const store = new StreamStore(db);
+    const base = publicBase(config, { http: config.httpPort, rtmp: config.rtmpPort }, hostname());
+    const [action = 'list', name] = args.positionals;
+    const print = (s: StreamRecord): void => {
+      process.stdout.write(`${s.name}${s.visibility === 'public' ? '' : `  (${s.visibility})`}\n  server: ${base.rtmp}\n  key:    ${s.key}\n  watch:  ${base.http}/watch/${s.name}\n`);
+      if (s.previousKey) process.stdout.write(`  previous key publishes until ${s.previousKey.expiresAt}\n`);
+    };
+    const needName = (): string => {
+      if (!name) throw new GlasscastError('CONFIG_INVALID', `streams ${action} needs a stream name`);
+      return name;
+    };
+    if (action === 'list') {
+      for (const s of await store.list()) print(s);
+    } else if (action === 'create') {
+      const visibility = args.options.visibility;
+      if (visibility !== undefined && !['public', 'unlisted', 'private'].includes(visibility)) throw new GlasscastError('CONFIG_INVALID', '--visibility is public, unlisted or private');
+      print(await store.create(needName(), { visibility: visibility as Visibility | undefined, title: args.options.title, description: args.options.description, ladder: args.options.ladder }));
+    } else if (action === 'rotate-key') {
+      const grace = Number(args.options.grace ?? '300');
+      if (!Number.isInteger(grace) || grace < 0) throw new GlasscastError('CONFIG_INVALID', '--grace is a whole number of seconds');
+      print(await store.rotateKey(needName(), grace * 1000));
+    } else if (action === 'delete') {
+      await store.delete(needName());
+      process.stdout.write(`deleted ${name} (a running server ends its publisher within a few seconds)\n`);
+    } else {
+      throw new GlasscastError('CONFIG_INVALID', `unknown action "streams ${action}" (list, create, rotate-key, delete)`);
+    }
+  } finally {
+    await db.destroy();
+  }
+}
+
+/** `glasscast api-keys …`: create, list, revoke. */
+async function apiKeysCommand(args: ParsedArgs, config: GlasscastConfig): Promise<void> {
+  const db = await openDatabase(config.dataDir);
+  try {
+    const keys = new ApiKeyStore(db);
+    const [action = 'list', id] = args.positionals;
+    if (action === 'list') {
+      for (const k of await keys.list()) {
+        process.stdout.write(`${k.id}  ${k.name}  scopes: ${k.scopes.join(',')}  created ${k.createdAt}${k.lastUsedAt ? `  last used ${k.lastUsedAt}` : ''}${k.revokedAt ? `  REVOKED ${k.revokedAt}` : ''}\n`);
+      }
+    } else if (action === 'create') {
+      const scopes = (args.options.scopes ?? 'admin').split(',').map((s) => s.trim()).filter(Boolean);
+      const k = await keys.create(args.options.name ?? 'created with the CLI', scopes);
+      process.stdout.write(`${k.id}  scopes: ${k.scopes.join(',')}\n  API token:  ${k.token}\n  (shown once; only its hash is stored)\n`);
+    } else if (action === 'revoke') {
+      if (!id) throw new GlasscastError('CONFIG_INVALID', 'api-keys revoke needs a key id (see api-keys list)');
+      await keys.revoke(id);
+      process.stdout.write(`revoked ${id}\n`);
+    } else {
+      throw new GlasscastError('CONFIG_INVALID', `unknown action "api-keys ${action}" (list, create, revoke)`);
+    }
+  } finally {
+    await db.destroy();
+  }
 }
 
 async function main(): Promise<void> {
@@ -25,20 +79,13 @@ async function main(): Promise<void> {
   }
   const config = loadConfig(args);
   const command = args.command ?? 'serve';
-  if (command === 'streams') {
-    const db = await openDatabase(config.dataDir);
-    const base = publicBase(config);
-    for (const s of await new StreamStore(db).list()) {
-      process.stdout.write(`${s.name}\n  server: ${base.rtmp}\n  key:    ${s.key}\n  watch:  ${base.http}/watch/${s.name}\n`);
-    }
-    await db.destroy();
-    return;
-  }
+  if (command === 'streams') return streamsCommand(args, config);
+  if (command === 'api-keys') return apiKeysCommand(args, config);
   if (command !== 'serve') throw new GlasscastError('CONFIG_INVALID', `unknown command "${command}" (see glasscast --help)`);
 
   const log = createLogger(config.logLevel);
   const app = await startGlasscast(config, log);
-  const base = publicBase(config, app.ports);
+  const base = app.base();
   const lines = ['', 'Glasscast is running.'];
   if (app.createdStream) {
     lines.push(
@@ -48,9 +95,13 @@ async function main(): Promise<void> {
       `    Stream key: ${app.createdStream.key}`,
       `  Watch:        ${base.http}/watch/${app.createdStream.name}`,
     );
-  } else if (config.publishAuth === 'open') {
+  }
+  if (app.createdApiToken) {
+    lines.push(`  API token:  ${app.createdApiToken}`, `              (admin; shown once — only its hash is stored. More: glasscast api-keys create)`);
+  }
+  if (!app.createdStream && config.publishAuth === 'open') {
     lines.push(`  OPEN publishing (development only): any key publishes, e.g. ${base.rtmp}/test → ${base.http}/watch/test`);
-  } else {
+  } else if (!app.createdStream) {
     lines.push(`  RTMP server: ${base.rtmp}   (keys: glasscast streams --data-dir ${config.dataDir})`, `  Watch:       ${base.http}/watch/<name>`);
   }
   process.stdout.write(lines.join('\n') + '\n\n');

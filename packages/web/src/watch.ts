@@ -29,11 +29,14 @@ const player = new GlasscastPlayer(video, {
   protocol: forced === 'webrtc' || forced === 'll-hls' ? forced : 'auto',
   // `?hls=defaults`: hls.js with the library's defaults (benchmarks compare what any hls.js page gets).
   hlsDefaults: query.get('hls') === 'defaults',
-  onStateChange(state) {
+  // `?token=`: a private stream's playback token.
+  token: query.get('token') ?? undefined,
+  onStateChange(state, detail) {
     const [label, text] = LABELS[state];
     badge.textContent = label;
     badge.className = `badge ${state}`;
-    message.textContent = text;
+    // A refusal (private stream, expired token) is worth more than "offline".
+    message.textContent = state === 'offline' && / token|not allowed|denied/i.test(detail) ? detail : text;
     overlay.hidden = state === 'playing';
   },
 });

@@ -1,129 +1,531 @@
 /**
- * The public REST API, `/api/v1`. Errors are problem details (RFC 9457) with codes from the catalogue
- * (http/problem.ts). Stream keys are never returned here (admin endpoints with auth come later).
+ * The REST API, `/api/v1`, with zod schemas (api-schemas.ts) from which the OpenAPI 3.1 document at
+ * `/api/docs/json` (UI at `/api/docs`) is generated. Errors are RFC 9457 problem details with catalogue codes.
+ *
+ * Access: reading the public list and a public or unlisted stream's status is open; everything else needs
+ * `Authorization: Bearer <API key>` with the route's scope (store/api-key-store.ts). A private stream's status is
+ * shown to an API key with `streams:read` or to a viewer with a playback token for it. Keys are shown only by
+ * `GET /streams/{name}/key` and on creation/rotation.
  */
-import type { FastifyInstance } from 'fastify';
-import type { EntityStats } from '../core/stats.js';
-import type { StreamRegistry } from '../core/stream-registry.js';
-import type { LlHlsServer } from '../egress/llhls/llhls-server.js';
-import type { WhepServer, WhepStreamStats } from '../egress/whep/whep-server.js';
-import type { StreamStore } from '../store/stream-store.js';
-import type { TranscodeManager } from '../transcode/transcode-manager.js';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { FailureLimiter } from '../auth/failure-limiter.js';
+import type { PlaybackTokens } from '../auth/playback-tokens.js';
+import { GlasscastError } from '../core/errors.js';
+import type { ApiKeyStore, ApiScope } from '../store/api-key-store.js';
+import { hasScope } from '../store/api-key-store.js';
+import type { BroadcastStore } from '../store/broadcast-store.js';
+import type { StreamRecord, StreamStore } from '../store/stream-store.js';
+import type { WebhookStore } from '../store/webhook-store.js';
+import type { StreamMonitor } from '../observability/stream-monitor.js';
+import * as S from './api-schemas.js';
+import type { StatusDeps } from './stream-status.js';
+import { streamStatus, transcodeStatus } from './stream-status.js';
 
-/** What the API reads. */
-export interface ApiDeps {
-  registry: StreamRegistry;
+/** What the API reads and changes. */
+export interface ApiDeps extends StatusDeps {
   store: StreamStore;
-  llhls: LlHlsServer;
-  whep: WhepServer;
-  transcode: TranscodeManager;
+  apiKeys: ApiKeyStore;
+  webhooks: WebhookStore;
+  broadcasts: BroadcastStore;
+  monitor: StreamMonitor;
+  tokens: PlaybackTokens;
+  failures: FailureLimiter;
+  /** Absolute base URLs for links (`http://host:8080`, `rtmp://host:1935/live`). */
+  base(): { http: string; rtmp: string };
+  /** A stream's configuration changed (visibility, ladder, deletion): drop what was cached of it. */
+  streamChanged(name: string, record: StreamRecord | undefined): void;
+  /** Something was written to the webhook outbox. */
+  outboxWritten(): void;
 }
 
-/** Public view of one stream. */
-export interface StreamStatus {
-  name: string;
-  /** `live`: a publisher is sending; `reconnecting`: it dropped and may return; `offline` otherwise. */
-  state: 'live' | 'reconnecting' | 'offline';
-  /** True when an LL-HLS playlist can be played now. */
-  playable: boolean;
-  /** True when WHEP (WebRTC) playback is offered now. */
-  webrtc: boolean;
-  playback: { hls: string; whep: string; watch: string };
-  /** Codec strings (RFC 6381) of the current (or last) publisher session's tracks; null for a missing kind. */
-  tracks: { video: string | null; audio: string | null };
-  /** WebRTC viewers now and their counters (see `WhepServer.streamStats`). */
-  webrtcStats: WhepStreamStats;
-  /** Ladder renditions playable now besides the source: name (`720p`), size, target bits/s and LL-HLS media playlist. */
-  renditions: { name: string; width: number; height: number; bitrate: number; hls: string }[];
-  /**
-   * The stream's video job (encoder and why, outputs, speed, lag, restarts, `degraded` and what was shed), or
-   * undefined when the stream has none.
-   */
-  transcode: TranscodeStatus | undefined;
-  /** Every entity of the stream in the one stats shape: the stream (publisher, readers, renditions), its jobs, its WebRTC viewers. */
-  stats: { stream: EntityStats | undefined; jobs: EntityStats[]; viewers: EntityStats[] };
+/** The authenticated caller. */
+interface Caller {
+  keyId: string;
+  scopes: readonly string[];
 }
 
-/** The video job in brief (the full picture is in `stats.jobs`). */
-export interface TranscodeStatus {
-  state: string;
-  encoder: string | undefined;
-  encoderReason: string | undefined;
-  outputs: string[];
-  degraded: boolean;
-  /** What was shed, in order (`x264 ultrafast, 720p dropped`), when degraded. */
-  shed: string | undefined;
-  degradeReason: string | undefined;
-  restarts: number;
-  lastFault: string | undefined;
-  /** Media time out per media time in over the last window (1 = real time). */
-  speed: number | undefined;
-  /** Source picture to its copy, last picture, ms. */
-  lagMs: number | undefined;
-  /** The audio job (AAC ↔ Opus), if any. */
-  audio: { state: string; from: string | undefined; to: string | undefined; restarts: number } | undefined;
+const bearer = (request: FastifyRequest): string | undefined => /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1];
+
+/** Opaque cursors: base64url of the last item's sort key. */
+const encodeCursor = (value: string): string => Buffer.from(value, 'utf8').toString('base64url');
+const decodeCursor = (cursor: string | undefined): string | undefined => (cursor === undefined ? undefined : Buffer.from(cursor, 'base64url').toString('utf8'));
+
+/**
+ * Public answers (the list, a public stream's status) are shared by every anonymous caller for this long, ms:
+ * a thousand players polling a stream's status cost a handful of computations a second, not a thousand.
+ */
+const PUBLIC_CACHE_MS = 250;
+
+/** A tiny time-bounded memo for public answers (bounded in entries). */
+class MicroCache {
+  private readonly entries = new Map<string, { at: number; body: unknown }>();
+  get(key: string, now: number): unknown {
+    const e = this.entries.get(key);
+    return e && now - e.at < PUBLIC_CACHE_MS ? e.body : undefined;
+  }
+  set(key: string, body: unknown, now: number): void {
+    if (this.entries.size >= 1000) this.entries.clear();
+    this.entries.set(key, { at: now, body });
+  }
+  clear(): void {
+    this.entries.clear();
+  }
 }
 
-function transcodeStatus(jobs: EntityStats[]): TranscodeStatus | undefined {
-  const video = jobs.find((j) => j.info['kind'] === 'video');
-  const audio = jobs.find((j) => j.info['kind'] === 'audio');
-  if (!video) return undefined;
-  const text = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
-  return {
-    state: video.state,
-    encoder: text(video.info['encoder']),
-    encoderReason: text(video.info['encoderReason']),
-    outputs: (text(video.info['outputs']) ?? '').split(',').filter(Boolean),
-    degraded: video.info['degraded'] === true,
-    shed: text(video.info['shed']),
-    degradeReason: text(video.info['degradeReason']),
-    restarts: video.counters['restarts'] ?? 0,
-    lastFault: text(video.info['lastFault']),
-    speed: video.counters['speed'],
-    lagMs: video.counters['lagMs'],
-    audio: audio && { state: audio.state, from: text(audio.info['from']), to: text(audio.info['to']), restarts: audio.counters['restarts'] ?? 0 },
-  };
-}
+const PROBLEMS = { 400: S.problem, 401: S.problem, 403: S.problem, 404: S.problem, 409: S.problem, 429: S.problem };
 
-function status(deps: ApiDeps, name: string): StreamStatus {
-  const stream = deps.registry.get(name);
-  const muxer = deps.llhls.muxer(name);
-  const state = stream?.state === 'live' ? 'live' : stream?.state === 'reconnecting' ? 'reconnecting' : 'offline';
-  const jobs = deps.transcode.stats(name);
-  return {
-    name,
-    state,
-    playable: state !== 'offline' && muxer !== undefined && muxer.ready && !muxer.ended,
-    webrtc: state === 'live' && deps.whep.playable(name),
-    playback: {
-      hls: `/hls/${encodeURIComponent(name)}/index.m3u8`,
-      whep: `/whep/${encodeURIComponent(name)}`,
-      watch: `/watch/${encodeURIComponent(name)}`,
-    },
-    tracks: {
-      video: stream?.tracks.find((t) => t.kind === 'video')?.info.codecString ?? null,
-      audio: stream?.tracks.find((t) => t.kind === 'audio')?.info.codecString ?? null,
-    },
-    webrtcStats: deps.whep.streamStats(name),
-    renditions: deps.llhls.renditions(name).map(({ info }) => ({
-      name: info.name,
-      width: info.width,
-      height: info.height,
-      bitrate: info.bitrate,
-      hls: `/hls/${encodeURIComponent(name)}/${info.name}/media.m3u8`,
-    })),
-    transcode: transcodeStatus(jobs),
-    stats: { stream: stream?.getStats(), jobs, viewers: deps.whep.viewerStats(name) },
-  };
-}
-
-/** Registers `/api/v1/streams` and `/api/v1/streams/:name`. */
+/** Registers every `/api/v1` route (besides `/api/v1/errors`, registered with the problem handlers). */
 export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
-  app.get('/api/v1/streams', async (_request, reply) => {
-    const names = new Set([...(await deps.store.list()).map((s) => s.name), ...deps.registry.list().map((s) => s.name)]);
-    return reply.header('cache-control', 'no-store').send({ streams: [...names].map((n) => status(deps, n)) });
-  });
-  app.get<{ Params: { name: string } }>('/api/v1/streams/:name', async (request, reply) => {
-    return reply.header('cache-control', 'no-store').send(status(deps, request.params.name));
+  app.register(async (scoped) => {
+    scoped.setValidatorCompiler(validatorCompiler);
+    scoped.setSerializerCompiler(serializerCompiler);
+    const api = scoped.withTypeProvider<ZodTypeProvider>();
+
+    /** The caller of a request with an API key; undefined without one. Throws for a bad key. */
+    const caller = async (request: FastifyRequest): Promise<Caller | undefined> => {
+      const token = bearer(request);
+      if (!token || !token.startsWith('gcs_')) return undefined;
+      deps.failures.check(request.ip);
+      const key = await deps.apiKeys.verify(token);
+      if (!key) {
+        deps.failures.failed(request.ip);
+        throw new GlasscastError('API_KEY_INVALID', 'the API key is unknown or revoked');
+      }
+      return { keyId: key.id, scopes: key.scopes };
+    };
+    /** The caller, who must hold `scope`. */
+    const need = async (request: FastifyRequest, scope: ApiScope): Promise<Caller> => {
+      const who = await caller(request);
+      if (!who) throw new GlasscastError('API_KEY_REQUIRED', `this needs an API key with the ${scope} scope (Authorization: Bearer <key>)`);
+      if (!hasScope(who.scopes, scope)) throw new GlasscastError('SCOPE_MISSING', `this API key lacks the ${scope} scope`);
+      return who;
+    };
+    const record = async (name: string): Promise<StreamRecord> => {
+      const r = await deps.store.findByName(name);
+      if (!r) throw new GlasscastError('STREAM_NOT_FOUND', `no stream ${name}`);
+      return r;
+    };
+    const stateOf = (name: string): 'live' | 'reconnecting' | 'offline' => {
+      const s = deps.registry.get(name)?.state;
+      return s === 'live' ? 'live' : s === 'reconnecting' ? 'reconnecting' : 'offline';
+    };
+    const playback = (name: string, token?: string): { watch: string; hls: string; whep: string } => {
+      const base = deps.base().http;
+      const n = encodeURIComponent(name);
+      const q = token ? `?token=${encodeURIComponent(token)}` : '';
+      return { watch: `${base}/watch/${n}${q}`, hls: `${base}/hls/${n}/index.m3u8${q}`, whep: `${base}/whep/${n}` };
+    };
+    const adminView = (r: StreamRecord): z.infer<typeof S.adminStream> => ({
+      name: r.name,
+      title: r.title,
+      description: r.description,
+      visibility: r.visibility,
+      ladder: r.ladder ?? null,
+      createdAt: r.createdAt,
+      updatedAt: r.updatedAt,
+      previousKeyExpiresAt: r.previousKey?.expiresAt ?? null,
+      state: stateOf(r.name),
+      playback: playback(r.name),
+    });
+    const keyView = (r: StreamRecord): z.infer<typeof S.streamKey> => ({
+      key: r.key,
+      previousKeyExpiresAt: r.previousKey?.expiresAt ?? null,
+      rtmp: { server: deps.base().rtmp, streamKey: r.key },
+      whip: { url: `${deps.base().http}/whip/${encodeURIComponent(r.name)}`, bearerToken: r.key },
+    });
+    const publicAnswers = new MicroCache();
+    const changed = (name: string, r: StreamRecord | undefined): void => {
+      publicAnswers.clear();
+      deps.streamChanged(name, r);
+      deps.outboxWritten();
+    };
+
+    // ---- streams: list and status (public), CRUD (streams:write) ----
+    api.get('/api/v1/streams', {
+      schema: {
+        summary: 'List streams with their live status',
+        description: 'Without an API key: public streams only (unlisted and private never appear). With streams:read: every stream. Never keys.',
+        tags: ['streams'],
+        querystring: S.pageQuery,
+        response: { 200: z.object({ streams: z.array(z.any()), nextCursor: z.string().nullable() }), 401: S.problem },
+      },
+    }, async (request, reply) => {
+      const who = await caller(request);
+      const all = who !== undefined && hasScope(who.scopes, 'streams:read');
+      const { limit, cursor } = request.query;
+      const now = Date.now();
+      const cacheKey = `list ${limit} ${cursor ?? ''}`;
+      const cached = all ? undefined : (publicAnswers.get(cacheKey, now) as { streams: unknown[]; nextCursor: string | null } | undefined);
+      if (cached) return reply.header('cache-control', 'no-store').send(cached);
+      const records = await deps.store.list(limit, decodeCursor(cursor));
+      const configured = new Set((await deps.store.list()).map((r) => r.name));
+      const visible = records.filter((r) => all || r.visibility === 'public');
+      // Streams published in open mode have no record: public, listed on the first page.
+      const unconfigured = cursor === undefined ? deps.registry.list().filter((s) => !configured.has(s.name)).map((s) => s.name) : [];
+      const names = [...visible.map((r) => r.name), ...unconfigured];
+      const nextCursor = records.length === limit ? encodeCursor(records[records.length - 1]!.name) : null;
+      const body = {
+        streams: names.map((n) => {
+          const r = records.find((x) => x.name === n);
+          return { ...streamStatus(deps, n), title: r?.title ?? '', description: r?.description ?? '', visibility: r?.visibility ?? 'public' };
+        }),
+        nextCursor,
+      };
+      if (!all) publicAnswers.set(cacheKey, body, now);
+      return reply.header('cache-control', 'no-store').send(body);
+    });
+
+    api.get('/api/v1/streams/:name', {
+      schema: {
+        summary: 'Live status of one stream',
+        description: 'Open for public and unlisted streams; a private one needs a playback token for it (Bearer or ?token=) or an API key with streams:read.',
+        tags: ['streams'],
+        params: S.nameParams,
+        querystring: z.object({ token: z.string().max(4096).optional() }),
+        response: { 200: z.any(), ...PROBLEMS },
+      },
+    }, async (request, reply) => {
+      const { name } = request.params;
+      const now = Date.now();
+      const cached = publicAnswers.get(`status ${name}`, now);
+      if (cached) return reply.header('cache-control', 'no-store').send(cached);
+      const r = await deps.store.findByName(name);
+      if (r?.visibility === 'private') {
+        const token = request.query.token ?? bearer(request);
+        const who = token?.startsWith('gcs_') ? await caller(request) : undefined;
+        if (!who || !hasScope(who.scopes, 'streams:read')) {
+          deps.failures.check(request.ip);
+          if (!token || token.startsWith('gcs_')) throw new GlasscastError('PLAYBACK_TOKEN_REQUIRED', `stream ${name} is private: a playback token is required`);
+          await deps.tokens.verify(token, name);
+        }
+      }
+      const body = { ...streamStatus(deps, name), title: r?.title ?? '', description: r?.description ?? '', visibility: r?.visibility ?? 'public' };
+      // A private stream's status is computed for each authorized caller, never shared.
+      if (r?.visibility !== 'private') publicAnswers.set(`status ${name}`, body, now);
+      return reply.header('cache-control', 'no-store').send(body);
+    });
+
+    api.post('/api/v1/streams', {
+      schema: {
+        summary: 'Create a stream',
+        description: 'Answers 201 with the stream and its publish key (RTMP stream key and WHIP Bearer token). Emits stream.created.',
+        tags: ['streams'],
+        security: [{ apiKey: [] }],
+        body: S.createStreamBody,
+        response: { 201: S.adminStream.extend({ key: S.streamKey }), ...PROBLEMS },
+      },
+    }, async (request, reply) => {
+      await need(request, 'streams:write');
+      const { name, ...fields } = request.body;
+      const r = await deps.store.create(name, fields);
+      changed(name, r);
+      return reply.code(201).header('location', `/api/v1/streams/${encodeURIComponent(name)}`).send({ ...adminView(r), key: keyView(r) });
+    });
+
+    api.patch('/api/v1/streams/:name', {
+      schema: {
+        summary: 'Change a stream (title, description, visibility, ladder)',
+        description: 'A ladder change applies from the next publish. Emits stream.updated with the changed fields.',
+        tags: ['streams'],
+        security: [{ apiKey: [] }],
+        params: S.nameParams,
+        body: S.updateStreamBody,
+        response: { 200: S.adminStream, ...PROBLEMS },
+      },
+    }, async (request) => {
+      await need(request, 'streams:write');
+      const r = await deps.store.update(request.params.name, request.body);
+      changed(r.name, r);
+      return adminView(r);
+    });
+
+    api.delete('/api/v1/streams/:name', {
+      schema: {
+        summary: 'Delete a stream',
+        description: 'Disconnects its publisher and viewers; its broadcast history stays. Emits stream.deleted.',
+        tags: ['streams'],
+        security: [{ apiKey: [] }],
+        params: S.nameParams,
+        response: { 204: z.null(), ...PROBLEMS },
+      },
+    }, async (request, reply) => {
+      await need(request, 'streams:write');
+      const { name } = request.params;
+      await deps.store.delete(name);
+      changed(name, undefined);
+      deps.registry.get(name)?.close('stream deleted by an operator');
+      return reply.code(204).send(null);
+    });
+
+    api.get('/api/v1/streams/:name/admin', {
+      schema: { summary: "A stream's configuration", tags: ['streams'], security: [{ apiKey: [] }], params: S.nameParams, response: { 200: S.adminStream, ...PROBLEMS } },
+    }, async (request) => {
+      await need(request, 'streams:read');
+      return adminView(await record(request.params.name));
+    });
+
+    // ---- publish keys ----
+    api.get('/api/v1/streams/:name/key', {
+      schema: { summary: "Show a stream's publish key", tags: ['keys'], security: [{ apiKey: [] }], params: S.nameParams, response: { 200: S.streamKey, ...PROBLEMS } },
+    }, async (request, reply) => {
+      await need(request, 'streams:read');
+      return reply.header('cache-control', 'no-store').send(keyView(await record(request.params.name)));
+    });
+
+    api.post('/api/v1/streams/:name/key/rotate', {
+      schema: {
+        summary: "Rotate a stream's publish key",
+        description: 'The old key still publishes for graceSeconds (default 300; 0 refuses it at once); a publisher already live on it is not cut. Emits stream.key_rotated.',
+        tags: ['keys'],
+        security: [{ apiKey: [] }],
+        params: S.nameParams,
+        body: S.rotateKeyBody.nullish(),
+        response: { 200: S.streamKey, ...PROBLEMS },
+      },
+    }, async (request, reply) => {
+      await need(request, 'streams:write');
+      const r = await deps.store.rotateKey(request.params.name, (request.body?.graceSeconds ?? 300) * 1000);
+      changed(r.name, r);
+      return reply.header('cache-control', 'no-store').send(keyView(r));
+    });
+
+    // ---- sessions: publisher and viewers; disconnect and kick ----
+    api.get('/api/v1/streams/:name/sessions', {
+      schema: { summary: 'Publisher and viewer sessions of a stream', tags: ['sessions'], security: [{ apiKey: [] }], params: S.nameParams, response: { 200: z.object({ items: z.array(S.session) }), ...PROBLEMS } },
+    }, async (request, reply) => {
+      await need(request, 'streams:read');
+      const { name } = request.params;
+      const items: z.infer<typeof S.session>[] = [];
+      const publisher = deps.registry.get(name)?.getStats().children.find((c) => c.type === 'publisher');
+      if (publisher) {
+        const protocol = String(publisher.info['protocol']) as z.infer<typeof S.session>['protocol'];
+        items.push({ id: `pub-${publisher.id}`, role: 'publisher', protocol, address: (publisher.info['remoteAddress'] as string | undefined) ?? null, startedAt: new Date(publisher.createdAt).toISOString(), bytes: publisher.counters['bytes'] ?? 0, rendition: null, viewerId: null });
+      }
+      for (const v of deps.whep.viewers(name)) {
+        items.push({ id: v.id, role: 'viewer', protocol: 'whep', address: v.address ?? null, startedAt: new Date(v.startedAt).toISOString(), bytes: v.bytesSent, rendition: v.rendition, viewerId: v.identity?.viewerId ?? null });
+      }
+      for (const v of deps.llhls.viewers.of(name)) {
+        items.push({ id: v.id, role: 'viewer', protocol: 'llhls', address: v.address, startedAt: new Date(v.startedAt).toISOString(), bytes: v.bytesSent, rendition: v.rendition || null, viewerId: v.viewerId ?? null });
+      }
+      return reply.header('cache-control', 'no-store').send({ items });
+    });
+
+    api.delete('/api/v1/streams/:name/sessions/:id', {
+      schema: {
+        summary: 'End one session (kick a viewer, or disconnect the publisher)',
+        description: "A kicked viewer's playback token is revoked until it expires, so its player cannot come straight back; other viewers are untouched.",
+        tags: ['sessions'],
+        security: [{ apiKey: [] }],
+        params: S.nameParams.extend({ id: z.string().max(100) }),
+        response: { 204: z.null(), ...PROBLEMS },
+      },
+    }, async (request, reply) => {
+      await need(request, 'streams:write');
+      const { name, id } = request.params;
+      if (id.startsWith('pub-')) {
+        const stream = deps.registry.get(name);
+        const publisher = stream?.getStats().children.find((c) => c.type === 'publisher');
+        if (!stream || !publisher || `pub-${publisher.id}` !== id) throw new GlasscastError('SESSION_NOT_FOUND', `no session ${id.slice(0, 40)}`);
+        stream.close('publisher disconnected by an operator');
+        return reply.code(204).send(null);
+      }
+      const whepViewer = deps.whep.viewers(name).find((v) => v.id === id);
+      if (whepViewer) {
+        if (whepViewer.identity?.tokenId) deps.tokens.revoke(whepViewer.identity.tokenId, whepViewer.identity.expiresAt);
+        deps.whep.kick(name, id, 'kicked by an operator');
+        return reply.code(204).send(null);
+      }
+      const hlsViewer = deps.llhls.viewers.of(name).find((v) => v.id === id);
+      if (hlsViewer) {
+        if (hlsViewer.tokenId) deps.tokens.revoke(hlsViewer.tokenId, hlsViewer.expiresAt ?? Date.now());
+        deps.llhls.kick(name, id);
+        return reply.code(204).send(null);
+      }
+      throw new GlasscastError('SESSION_NOT_FOUND', `no session ${id.slice(0, 40)} on stream ${name}`);
+    });
+
+    api.delete('/api/v1/streams/:name/publisher', {
+      schema: {
+        summary: 'Disconnect the publisher',
+        description: 'Ends the stream now (no reconnect grace). The encoder may reconnect with its key: rotate the key first (graceSeconds 0) to keep it out.',
+        tags: ['sessions'],
+        security: [{ apiKey: [] }],
+        params: S.nameParams,
+        response: { 204: z.null(), ...PROBLEMS },
+      },
+    }, async (request, reply) => {
+      await need(request, 'streams:write');
+      const stream = deps.registry.get(request.params.name);
+      if (!stream || stream.state === 'ended') throw new GlasscastError('STREAM_NOT_FOUND', `stream ${request.params.name} has no publisher`);
+      stream.close('publisher disconnected by an operator');
+      return reply.code(204).send(null);
+    });
+
+    // ---- stats and history ----
+    api.get('/api/v1/streams/:name/stats', {
+      schema: { summary: 'Current figures of a stream', tags: ['stats'], security: [{ apiKey: [] }], params: S.nameParams, response: { 200: S.streamStats, ...PROBLEMS } },
+    }, async (request, reply) => {
+      await need(request, 'stats:read');
+      const { name } = request.params;
+      const f = deps.monitor.figures(name);
+      const t = transcodeStatus(deps.transcode.stats(name));
+      return reply.header('cache-control', 'no-store').send({
+        name,
+        state: stateOf(name),
+        startedAt: f?.startedAt ?? null,
+        bitrateIn: Math.round(f?.bitrateIn ?? 0),
+        fps: f?.fps ?? 0,
+        keyframeIntervalMs: f?.keyframeIntervalMs ?? null,
+        sinceKeyframeMs: f?.sinceKeyframeMs ?? null,
+        viewers: f?.viewers ?? {},
+        viewersByRendition: f?.viewersByRendition ?? [],
+        peakViewers: f?.peakViewers ?? 0,
+        bytesIn: f?.bytesIn ?? 0,
+        bytesOut: f?.bytesOut ?? 0,
+        health: f?.health ?? [],
+        transcode: t ? { degraded: t.degraded, shed: t.shed ?? null, reason: t.degradeReason ?? null } : null,
+      });
+    });
+
+    const historyRoute = async (stream: string | undefined, query: z.infer<typeof S.pageQuery>): Promise<{ items: z.infer<typeof S.broadcast>[]; nextCursor: string | null }> => {
+      const raw = decodeCursor(query.cursor);
+      const sep = raw?.indexOf(' ') ?? -1;
+      const before = raw && sep > 0 ? { startedAt: Number(raw.slice(0, sep)), id: raw.slice(sep + 1) } : undefined;
+      const items = await deps.broadcasts.list(stream, query.limit, before);
+      const last = items[items.length - 1];
+      return {
+        items: items.map((b) => ({ ...b, endedAt: b.endedAt ?? null })),
+        nextCursor: items.length === query.limit && last ? encodeCursor(`${Date.parse(last.startedAt)} ${last.id}`) : null,
+      };
+    };
+    api.get('/api/v1/streams/:name/history', {
+      schema: { summary: 'Past broadcasts of a stream (newest first)', tags: ['stats'], security: [{ apiKey: [] }], params: S.nameParams, querystring: S.pageQuery, response: { 200: S.page(S.broadcast), ...PROBLEMS } },
+    }, async (request) => {
+      await need(request, 'stats:read');
+      return historyRoute(request.params.name, request.query);
+    });
+    api.get('/api/v1/history', {
+      schema: { summary: 'Past broadcasts of every stream, deleted ones included (newest first)', tags: ['stats'], security: [{ apiKey: [] }], querystring: S.pageQuery, response: { 200: S.page(S.broadcast), ...PROBLEMS } },
+    }, async (request) => {
+      await need(request, 'stats:read');
+      return historyRoute(undefined, request.query);
+    });
+
+    // ---- playback tokens ----
+    api.post('/api/v1/streams/:name/playback-tokens', {
+      schema: {
+        summary: 'Mint a playback token for a stream',
+        description: 'An HS256 JWT bound to the stream. WHEP: Authorization: Bearer <token>; LL-HLS and the watch page: ?token=<token>.',
+        tags: ['playback'],
+        security: [{ apiKey: [] }],
+        params: S.nameParams,
+        body: S.mintTokenBody.nullish(),
+        response: { 201: S.playbackToken, ...PROBLEMS },
+      },
+    }, async (request, reply) => {
+      await need(request, 'playback-tokens');
+      const r = await record(request.params.name);
+      const minted = await deps.tokens.mint(r.name, request.body?.ttlSeconds ?? 3600, request.body?.viewerId);
+      return reply.code(201).header('cache-control', 'no-store').send({ ...minted, playback: playback(r.name, minted.token) });
+    });
+
+    // ---- API keys ----
+    api.get('/api/v1/api-keys', {
+      schema: { summary: 'List API keys (never their tokens)', tags: ['api-keys'], security: [{ apiKey: [] }], querystring: S.pageQuery, response: { 200: S.page(S.apiKey), ...PROBLEMS } },
+    }, async (request) => {
+      await need(request, 'api-keys');
+      const items = await deps.apiKeys.list(request.query.limit, decodeCursor(request.query.cursor));
+      return {
+        items: items.map((k) => ({ ...k, lastUsedAt: k.lastUsedAt ?? null, revokedAt: k.revokedAt ?? null })),
+        nextCursor: items.length === request.query.limit ? encodeCursor(items[items.length - 1]!.id) : null,
+      };
+    });
+    api.post('/api/v1/api-keys', {
+      schema: { summary: 'Create an API key', description: 'The token is in this answer only.', tags: ['api-keys'], security: [{ apiKey: [] }], body: S.createApiKeyBody, response: { 201: S.apiKey.extend({ token: z.string() }), ...PROBLEMS } },
+    }, async (request, reply) => {
+      await need(request, 'api-keys');
+      const k = await deps.apiKeys.create(request.body.name, request.body.scopes);
+      return reply.code(201).header('cache-control', 'no-store').send({ ...k, lastUsedAt: null, revokedAt: null });
+    });
+    api.delete('/api/v1/api-keys/:id', {
+      schema: { summary: 'Revoke an API key', tags: ['api-keys'], security: [{ apiKey: [] }], params: z.object({ id: z.string().max(40) }), response: { 204: z.null(), ...PROBLEMS } },
+    }, async (request, reply) => {
+      await need(request, 'api-keys');
+      await deps.apiKeys.revoke(request.params.id);
+      return reply.code(204).send(null);
+    });
+
+    // ---- webhooks ----
+    const webhookParams = z.object({ id: z.string().max(40) });
+    const hook = async (id: string): Promise<void> => {
+      if (!(await deps.webhooks.get(id))) throw new GlasscastError('NOT_FOUND', `no webhook ${id}`);
+    };
+    api.get('/api/v1/webhooks', {
+      schema: { summary: 'List webhook subscriptions', tags: ['webhooks'], security: [{ apiKey: [] }], querystring: S.pageQuery, response: { 200: S.page(S.webhook), ...PROBLEMS } },
+    }, async (request) => {
+      await need(request, 'webhooks');
+      const items = await deps.webhooks.list(request.query.limit, decodeCursor(request.query.cursor));
+      return { items, nextCursor: items.length === request.query.limit ? encodeCursor(items[items.length - 1]!.id) : null };
+    });
+    api.post('/api/v1/webhooks', {
+      schema: {
+        summary: 'Subscribe to events',
+        description: 'Deliveries are signed per Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature) with the secret answered here (generated when none is given), retried with backoff for 24 h, in order per stream.',
+        tags: ['webhooks'],
+        security: [{ apiKey: [] }],
+        body: S.createWebhookBody,
+        response: { 201: S.webhook.extend({ secret: z.string() }), ...PROBLEMS },
+      },
+    }, async (request, reply) => {
+      await need(request, 'webhooks');
+      const w = await deps.webhooks.create(request.body);
+      return reply.code(201).header('cache-control', 'no-store').send(w);
+    });
+    api.get('/api/v1/webhooks/:id', {
+      schema: { summary: 'One subscription', tags: ['webhooks'], security: [{ apiKey: [] }], params: webhookParams, response: { 200: S.webhook, ...PROBLEMS } },
+    }, async (request) => {
+      await need(request, 'webhooks');
+      const w = await deps.webhooks.get(request.params.id);
+      if (!w) throw new GlasscastError('NOT_FOUND', `no webhook ${request.params.id}`);
+      return { id: w.id, url: w.url, events: w.events, createdAt: w.createdAt, disabled: w.disabled };
+    });
+    api.delete('/api/v1/webhooks/:id', {
+      schema: { summary: 'Unsubscribe (pending messages are dropped; the log stays)', tags: ['webhooks'], security: [{ apiKey: [] }], params: webhookParams, response: { 204: z.null(), ...PROBLEMS } },
+    }, async (request, reply) => {
+      await need(request, 'webhooks');
+      if (!(await deps.webhooks.delete(request.params.id))) throw new GlasscastError('NOT_FOUND', `no webhook ${request.params.id}`);
+      return reply.code(204).send(null);
+    });
+    api.get('/api/v1/webhooks/:id/messages', {
+      schema: { summary: 'Delivery log: messages of a subscription (newest first)', tags: ['webhooks'], security: [{ apiKey: [] }], params: webhookParams, querystring: S.pageQuery, response: { 200: S.page(S.webhookMessage), ...PROBLEMS } },
+    }, async (request) => {
+      await need(request, 'webhooks');
+      await hook(request.params.id);
+      const before = decodeCursor(request.query.cursor);
+      const { items, last } = await deps.webhooks.messages(request.params.id, request.query.limit, before === undefined ? undefined : Number(before));
+      return {
+        items: items.map((m) => ({ ...m, nextAttemptAt: m.nextAttemptAt ?? null, deliveredAt: m.deliveredAt ?? null, lastStatus: m.lastStatus ?? null, lastError: m.lastError ?? null })),
+        nextCursor: last === undefined ? null : encodeCursor(String(last)),
+      };
+    });
+    api.get('/api/v1/webhooks/:id/messages/:messageId/attempts', {
+      schema: { summary: 'Attempts of one message', tags: ['webhooks'], security: [{ apiKey: [] }], params: webhookParams.extend({ messageId: z.string().max(60) }), response: { 200: z.object({ items: z.array(S.webhookAttempt) }), ...PROBLEMS } },
+    }, async (request) => {
+      await need(request, 'webhooks');
+      await hook(request.params.id);
+      const items = await deps.webhooks.attempts(request.params.messageId);
+      return { items: items.map((a) => ({ ...a, status: a.status ?? null, error: a.error ?? null })) };
+    });
+    api.post('/api/v1/webhooks/:id/messages/:messageId/redeliver', {
+      schema: { summary: 'Send a message again now (same webhook-id)', tags: ['webhooks'], security: [{ apiKey: [] }], params: webhookParams.extend({ messageId: z.string().max(60) }), response: { 202: S.webhookMessage, ...PROBLEMS } },
+    }, async (request, reply) => {
+      await need(request, 'webhooks');
+      const m = await deps.webhooks.redeliver(request.params.id, request.params.messageId);
+      deps.outboxWritten();
+      return reply.code(202).send({ ...m, nextAttemptAt: m.nextAttemptAt ?? null, deliveredAt: m.deliveredAt ?? null, lastStatus: m.lastStatus ?? null, lastError: m.lastError ?? null });
+    });
   });
 }

@@ -19,17 +19,18 @@ export class PublishAuth {
   ) {}
 
   /**
-   * Resolves the stream name for a stream key.
+   * Resolves the stream name (and its configuration, in key mode) for a stream key: the current key, or the
+   * previous one while a rotation's grace period lasts.
    * @throws GlasscastError `PUBLISH_KEY_INVALID` when the key matches no stream (key mode) or is not a valid
    *   stream name (open mode).
    */
-  async authorize(key: string): Promise<{ streamName: string }> {
+  async authorize(key: string): Promise<{ streamName: string; record: StreamRecord | undefined }> {
     if (this.mode === 'open') {
       if (!STREAM_NAME_PATTERN.test(key)) throw new GlasscastError('PUBLISH_KEY_INVALID', 'stream name not allowed');
-      return { streamName: key };
+      return { streamName: key, record: undefined };
     }
     const record = await this.store.findByKey(key);
     if (!record) throw new GlasscastError('PUBLISH_KEY_INVALID', 'invalid stream key');
-    return { streamName: record.name };
+    return { streamName: record.name, record };
   }
 }

@@ -58,6 +58,41 @@ export const configSchema = z
      * that works, else libx264; naming one forces it (it is still probed; a failing one falls back to libx264).
      */
     videoEncoder: z.enum(['auto', 'libx264', 'nvenc', 'vaapi', 'qsv']),
+    /**
+     * Admission hook URL, asked before every publish and play (auth/admission.ts); empty = off. It answers
+     * `{"allow": true}` or `{"allow": false, "reason": "…"}`.
+     */
+    admissionUrl: z.union([z.literal(''), z.string().url()]),
+    /** How long the admission hook may take to answer, ms. 100–30 000, default 2000. */
+    admissionTimeoutMs: z.number().int().min(100).max(30_000),
+    /** When the admission hook fails (timeout, error): `closed` refuses, `open` admits. Default closed. */
+    admissionFailMode: z.enum(['open', 'closed']),
+    /** JWKS URL of an external playback-token issuer (ES256/RS256 tokens with a `stream` claim); empty = off. */
+    playbackJwksUrl: z.union([z.literal(''), z.string().url()]),
+    /** Required `iss` of external playback tokens; empty = not checked. */
+    playbackJwtIssuer: z.string(),
+    /** Required `aud` of external playback tokens; empty = not checked. */
+    playbackJwtAudience: z.string(),
+    /** A token that reads `/metrics` (as `Authorization: Bearer`) besides API keys with `stats:read`; empty = none. */
+    metricsToken: z.string(),
+    /** First webhook retry delay, ms (doubles per attempt, with jitter). Default 1000. */
+    webhookRetryBaseMs: z.number().int().min(100).max(3_600_000),
+    /** Longest webhook retry delay, ms. Default 600 000 (10 min). */
+    webhookRetryMaxMs: z.number().int().min(100).max(86_400_000),
+    /** A webhook message undelivered this long is given up, ms. Default 86 400 000 (24 h). */
+    webhookMaxAgeMs: z.number().int().min(1000).max(30 * 86_400_000),
+    /** One webhook request's timeout, ms. Default 10 000. */
+    webhookTimeoutMs: z.number().int().min(100).max(120_000),
+    /** API requests per client (API key, else address) per minute; 0 = no limit. Default 1200. */
+    rateLimitApi: z.number().int().min(0),
+    /** Playback tokens minted per API key per minute; 0 = no limit. Default 600. */
+    rateLimitTokens: z.number().int().min(0),
+    /** WHIP/WHEP offers per address per minute; 0 = no limit. Default 300. */
+    rateLimitOffers: z.number().int().min(0),
+    /** Failed authentications (API key, playback token, WHIP key) per address per minute before 429; 0 = no limit. Default 30. */
+    rateLimitAuthFailures: z.number().int().min(0),
+    /** A live stream with no keyframe for this long raises `stream.health` no_keyframe, ms. Default 12 000. */
+    healthNoKeyframeMs: z.number().int().min(1000).max(600_000),
     /** pino log level. */
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   })
@@ -86,11 +121,27 @@ export const DEFAULT_CONFIG: GlasscastConfig = {
   ladder: DEFAULT_LADDER,
   streamLadders: {},
   videoEncoder: 'auto',
+  admissionUrl: '',
+  admissionTimeoutMs: 2000,
+  admissionFailMode: 'closed',
+  playbackJwksUrl: '',
+  playbackJwtIssuer: '',
+  playbackJwtAudience: '',
+  metricsToken: '',
+  webhookRetryBaseMs: 1000,
+  webhookRetryMaxMs: 600_000,
+  webhookMaxAgeMs: 86_400_000,
+  webhookTimeoutMs: 10_000,
+  rateLimitApi: 1200,
+  rateLimitTokens: 600,
+  rateLimitOffers: 300,
+  rateLimitAuthFailures: 30,
+  healthNoKeyframeMs: 12_000,
   logLevel: 'info',
 };
 
 type Key = keyof GlasscastConfig;
-const NUMERIC: ReadonlySet<Key> = new Set<Key>(['httpPort', 'rtmpPort', 'partTargetMs', 'segmentTargetMs', 'playlistSegments', 'reconnectGraceMs', 'webrtcPortMin', 'webrtcPortMax', 'whipMaxBitrate']);
+const NUMERIC: ReadonlySet<Key> = new Set<Key>(Object.entries(DEFAULT_CONFIG).filter(([, v]) => typeof v === 'number').map(([k]) => k as Key));
 
 /** camelCase key → kebab-case flag name (`httpPort` → `http-port`). */
 const flagName = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -116,11 +167,18 @@ function coerce(key: Key, raw: string, source: string): unknown {
   return n;
 }
 
+/** Flags of the management commands (`streams create --visibility private`), not server settings. */
+export const COMMAND_FLAGS = ['visibility', 'title', 'description', 'grace', 'scopes', 'name', 'ladder'] as const;
+
 /** Parsed command line: settings plus the optional config file path. */
 export interface ParsedArgs {
   configFile: string | undefined;
   settings: Partial<Record<Key, unknown>>;
   command: string | undefined;
+  /** Words after the command (`streams create talk` → `create`, `talk`). */
+  positionals: string[];
+  /** Values of {@link COMMAND_FLAGS}. */
+  options: Partial<Record<(typeof COMMAND_FLAGS)[number], string>>;
   help: boolean;
 }
 
@@ -131,7 +189,7 @@ export interface ParsedArgs {
 export function parseArgs(argv: readonly string[]): ParsedArgs {
   const keys = Object.keys(DEFAULT_CONFIG).concat('publicUrl') as Key[];
   const byFlag = new Map(keys.map((k) => [flagName(k), k]));
-  const out: ParsedArgs = { configFile: undefined, settings: {}, command: undefined, help: false };
+  const out: ParsedArgs = { configFile: undefined, settings: {}, command: undefined, positionals: [], options: {}, help: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--help' || arg === '-h') {
@@ -143,6 +201,10 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
         out.command = arg;
         continue;
       }
+      if (out.command !== 'serve' && out.positionals.length < 4) {
+        out.positionals.push(arg);
+        continue;
+      }
       throw new GlasscastError('CONFIG_INVALID', `unexpected argument "${arg}"`);
     }
     const eq = arg.indexOf('=');
@@ -151,6 +213,10 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
     if (value === undefined) throw new GlasscastError('CONFIG_INVALID', `--${flag} needs a value`);
     if (flag === 'config') {
       out.configFile = value;
+      continue;
+    }
+    if ((COMMAND_FLAGS as readonly string[]).includes(flag) && out.command !== undefined && out.command !== 'serve') {
+      out.options[flag as (typeof COMMAND_FLAGS)[number]] = value;
       continue;
     }
     const key = byFlag.get(flag);
@@ -236,8 +302,15 @@ export function helpText(): string {
     'Usage: glasscast [command] [--config FILE] [--flag value ...]',
     '',
     'Commands:',
-    '  serve (default)   run the server',
-    '  streams           list streams with their keys and links',
+    '  serve (default)                      run the server',
+    '  streams [list]                       list streams with their keys and links',
+    '  streams create NAME [--visibility public|unlisted|private] [--title T] [--description D] [--ladder L]',
+    '  streams rotate-key NAME [--grace SECONDS]   new key; the old one publishes for SECONDS more (default 300)',
+    '  streams delete NAME',
+    '  api-keys create [--name N] [--scopes admin|streams:read,streams:write,stats:read,webhooks,playback-tokens,api-keys]',
+    '  api-keys list',
+    '  api-keys revoke ID',
+    '  (these work on --data-dir with the server running or not)',
     '',
     'Settings (flag, environment variable, default); a JSON config file uses the camelCase names:',
     ...rows,

@@ -39,8 +39,20 @@ export const ERROR_CATALOGUE = {
   STREAM_ALREADY_PUBLISHING: e(409, 'Stream already has a publisher', BAD_NAME, 1409, true),
   PUBLISH_KEY_INVALID: e(401, 'Invalid stream key', BAD_NAME, 1403, true),
   STREAM_NAME_INVALID: e(400, 'Stream name not allowed', BAD_NAME, 1400, true),
+  STREAM_EXISTS: e(409, 'Stream already exists', BAD_NAME, 1409, false),
   STREAM_ENDED: e(410, 'Stream ended', 'NetStream.Publish.Idle', 1404, true),
   INVALID_STATE: e(409, 'Invalid state', PUBLISH_FAILED, 1500, true),
+  // Access: API keys, playback tokens, the admission hook, rate limits.
+  API_KEY_REQUIRED: e(401, 'API key required', CALL_FAILED, 1401, false),
+  API_KEY_INVALID: e(401, 'Invalid API key', CALL_FAILED, 1401, false),
+  SCOPE_MISSING: e(403, 'API key lacks the scope', CALL_FAILED, 1403, false),
+  PLAYBACK_TOKEN_REQUIRED: e(401, 'Playback token required', 'NetStream.Play.Failed', 1401, true),
+  PLAYBACK_TOKEN_INVALID: e(401, 'Invalid playback token', 'NetStream.Play.Failed', 1401, true),
+  PLAYBACK_TOKEN_EXPIRED: e(401, 'Playback token expired', 'NetStream.Play.Failed', 1401, true),
+  PLAYBACK_FORBIDDEN: e(403, 'Playback not allowed', 'NetStream.Play.Failed', 1403, true),
+  ADMISSION_DENIED: e(403, 'Denied by the admission hook', BAD_NAME, 1403, true),
+  ADMISSION_UNAVAILABLE: e(503, 'Admission hook unavailable', PUBLISH_FAILED, 1503, true),
+  RATE_LIMITED: e(429, 'Too many requests', PUBLISH_FAILED, 1429, false),
   // Peers breaking their protocol.
   PROTOCOL_VIOLATION: e(400, 'Protocol violation', PUBLISH_FAILED, 1400, true),
   UNSUPPORTED_CODEC: e(415, 'Unsupported codec', PUBLISH_FAILED, 1415, true),
@@ -103,6 +115,17 @@ export class InvalidStateError extends GlasscastError {
   override name = 'InvalidStateError';
   constructor(message: string) {
     super('INVALID_STATE', message);
+  }
+}
+
+/** Too many requests from one client; `retryAfterSeconds` says when to try again (HTTP `Retry-After`). */
+export class RateLimitedError extends GlasscastError {
+  override name = 'RateLimitedError';
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super('RATE_LIMITED', message);
   }
 }
 

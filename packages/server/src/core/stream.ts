@@ -211,6 +211,11 @@ export class Stream {
   private graceTimer: NodeJS.Timeout | undefined;
   private frames = 0;
   private bytes = 0;
+  /** Video access units and keyframes this session; the last keyframe's arrival and the gap before it (ms). */
+  private videoFrames = 0;
+  private keyframes = 0;
+  private lastKeyframeAt: number | undefined;
+  private keyframeIntervalMs: number | undefined;
   private sessionStartedAt: number | undefined;
   private readonly log: Logger;
   private readonly _renditions = new Map<string, Rendition>();
@@ -282,6 +287,10 @@ export class Stream {
     this.session++;
     this.frames = 0;
     this.bytes = 0;
+    this.videoFrames = 0;
+    this.keyframes = 0;
+    this.lastKeyframeAt = undefined;
+    this.keyframeIntervalMs = undefined;
     this._hasBFrames = false;
     this.videoTrackId = tracks.find((t) => t.kind === 'video')?.id;
     this.sessionStartedAt = Date.now();
@@ -312,7 +321,16 @@ export class Stream {
     this.frames++;
     const size = accessUnitSize(au);
     this.bytes += size;
-    if (au.trackId === this.videoTrackId && au.pts !== au.dts) this._hasBFrames = true;
+    if (au.trackId === this.videoTrackId) {
+      if (au.pts !== au.dts) this._hasBFrames = true;
+      this.videoFrames++;
+      if (au.keyframe) {
+        const now = Date.now();
+        if (this.lastKeyframeAt !== undefined) this.keyframeIntervalMs = now - this.lastKeyframeAt;
+        this.lastKeyframeAt = now;
+        this.keyframes++;
+      }
+    }
     this.cache(au, size);
     for (const sub of this.subscribers) sub.push({ type: 'au', au });
   }
@@ -459,9 +477,18 @@ export class Stream {
     const video = this._tracks.find((t) => t.kind === 'video');
     const audio = this._tracks.find((t) => t.kind === 'audio');
     return entityStats('stream', this.name, this._state, this.createdAt, {
-      counters: { session: this.session, subscribers: this.subscribers.size, frames: this.frames, bytes: this.bytes },
+      counters: {
+        session: this.session,
+        subscribers: this.subscribers.size,
+        frames: this.frames,
+        bytes: this.bytes,
+        videoFrames: this.videoFrames,
+        keyframes: this.keyframes,
+        ...(this.keyframeIntervalMs !== undefined ? { keyframeIntervalMs: this.keyframeIntervalMs } : {}),
+      },
       info: {
         sessionStartedAt: this.sessionStartedAt,
+        lastKeyframeAt: this.lastKeyframeAt,
         video: video?.info.codecString,
         width: video?.kind === 'video' ? video.info.width : undefined,
         height: video?.kind === 'video' ? video.info.height : undefined,

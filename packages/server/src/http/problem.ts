@@ -7,7 +7,7 @@
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ErrorCode } from '../core/errors.js';
-import { ERROR_CATALOGUE, errorSpec, GlasscastError } from '../core/errors.js';
+import { ERROR_CATALOGUE, errorSpec, GlasscastError, RateLimitedError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 
 /** The problem details media type (RFC 9457 §3). */
@@ -79,6 +79,8 @@ export function registerProblemHandlers(app: FastifyInstance, log: Logger): void
   app.setErrorHandler((err: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const code = codeForError(err);
     if (code === 'INTERNAL') log.error({ err, url: request.url, method: request.method }, 'HTTP handler failed');
+    if (err instanceof RateLimitedError) reply.header('retry-after', String(err.retryAfterSeconds));
+    if (code === 'API_KEY_REQUIRED' || code === 'API_KEY_INVALID' || code.startsWith('PLAYBACK_TOKEN_')) reply.header('www-authenticate', 'Bearer');
     const message = err instanceof GlasscastError ? err.message : code === 'INTERNAL' ? 'internal error' : (err as Error).message;
     return sendProblem(reply, code, message);
   });

@@ -14,6 +14,97 @@ export interface StreamsTable {
   created_at: string;
 }
 
+/** Columns added to `streams` by migration 2 (the platform: metadata, visibility, key rotation). */
+export interface StreamsPlatformColumns {
+  title: string;
+  description: string;
+  /** `public` | `unlisted` | `private`. */
+  visibility: string;
+  /** Ladder override (transcode/ladder.ts syntax), or null for the server's ladder. */
+  ladder: string | null;
+  /** The key before the last rotation, accepted until `previous_key_expires_at` (epoch ms). */
+  previous_key: string | null;
+  previous_key_expires_at: number | null;
+  updated_at: string;
+}
+
+/** Table `api_keys`: admin API keys; only a SHA-256 of each token is stored. */
+export interface ApiKeysTable {
+  id: string;
+  name: string;
+  token_hash: string;
+  /** Space-separated scopes. */
+  scopes: string;
+  created_at: number;
+  last_used_at: number | null;
+  revoked_at: number | null;
+}
+
+/** Table `settings`: server-wide values made once (the playback token secret). */
+export interface SettingsTable {
+  key: string;
+  value: string;
+}
+
+/** Table `webhooks`: subscriptions. */
+export interface WebhooksTable {
+  id: string;
+  url: string;
+  /** JSON array of event types (`*` for all). */
+  events: string;
+  /** `whsec_<base64>` (Standard Webhooks). */
+  secret: string;
+  created_at: number;
+  disabled: number;
+}
+
+/** Table `webhook_messages`: the outbox, one row per event per subscription. */
+export interface WebhookMessagesTable {
+  /** Insertion order: messages of one subscription and stream are delivered in this order. */
+  seq: number | null;
+  /** `webhook-id` (Standard Webhooks), the same on every attempt. */
+  id: string;
+  webhook_id: string;
+  type: string;
+  /** Ordering key: the stream name, or '' for events about no stream. */
+  stream: string;
+  /** The JSON body sent. */
+  payload: string;
+  created_at: number;
+  /** `pending` | `delivered` | `failed` (gave up). */
+  state: string;
+  attempts: number;
+  next_attempt_at: number;
+  last_status: number | null;
+  last_error: string | null;
+  delivered_at: number | null;
+}
+
+/** Table `webhook_deliveries`: one row per attempt (the delivery log). */
+export interface WebhookDeliveriesTable {
+  seq: number | null;
+  message_id: string;
+  webhook_id: string;
+  attempt: number;
+  at: number;
+  /** HTTP status, or null when no response came. */
+  status: number | null;
+  error: string | null;
+  duration_ms: number;
+}
+
+/** Table `broadcasts`: one row per live session of a stream (history that outlives the stream). */
+export interface BroadcastsTable {
+  id: string;
+  stream: string;
+  protocol: string;
+  started_at: number;
+  ended_at: number | null;
+  peak_viewers: number;
+  bytes_in: number;
+  bytes_out: number;
+}
+
 /** Table `schema_version`. */
 export interface SchemaVersionTable {
   version: number;
@@ -21,7 +112,13 @@ export interface SchemaVersionTable {
 
 /** The database schema as kysely sees it. */
 export interface DatabaseSchema {
-  streams: StreamsTable;
+  streams: StreamsTable & StreamsPlatformColumns;
+  api_keys: ApiKeysTable;
+  settings: SettingsTable;
+  webhooks: WebhooksTable;
+  webhook_messages: WebhookMessagesTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  broadcasts: BroadcastsTable;
   schema_version: SchemaVersionTable;
 }
 
@@ -34,13 +131,91 @@ const MIGRATIONS: ((db: Kysely<DatabaseSchema>) => Promise<void>)[] = [
       .addColumn('created_at', 'text', (c) => c.notNull())
       .execute();
   },
+  async (db) => {
+    await sql`ALTER TABLE streams ADD COLUMN title TEXT NOT NULL DEFAULT ''`.execute(db);
+    await sql`ALTER TABLE streams ADD COLUMN description TEXT NOT NULL DEFAULT ''`.execute(db);
+    await sql`ALTER TABLE streams ADD COLUMN visibility TEXT NOT NULL DEFAULT 'public'`.execute(db);
+    await sql`ALTER TABLE streams ADD COLUMN ladder TEXT`.execute(db);
+    await sql`ALTER TABLE streams ADD COLUMN previous_key TEXT`.execute(db);
+    await sql`ALTER TABLE streams ADD COLUMN previous_key_expires_at INTEGER`.execute(db);
+    await sql`ALTER TABLE streams ADD COLUMN updated_at TEXT NOT NULL DEFAULT ''`.execute(db);
+    await sql`CREATE INDEX streams_previous_key ON streams (previous_key)`.execute(db);
+    await db.schema
+      .createTable('api_keys')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+      .addColumn('scopes', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'integer', (c) => c.notNull())
+      .addColumn('last_used_at', 'integer')
+      .addColumn('revoked_at', 'integer')
+      .execute();
+    await db.schema.createTable('settings').addColumn('key', 'text', (c) => c.primaryKey()).addColumn('value', 'text', (c) => c.notNull()).execute();
+    await db.schema
+      .createTable('webhooks')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('url', 'text', (c) => c.notNull())
+      .addColumn('events', 'text', (c) => c.notNull())
+      .addColumn('secret', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'integer', (c) => c.notNull())
+      .addColumn('disabled', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+    await db.schema
+      .createTable('webhook_messages')
+      .addColumn('seq', 'integer', (c) => c.primaryKey().autoIncrement())
+      .addColumn('id', 'text', (c) => c.notNull().unique())
+      .addColumn('webhook_id', 'text', (c) => c.notNull())
+      .addColumn('type', 'text', (c) => c.notNull())
+      .addColumn('stream', 'text', (c) => c.notNull())
+      .addColumn('payload', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'integer', (c) => c.notNull())
+      .addColumn('state', 'text', (c) => c.notNull())
+      .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('next_attempt_at', 'integer', (c) => c.notNull())
+      .addColumn('last_status', 'integer')
+      .addColumn('last_error', 'text')
+      .addColumn('delivered_at', 'integer')
+      .execute();
+    await sql`CREATE INDEX webhook_messages_pending ON webhook_messages (state, webhook_id, stream, seq)`.execute(db);
+    await db.schema
+      .createTable('webhook_deliveries')
+      .addColumn('seq', 'integer', (c) => c.primaryKey().autoIncrement())
+      .addColumn('message_id', 'text', (c) => c.notNull())
+      .addColumn('webhook_id', 'text', (c) => c.notNull())
+      .addColumn('attempt', 'integer', (c) => c.notNull())
+      .addColumn('at', 'integer', (c) => c.notNull())
+      .addColumn('status', 'integer')
+      .addColumn('error', 'text')
+      .addColumn('duration_ms', 'integer', (c) => c.notNull())
+      .execute();
+    await sql`CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries (webhook_id, seq)`.execute(db);
+    await db.schema
+      .createTable('broadcasts')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('stream', 'text', (c) => c.notNull())
+      .addColumn('protocol', 'text', (c) => c.notNull())
+      .addColumn('started_at', 'integer', (c) => c.notNull())
+      .addColumn('ended_at', 'integer')
+      .addColumn('peak_viewers', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('bytes_in', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('bytes_out', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+    await sql`CREATE INDEX broadcasts_by_stream ON broadcasts (stream, started_at)`.execute(db);
+  },
 ];
+
+/** The open database: kysely for queries; `close()` ends it. */
+export type Database = Kysely<DatabaseSchema>;
 
 /** Opens (creating if needed) `<dataDir>/glasscast.db` and brings its schema up to date. */
 export async function openDatabase(dataDir: string): Promise<Kysely<DatabaseSchema>> {
   mkdirSync(dataDir, { recursive: true });
   const sqlite = new SqliteDatabase(join(dataDir, 'glasscast.db'));
   sqlite.pragma('journal_mode = WAL');
+  // The CLI writes the same file while the server runs: wait for the other's write lock instead of failing.
+  sqlite.pragma('busy_timeout = 5000');
+  // WAL + NORMAL is durable against a process kill (SIGKILL), the failure the webhook outbox must survive.
+  sqlite.pragma('synchronous = NORMAL');
   const db = new Kysely<DatabaseSchema>({ dialect: new SqliteDialect({ database: sqlite }) });
   await sql`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`.execute(db);
   const row = await db.selectFrom('schema_version').select('version').executeTakeFirst();
@@ -56,4 +231,18 @@ export async function openDatabase(dataDir: string): Promise<Kysely<DatabaseSche
     version = next;
   }
   return db;
+}
+
+/**
+ * The setting `key`, made by `make()` and stored on first use (one transaction: two processes starting at once
+ * agree on one value).
+ */
+export async function settingOnce(db: Kysely<DatabaseSchema>, key: string, make: () => string): Promise<string> {
+  return db.transaction().execute(async (trx) => {
+    const row = await trx.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirst();
+    if (row) return row.value;
+    const value = make();
+    await trx.insertInto('settings').values({ key, value }).execute();
+    return value;
+  });
 }

@@ -129,4 +129,46 @@ describe('watch page in headless Chromium', { timeout: 180_000 }, () => {
       await page.close();
     }
   });
+
+  it('plays a private stream in hls.js with ?token= and serves nothing to a page without one', async () => {
+    const record = await server.app.store.create('private-show', { visibility: 'private' });
+    publisher = publishTestPattern(`${server.rtmpUrl}/${record.key}`, { gopSeconds: 1, zerolatency: true, size: '640x360' });
+    await waitUntil('the stream to play', () => server.app.llhls.muxer('private-show')?.ready === true, 30_000, 200);
+    const minted = await fetch(`${server.httpUrl}/api/v1/streams/private-show/playback-tokens`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${server.apiToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ ttlSeconds: 600, viewerId: 'e2e' }),
+    });
+    assert.equal(minted.status, 201);
+    const { token } = (await minted.json()) as { token: string };
+    const refusedPage = await browser.newPage();
+    const served: string[] = [];
+    refusedPage.on('response', (r) => {
+      if (r.url().includes('/hls/') && r.status() === 200) served.push(r.url());
+    });
+    const page = await browser.newPage();
+    const hlsRequests: string[] = [];
+    page.on('request', (r) => {
+      if (r.url().includes('/hls/')) hlsRequests.push(r.url());
+    });
+    try {
+      await refusedPage.goto(`${server.httpUrl}/watch/private-show?protocol=ll-hls`);
+      await waitUntil('the page to explain the refusal', async () => /token/i.test((await refusedPage.textContent('#message')) ?? ''), 15_000, 250);
+      assert.equal((await figures(refusedPage)).frames, 0);
+      // hls.js of its own, pointed at the playlist without a token, gets nothing either.
+      const status = await refusedPage.evaluate(async (u) => (await fetch(u)).status, `${server.httpUrl}/hls/private-show/index.m3u8`);
+      assert.equal(status, 401);
+      assert.deepEqual(served, [], 'nothing of the stream was served without a token');
+
+      await assertPlays(page, `${server.httpUrl}/watch/private-show?protocol=ll-hls&token=${encodeURIComponent(token)}`);
+      const media = hlsRequests.filter((u) => /\.(m4s|mp4)\?/.test(u));
+      assert.ok(media.length > 5, `parts and segments were requested (${media.length})`);
+      assert.ok(hlsRequests.every((u) => u.includes(`token=${token}`)), 'hls.js carried the token on every playlist, part and segment');
+    } finally {
+      await page.close();
+      await refusedPage.close();
+      await publisher.stop();
+      publisher = undefined;
+    }
+  });
 });

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
+import { waitUntil } from '../support/wait.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
 const run = (args: string[]): ReturnType<typeof spawnSync> => spawnSync(process.execPath, ['--import', 'tsx', CLI, ...args], { encoding: 'utf8', timeout: 30_000 });
@@ -41,7 +42,50 @@ describe('glasscast command', { timeout: 60_000 }, () => {
       assert.doesNotMatch(second, /Stream key/, 'the key is printed only when created');
       const listed = run(['streams', '--data-dir', dir]);
       assert.match(String(listed.stdout), new RegExp(`key: +${key}`));
+      assert.match(first, /^ {2}API token: {2}gcs_[0-9a-f]{12}_\S{32}$/m, 'the admin API token is printed beside the key');
+      assert.doesNotMatch(second, /API token/);
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('manages streams and API keys on the data directory while the server runs, and the server uses them at once', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'glasscast-cli-'));
+    const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--host', '127.0.0.1', '--http-port', '0', '--rtmp-port', '0', '--data-dir', dir, '--log-level', 'warn', '--ladder', 'none'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      const deadline = Date.now() + 20_000;
+      while (!out.includes('Glasscast is running') && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 100));
+      const base = /Watch: +(http:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!;
+
+      const created = run(['streams', 'create', 'talk', '--visibility', 'unlisted', '--data-dir', dir]);
+      assert.equal(created.status, 0, String(created.stderr));
+      const key = /key: +(\S+)/.exec(String(created.stdout))![1]!;
+      assert.match(String(created.stdout), /talk {2}\(unlisted\)/);
+      assert.equal(run(['streams', 'create', 'talk', '--data-dir', dir]).status, 1, 'a taken name is refused');
+
+      const made = run(['api-keys', 'create', '--name', 'ci', '--scopes', 'streams:read', '--data-dir', dir]);
+      assert.equal(made.status, 0, String(made.stderr));
+      const token = /API token: +(\S+)/.exec(String(made.stdout))![1]!;
+      const id = /^([0-9a-f]{12})/.exec(String(made.stdout))![1]!;
+      // The running server sees both: the new key reads the new stream's key.
+      const shown = (await (await fetch(`${base}/api/v1/streams/talk/key`, { headers: { authorization: `Bearer ${token}` } })).json()) as { key: string };
+      assert.equal(shown.key, key);
+
+      const rotated = run(['streams', 'rotate-key', 'talk', '--grace', '0', '--data-dir', dir]);
+      assert.equal(rotated.status, 0);
+      assert.notEqual(/key: +(\S+)/.exec(String(rotated.stdout))![1], key);
+      assert.match(String(run(['api-keys', 'list', '--data-dir', dir]).stdout), /ci +scopes: streams:read/);
+      assert.equal(run(['api-keys', 'revoke', id, '--data-dir', dir]).status, 0);
+      // The server remembers a verified key for a second; a revocation from another process takes effect within it.
+      await waitUntil('the revoked key to stop', async () => (await fetch(`${base}/api/v1/streams/talk/key`, { headers: { authorization: `Bearer ${token}` } })).status === 401, 3000, 100);
+      assert.equal(run(['streams', 'delete', 'talk', '--data-dir', dir]).status, 0);
+      assert.equal((await fetch(`${base}/api/v1/streams/talk`)).status, 200, 'status of an unknown stream is offline, not an error');
+      assert.doesNotMatch(String(run(['streams', 'list', '--data-dir', dir]).stdout), /talk/);
+    } finally {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -14,6 +14,8 @@ export interface TestServer {
   rtmpUrl: string;
   /** Key of the stream "main" (key mode). */
   key: string;
+  /** The admin API token made on first start. */
+  apiToken: string;
   stop(): Promise<void>;
 }
 
@@ -29,6 +31,7 @@ export async function startTestServer(overrides: Partial<GlasscastConfig> = {}):
     httpUrl: `http://127.0.0.1:${app.ports.http}`,
     rtmpUrl: `rtmp://127.0.0.1:${app.ports.rtmp}/live`,
     key,
+    apiToken: app.createdApiToken ?? '',
     async stop() {
       await app.close();
       rmSync(dataDir, { recursive: true, force: true });

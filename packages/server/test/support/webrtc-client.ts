@@ -84,12 +84,14 @@ export class WhepTestClient {
    * POSTs the offer to `url`; returns the HTTP response (answer applied when 201). `rewriteAnswer` may change the
    * answer first (e.g. to route media through a lossy relay).
    */
-  async connect(url: string, rewriteAnswer: (sdp: string) => string | Promise<string> = (s) => s, options: { hideCandidates?: boolean } = {}): Promise<Response> {
+  async connect(url: string, rewriteAnswer: (sdp: string) => string | Promise<string> = (s) => s, options: { hideCandidates?: boolean; token?: string } = {}): Promise<Response> {
     for (let attempt = 1; ; attempt++) {
       let offer = await this.offer();
       // Without our candidates the server cannot check a direct path, so media must take the one we point it to.
       if (options.hideCandidates) offer = offer.replace(/a=candidate:[^\r\n]*\r?\n/g, '');
-      const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: offer });
+      const headers: Record<string, string> = { 'content-type': 'application/sdp' };
+      if (options.token) headers['authorization'] = `Bearer ${options.token}`;
+      const res = await fetch(url, { method: 'POST', headers, body: offer });
       if (res.status !== 201) return res;
       this.location = new URL(res.headers.get('location')!, url).toString();
       this.answerSdp = await res.text();

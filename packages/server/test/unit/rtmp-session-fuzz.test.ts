@@ -21,6 +21,7 @@ import { RtmpSession } from '../../src/ingest/rtmp/rtmp-session.js';
 import { encodeAmf0 } from '../../src/media/formats/amf0.js';
 import { countingLogger } from '../support/counting-logger.js';
 import { FFMPEG } from '../support/ffmpeg.js';
+import { waitUntil } from '../support/wait.js';
 import { readFlvFile } from '../support/flv-file.js';
 import { seededRandom } from '../support/random.js';
 
@@ -83,11 +84,11 @@ describe('RTMP session under mutated input (fuzz)', { timeout: 120_000 }, () => 
     // Commands first, then media once publish was authorized (it is asynchronous).
     const mediaStart = wire.indexOf(Buffer.from('publish')) + 64;
     socket.emit('data', wire.subarray(0, mediaStart));
-    await new Promise((r) => setTimeout(r, 10));
+    // Publishing is authorized asynchronously: wait (bounded) for the claim before sending media.
+    await waitUntil('the publish to be authorized', () => registry.get('fuzz') !== undefined, 5000, 5);
     socket.emit('data', wire.subarray(mediaStart));
-    await new Promise((r) => setTimeout(r, 10));
+    await waitUntil('the muxer to make parts', () => (llhls.muxer('fuzz')?.nextPart ?? 0) > 3, 5000, 5);
     assert.equal(registry.get('fuzz')?.state, 'live');
-    assert.ok((llhls.muxer('fuzz')?.nextPart ?? 0) > 3);
     socket.destroy();
     registry.close();
     llhls.close();

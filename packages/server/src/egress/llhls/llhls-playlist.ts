@@ -142,3 +142,21 @@ export function renderMultivariantPlaylist(variants: readonly PlaylistVariant[])
   }
   return lines.join('\n') + '\n';
 }
+
+/**
+ * `playlist` with `query` (e.g. `token=…`) added to every URI: URI lines and `URI="…"` attributes (RFC 8216bis
+ * §4.2: EXT-X-MAP, EXT-X-PART, EXT-X-PRELOAD-HINT, EXT-X-RENDITION-REPORT, EXT-X-MEDIA). Pure; `query` must be
+ * URI-safe. An empty query returns the playlist unchanged.
+ */
+export function withQuery(playlist: string, query: string): string {
+  if (!query) return playlist;
+  const add = (uri: string): string => `${uri}${uri.includes('?') ? '&' : '?'}${query}`;
+  return playlist
+    .split('\n')
+    .map((line) => {
+      if (line.length === 0) return line;
+      if (!line.startsWith('#')) return add(line);
+      return line.replace(/URI="([^"]*)"/g, (_m, uri: string) => `URI="${add(uri)}"`);
+    })
+    .join('\n');
+}

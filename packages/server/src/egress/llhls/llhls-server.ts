@@ -8,8 +8,14 @@
  *   GET /hls/<name>/<r>/<epoch>/init<n>.mp4 | seg<msn>.m4s | part<n>.m4s
  *
  * `<r>` is `src` for the source as published, or a rendition's name (`720p`, …) from the ladder.
+ *
+ * A private stream is played with `?token=<playback token>` on the multivariant playlist; every URI in the
+ * playlists served to that viewer carries the same query, so hls.js, Safari and any HLS player send it on every
+ * playlist, part and segment request without being told. The token is verified once per viewer (a grant), not
+ * once per part.
  */
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { GlasscastError } from '../../core/errors.js';
 import { JoinedReader } from '../../core/joined-reader.js';
 import type { Logger } from '../../core/logger.js';
 import type { Rendition, RenditionInfo, Stream } from '../../core/stream.js';
@@ -17,7 +23,8 @@ import type { StreamObserver } from '../../core/stream-registry.js';
 import type { StreamSink } from '../../core/subscriber.js';
 import { sendProblem } from '../../http/problem.js';
 import { LlHlsMuxer, type LlHlsMuxerOptions } from './llhls-muxer.js';
-import { renderMultivariantPlaylist, renderRenditionReports, type PlaylistVariant } from './llhls-playlist.js';
+import { renderMultivariantPlaylist, renderRenditionReports, withQuery, type PlaylistVariant } from './llhls-playlist.js';
+import { LlHlsViewers, VIEWER_IDLE_MS, type LlHlsViewer } from './llhls-viewers.js';
 
 /** Options of the LL-HLS server. */
 export interface LlHlsServerOptions extends LlHlsMuxerOptions {
@@ -28,6 +35,13 @@ export interface LlHlsServerOptions extends LlHlsMuxerOptions {
    * can wait briefly for all of them at the start of a stream: a player reads it once and would never see a late one.
    */
   expectedRenditions?: (name: string) => number;
+  /**
+   * Decides whether a viewer may play (visibility, playback token, admission hook when `entry`: the viewer's
+   * first request). Resolves with who the viewer is, or throws a GlasscastError. Absent: everyone may play.
+   */
+  authorizePlay?: (request: { stream: string; token: string | undefined; clientAddress: string; entry: boolean }) => Promise<{ viewerId: string | undefined; tokenId: string | undefined; expiresAt: number } | undefined>;
+  /** Told when a viewer arrives and when it has left (no request for 10 s). Must not throw. */
+  onViewer?: (event: 'joined' | 'left', viewer: LlHlsViewer) => void;
 }
 
 /** Longest the multivariant playlist waits for renditions still starting, ms. */
@@ -44,6 +58,11 @@ function hangUp(reply: FastifyReply): AbortSignal {
     if (!reply.raw.writableFinished) controller.abort();
   });
   return controller.signal;
+}
+
+/** A private viewer's responses (their URLs carry its token) are for its browser only, never a shared cache. */
+function cacheFor(query: string, cache: string): string {
+  return query ? cache.replace('public', 'private') : cache;
 }
 
 /** How far ahead of the preload hint a part request may block. */
@@ -75,11 +94,70 @@ interface Group {
 /** Owns the muxers of all streams. `close()` is idempotent. */
 export class LlHlsServer implements StreamObserver {
   private readonly groups = new Map<string, Group>();
+  /** Who is watching, per stream. */
+  readonly viewers = new LlHlsViewers();
+  /** Bytes served per stream since start (playlists, init segments, parts, segments). */
+  private readonly served = new Map<string, number>();
+  private readonly sweepTimer: NodeJS.Timeout;
 
   constructor(
     private readonly options: LlHlsServerOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.sweepTimer = setInterval(() => {
+      for (const v of this.viewers.sweep()) this.notifyViewer('left', v);
+    }, VIEWER_IDLE_MS / 2);
+    this.sweepTimer.unref();
+  }
+
+  private notifyViewer(event: 'joined' | 'left', viewer: LlHlsViewer): void {
+    try {
+      this.options.onViewer?.(event, viewer);
+    } catch (err) {
+      this.log.error({ err }, 'viewer listener threw');
+    }
+  }
+
+  /** Bytes served for stream `name` since the server started. */
+  bytesSent(name: string): number {
+    return this.served.get(name) ?? 0;
+  }
+
+  /** Ends one LL-HLS viewer (an operator's kick): its next request is refused. False when there is none. */
+  kick(name: string, id: string): boolean {
+    const v = this.viewers.kick(name, id);
+    if (v) this.notifyViewer('left', v);
+    return v !== undefined;
+  }
+
+  /**
+   * Admits a request: finds (or authorizes and adds) its viewer and counts `rendition`. Returns the query to
+   * carry on every URI served to it (`token=…`, or '' without a token); throws a GlasscastError when refused.
+   */
+  private async admit(request: FastifyRequest, name: string, rendition: string): Promise<{ query: string; viewer: LlHlsViewer | undefined }> {
+    const raw = (request.query as Record<string, unknown>)['token'];
+    const token = typeof raw === 'string' && raw.length > 0 ? raw : undefined;
+    const key = LlHlsViewers.key(name, token, request.ip, request.headers['user-agent']);
+    if (this.viewers.isKicked(key)) throw new GlasscastError('PLAYBACK_FORBIDDEN', 'this viewer was removed by the operator');
+    const now = Date.now();
+    let viewer = this.viewers.get(key, now);
+    const grant = await this.options.authorizePlay?.({ stream: name, token, clientAddress: request.ip, entry: viewer === undefined });
+    if (!viewer && this.groups.has(name)) {
+      viewer = this.viewers.add(key, { stream: name, address: request.ip, startedAt: now, rendition, viewerId: grant?.viewerId, tokenId: grant?.tokenId, expiresAt: grant?.expiresAt });
+      if (viewer) this.notifyViewer('joined', viewer);
+    }
+    if (viewer) {
+      viewer.lastSeenAt = now;
+      if (rendition) viewer.rendition = rendition;
+    }
+    return { query: token ? `token=${encodeURIComponent(token)}` : '', viewer };
+  }
+
+  /** Counts `bytes` served to `viewer` of `name`. */
+  private count(name: string, viewer: LlHlsViewer | undefined, bytes: number): void {
+    this.served.set(name, (this.served.get(name) ?? 0) + bytes);
+    if (viewer) viewer.bytesSent += bytes;
+  }
 
   /** Subscribes a new muxer to a new stream, replacing an ended one of the same name. */
   streamCreated(stream: Stream): void {
@@ -209,6 +287,7 @@ export class LlHlsServer implements StreamObserver {
 
   /** Closes every muxer. Idempotent. */
   close(): void {
+    clearInterval(this.sweepTimer);
     for (const name of [...this.groups.keys()]) this.removeGroup(name);
   }
 
@@ -222,6 +301,7 @@ export class LlHlsServer implements StreamObserver {
 
     app.get<{ Params: { name: string } }>('/hls/:name/index.m3u8', async (request, reply) => {
       const name = request.params.name;
+      const { query, viewer } = await this.admit(request, name, '');
       let variants = this.variants(name);
       if (variants.length === 0) return notFound(reply, `stream ${name} is not live`);
       const expected = this.options.expectedRenditions?.(name) ?? 0;
@@ -231,15 +311,22 @@ export class LlHlsServer implements StreamObserver {
         while (this.renditions(name).length < expected && Date.now() < deadline && !signal.aborted) await new Promise((r) => setTimeout(r, 100));
         variants = this.variants(name);
       }
-      const text = renderMultivariantPlaylist(variants);
+      const text = withQuery(renderMultivariantPlaylist(variants), query);
+      this.count(name, viewer, text.length);
       // Short-lived: renditions appear a moment after the source (the transcoder starts on its first keyframe).
-      return reply.type(PLAYLIST_TYPE).header('cache-control', 'public, max-age=2').send(text);
+      return reply.type(PLAYLIST_TYPE).header('cache-control', cacheFor(query, 'public, max-age=2')).send(text);
     });
 
     app.get<{ Params: { name: string; rendition: string }; Querystring: Record<string, string | undefined> }>(
       '/hls/:name/:rendition/media.m3u8',
       async (request, reply) => {
         const { name, rendition } = request.params;
+        const { query, viewer } = await this.admit(request, name, rendition);
+        const send = (cache: string): FastifyReply => {
+          const text = withQuery(muxer!.playlist(skip) + this.renditionReports(name, rendition), query);
+          this.count(name, viewer, text.length);
+          return reply.type(PLAYLIST_TYPE).header('cache-control', cacheFor(query, cache)).send(text);
+        };
         const muxer = RENDITION_PATTERN.test(rendition) ? this.muxer(name, rendition) : undefined;
         if (!muxer || !muxer.ready) return notFound(reply, `stream ${name} is not live${rendition === SOURCE_RENDITION ? '' : ` in ${rendition.slice(0, 12)}`}`);
         const q = request.query;
@@ -248,10 +335,7 @@ export class LlHlsServer implements StreamObserver {
           if (q['_HLS_part'] !== undefined) {
             return sendProblem(reply, 'BAD_REQUEST', '_HLS_part requires _HLS_msn');
           }
-          return reply
-            .type(PLAYLIST_TYPE)
-            .header('cache-control', CACHE_LIVE_PLAYLIST)
-            .send(muxer.playlist(skip) + this.renditionReports(name, rendition));
+          return send(CACHE_LIVE_PLAYLIST);
         }
         const msn = Number(q['_HLS_msn']);
         const part = q['_HLS_part'] === undefined ? undefined : Number(q['_HLS_part']);
@@ -266,15 +350,13 @@ export class LlHlsServer implements StreamObserver {
         if (!ready) {
           return sendProblem(reply.header('retry-after', '1'), 'NOT_READY', 'requested part not available in time');
         }
-        return reply
-          .type(PLAYLIST_TYPE)
-          .header('cache-control', CACHE_BLOCKING_PLAYLIST)
-          .send(muxer.playlist(skip) + this.renditionReports(name, rendition));
+        return send(CACHE_BLOCKING_PLAYLIST);
       },
     );
 
     app.get<{ Params: { name: string; rendition: string; epoch: string; file: string } }>('/hls/:name/:rendition/:epoch/:file', async (request, reply) => {
       const { name, rendition, epoch, file } = request.params;
+      const { query, viewer } = await this.admit(request, name, rendition);
       const muxer = RENDITION_PATTERN.test(rendition) ? this.muxer(name, rendition) : undefined;
       if (!muxer || muxer.epoch !== epoch) return sendProblem(reply, 'NOT_FOUND', 'no such object (the stream restarted or ended)');
       const match = /^(init|seg|part)(\d{1,12})\.(mp4|m4s)$/.exec(file);
@@ -292,7 +374,8 @@ export class LlHlsServer implements StreamObserver {
         }
       }
       if (!bytes) return sendProblem(reply, 'NOT_FOUND', 'no such object (not made yet, or out of the window)');
-      return reply.type('video/mp4').header('cache-control', CACHE_IMMUTABLE).send(bytes);
+      this.count(name, viewer, bytes.length);
+      return reply.type('video/mp4').header('cache-control', cacheFor(query, CACHE_IMMUTABLE)).send(bytes);
     });
   }
 }

@@ -5,6 +5,9 @@
  *   POST    /whep/<name>                    SDP offer → 201 + Location + SDP answer (+ Link rel="ice-server")
  *   PATCH   /whep/<name>/sessions/<id>      trickle ICE (application/trickle-ice-sdpfrag, RFC 8840) → 204
  *   DELETE  /whep/<name>/sessions/<id>      ends the session → 200
+ *
+ * A private stream's offer carries a playback token as `Authorization: Bearer` (checked by the
+ * {@link WhepServerOptions.authorizePlay} the server is given; a refusal is 401/403 problem details and no peer).
  */
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
@@ -33,6 +36,35 @@ export interface WhepServerOptions {
   connectTimeoutMs: number;
   /** Most concurrent WHEP sessions (all streams). Default 1000. */
   maxSessions: number;
+  /**
+   * Decides whether a viewer may play (visibility, playback token, admission hook). Resolves with who the viewer
+   * is, or throws a GlasscastError (answered as problem details). Absent: everyone may play.
+   */
+  authorizePlay?: (request: { stream: string; token: string | undefined; clientAddress: string }) => Promise<ViewerIdentity | undefined>;
+  /** Told when a viewer connects and when it leaves (webhooks). Must not throw. */
+  onViewer?: (event: 'joined' | 'left', viewer: WhepViewerInfo) => void;
+}
+
+/** Who a viewer is, from its playback token. */
+export interface ViewerIdentity {
+  viewerId: string | undefined;
+  tokenId: string | undefined;
+  /** Token expiry, epoch ms. */
+  expiresAt: number;
+}
+
+/** One WHEP viewer as the API lists it. */
+export interface WhepViewerInfo {
+  id: string;
+  stream: string;
+  address: string | undefined;
+  /** Epoch ms. */
+  startedAt: number;
+  bytesSent: number;
+  rendition: string;
+  identity: ViewerIdentity | undefined;
+  /** Why it left (`left` events only). */
+  reason?: string;
 }
 
 /** WebRTC figures of one stream (REST API `webrtcStats`). */
@@ -82,6 +114,8 @@ class WhepSession implements RtpViewer {
   remoteUfrag: string | undefined;
   /** The viewer's address as HTTP saw it (for stats). */
   remoteAddress: string | undefined;
+  /** Who the viewer is (its playback token), if known. */
+  identity: ViewerIdentity | undefined;
   /** Which rendition this viewer's video comes from, and how it moves between them. */
   readonly renditionSwitch: RenditionSwitch;
   mode: RenditionMode = 'auto';
@@ -308,6 +342,8 @@ function receivable(s: SdpMediaSection): boolean {
 export class WhepServer implements StreamObserver {
   private readonly groups = new Map<string, SourceGroup>();
   private readonly sessions = new Map<string, WhepSession>();
+  /** Bytes sent to viewers that have left, per stream (the egress total is this plus the live sessions'). */
+  private readonly closedBytes = new Map<string, number>();
 
   constructor(
     private readonly options: WhepServerOptions,
@@ -471,10 +507,42 @@ export class WhepServer implements StreamObserver {
     return this.sessions.size;
   }
 
+  /** The viewers of `name` now. */
+  viewers(name: string): WhepViewerInfo[] {
+    return [...this.sessions.values()].filter((s) => s.streamName === name).map((s) => this.viewerInfo(s));
+  }
+
+  private viewerInfo(s: WhepSession, reason?: string): WhepViewerInfo {
+    return { id: s.id, stream: s.streamName, address: s.remoteAddress, startedAt: s.createdAt, bytesSent: s.peer.bytesSent, rendition: renditionId(s.renditionSwitch.source), identity: s.identity, reason };
+  }
+
+  /** Bytes sent to viewers of `name` since the server started (left and current), for metrics and history. */
+  bytesSent(name: string): number {
+    let total = this.closedBytes.get(name) ?? 0;
+    for (const s of this.sessions.values()) if (s.streamName === name) total += s.peer.bytesSent;
+    return total;
+  }
+
+  /** Ends one viewer session of `name` (an operator's kick). Returns false when there is no such session. */
+  kick(name: string, id: string, reason: string): boolean {
+    const session = this.session(name, id);
+    if (!session) return false;
+    session.close(reason);
+    return true;
+  }
+
   /** Closes every session and source. Idempotent. */
   close(): void {
     for (const s of [...this.sessions.values()]) s.close('server shutting down');
     for (const name of [...this.groups.keys()]) this.removeGroup(name, 'server shutting down');
+  }
+
+  private notifyViewer(event: 'joined' | 'left', viewer: WhepViewerInfo): void {
+    try {
+      this.options.onViewer?.(event, viewer);
+    } catch (err) {
+      this.log.error({ err }, 'viewer listener threw');
+    }
   }
 
   /** The viewer session `id` of stream `name`, or a 404 problem. */
@@ -496,6 +564,8 @@ export class WhepServer implements StreamObserver {
       cors(reply);
       if (!hasType(request.headers['content-type'], SDP)) return sendProblem(reply, 'UNSUPPORTED_MEDIA_TYPE', 'the offer must be application/sdp');
       const name = request.params.name;
+      // Authorization first: a private stream's existence or state is not told to a viewer without a token.
+      const identity = await this.options.authorizePlay?.({ stream: name, token: /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1], clientAddress: request.ip });
       const group = this.groups.get(name);
       const info = group?.leader.info();
       if (!group || !info) return sendProblem(reply, 'STREAM_NOT_FOUND', `stream ${name.slice(0, 64)} is not live over WebRTC`);
@@ -557,6 +627,8 @@ export class WhepServer implements StreamObserver {
         mids,
         (s, reason) => {
           this.sessions.delete(s.id);
+          this.closedBytes.set(name, (this.closedBytes.get(name) ?? 0) + s.peer.bytesSent);
+          this.notifyViewer('left', this.viewerInfo(s, reason));
           this.log.info({ stream: name, session: s.id.slice(0, 8), reason }, 'WHEP session closed');
         },
         () => group.stream.requestKeyframe(),
@@ -565,7 +637,9 @@ export class WhepServer implements StreamObserver {
       );
       session.remoteUfrag = /a=ice-ufrag:(\S+)/.exec(String(request.body))?.[1];
       session.remoteAddress = request.ip;
+      session.identity = identity;
       this.sessions.set(session.id, session);
+      this.notifyViewer('joined', this.viewerInfo(session));
       session.start(this.options.connectTimeoutMs);
       this.log.info({ stream: name, session: session.id.slice(0, 8), video: mids.video !== undefined, audio: mids.audio !== undefined }, 'WHEP session created');
       linkIceServers(reply, this.options.playerIceServers);

@@ -24,7 +24,9 @@ export interface WhipServerOptions {
   /** STUN/TURN URLs announced to publishers in `Link` headers. */
   publisherIceServers: string[];
   /** Resolves a stream key to the stream it may publish. Rejects with `PUBLISH_KEY_INVALID`. */
-  authorize(key: string): Promise<{ streamName: string }>;
+  authorize(key: string, remoteAddress: string): Promise<{ streamName: string }>;
+  /** Asked after the key is accepted (the admission hook); throws a GlasscastError to refuse. */
+  admitPublish?: (name: string, remoteAddress: string) => Promise<void>;
   /** True when publishing needs no key (development). */
   open: boolean;
   /**
@@ -134,12 +136,12 @@ export class WhipServer {
   }
 
   /** Checks the Bearer key against the stream name; undefined when allowed, else the reason. */
-  private async checkKey(name: string, authorization: string | undefined): Promise<string | undefined> {
+  private async checkKey(name: string, authorization: string | undefined, remoteAddress: string): Promise<string | undefined> {
     const key = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
     if (this.options.open) return undefined;
     if (!key) return 'missing Authorization: Bearer <stream key>';
     try {
-      const { streamName } = await this.options.authorize(key);
+      const { streamName } = await this.options.authorize(key, remoteAddress);
       return streamName === name ? undefined : 'this key does not publish this stream';
     } catch (err) {
       if (err instanceof GlasscastError && err.code === 'PUBLISH_KEY_INVALID') return 'invalid stream key';
@@ -162,11 +164,12 @@ export class WhipServer {
       cors(reply);
       if (!hasType(request.headers['content-type'], SDP)) return sendProblem(reply, 'UNSUPPORTED_MEDIA_TYPE', 'the offer must be application/sdp');
       const name = request.params.name;
-      const denied = await this.checkKey(name, request.headers.authorization);
+      const denied = await this.checkKey(name, request.headers.authorization, request.ip);
       if (denied) {
         this.log.warn({ stream: name.slice(0, 64), remote: request.ip }, `WHIP publish refused: ${denied}`);
         return sendProblem(reply.header('www-authenticate', 'Bearer'), 'PUBLISH_KEY_INVALID', denied);
       }
+      await this.options.admitPublish?.(name, request.ip);
       const sections = parseOffer(reply, request.body);
       if (!Array.isArray(sections)) return sections;
       // RFC 8843: a port-0 `bundle-only` section is live media on the BUNDLE transport, wherever it is.

@@ -1,0 +1,156 @@
+/**
+ * Prometheus metrics (prom-client), served at `/metrics` in the text exposition format. Names follow Prometheus
+ * conventions (base units, `_total` for counters); labels are stream, protocol and rendition only — never a
+ * viewer, address or session, so the number of series stays bounded by streams × renditions. Values are read
+ * from the parts when scraped, not pushed on every packet. Process metrics (CPU, memory, event loop lag, file
+ * descriptors) come from prom-client's defaults.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** What the metrics read when scraped. */
+export interface MetricsSources {
+  /** Names of the streams live or reconnecting now. */
+  liveStreams(): string[];
+  /** Every stream name that has had traffic since start (for egress counters). */
+  knownStreams(): string[];
+  viewers(name: string): { byProtocol: Record<string, number>; byRendition: { protocol: string; rendition: string; viewers: number }[] };
+  ingest(name: string): { bitsPerSecond: number; framesPerSecond: number; keyframeIntervalMs: number | undefined; bytesTotal: number } | undefined;
+  egressBytes(name: string): Record<string, number>;
+  transcode(name: string): { degraded: boolean; restarts: number } | undefined;
+  webhookDeliveries(): Record<string, number>;
+  webhookPending(): Promise<number>;
+  admissions(): Record<string, number>;
+}
+
+/** The metrics registry of one server. */
+export class Metrics {
+  readonly registry = new Registry();
+
+  constructor(sources: MetricsSources) {
+    const r = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    new Gauge({
+      name: 'glasscast_streams_live',
+      help: 'Streams with a publisher (or in their reconnect grace).',
+      registers: r,
+      collect() {
+        this.set(sources.liveStreams().length);
+      },
+    });
+    new Gauge({
+      name: 'glasscast_viewers',
+      help: 'Viewers now, per stream and protocol (whep, llhls).',
+      labelNames: ['stream', 'protocol'],
+      registers: r,
+      collect() {
+        this.reset();
+        for (const stream of sources.liveStreams()) {
+          const v = sources.viewers(stream).byProtocol;
+          for (const protocol of ['whep', 'llhls']) this.set({ stream, protocol }, v[protocol] ?? 0);
+        }
+      },
+    });
+    new Gauge({
+      name: 'glasscast_rendition_viewers',
+      help: 'Viewers now, per stream, protocol and rendition (src, 720p, …).',
+      labelNames: ['stream', 'protocol', 'rendition'],
+      registers: r,
+      collect() {
+        this.reset();
+        for (const stream of sources.liveStreams()) {
+          for (const v of sources.viewers(stream).byRendition) this.set({ stream, protocol: v.protocol, rendition: v.rendition }, v.viewers);
+        }
+      },
+    });
+    const ingest = (name: string, help: string, pick: (i: NonNullable<ReturnType<MetricsSources['ingest']>>) => number | undefined): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['stream'],
+        registers: r,
+        collect() {
+          this.reset();
+          for (const stream of sources.liveStreams()) {
+            const i = sources.ingest(stream);
+            const value = i && pick(i);
+            if (value !== undefined) this.set({ stream }, value);
+          }
+        },
+      });
+    };
+    ingest('glasscast_ingest_bits_per_second', 'Ingest bitrate over the last second, bits/s.', (i) => i.bitsPerSecond);
+    ingest('glasscast_ingest_frames_per_second', 'Ingest video frame rate over the last second.', (i) => i.framesPerSecond);
+    ingest('glasscast_ingest_keyframe_interval_seconds', 'Gap between the last two keyframes, seconds.', (i) => (i.keyframeIntervalMs === undefined ? undefined : i.keyframeIntervalMs / 1000));
+    new Counter({
+      name: 'glasscast_egress_bytes_total',
+      help: 'Bytes sent to viewers since the server started, per stream and protocol.',
+      labelNames: ['stream', 'protocol'],
+      registers: r,
+      collect() {
+        this.reset();
+        for (const stream of sources.knownStreams()) {
+          for (const [protocol, bytes] of Object.entries(sources.egressBytes(stream))) this.inc({ stream, protocol }, bytes);
+        }
+      },
+    });
+    new Gauge({
+      name: 'glasscast_transcode_degraded',
+      help: "1 when the stream's video job shed work under overload, else 0.",
+      labelNames: ['stream'],
+      registers: r,
+      collect() {
+        this.reset();
+        for (const stream of sources.liveStreams()) {
+          const t = sources.transcode(stream);
+          if (t) this.set({ stream }, t.degraded ? 1 : 0);
+        }
+      },
+    });
+    new Counter({
+      name: 'glasscast_transcode_restarts_total',
+      help: "Restarts of the stream's video job (faults) in its current run.",
+      labelNames: ['stream'],
+      registers: r,
+      collect() {
+        this.reset();
+        for (const stream of sources.liveStreams()) {
+          const t = sources.transcode(stream);
+          if (t) this.inc({ stream }, t.restarts);
+        }
+      },
+    });
+    new Counter({
+      name: 'glasscast_webhook_deliveries_total',
+      help: 'Webhook delivery attempts by result: delivered, retry (failed, will retry), gave_up.',
+      labelNames: ['result'],
+      registers: r,
+      collect() {
+        this.reset();
+        for (const [result, n] of Object.entries(sources.webhookDeliveries())) this.inc({ result }, n);
+      },
+    });
+    new Gauge({
+      name: 'glasscast_webhook_pending_messages',
+      help: 'Webhook messages waiting in the outbox.',
+      registers: r,
+      async collect() {
+        this.set(await sources.webhookPending());
+      },
+    });
+    new Counter({
+      name: 'glasscast_admission_decisions_total',
+      help: 'Admission hook answers: allowed, denied, failed (timeout or error; fail mode decided).',
+      labelNames: ['result'],
+      registers: r,
+      collect() {
+        this.reset();
+        for (const [result, n] of Object.entries(sources.admissions())) this.inc({ result }, n);
+      },
+    });
+  }
+
+  /** The exposition text and its content type. */
+  async render(): Promise<{ text: string; contentType: string }> {
+    return { text: await this.registry.metrics(), contentType: this.registry.contentType };
+  }
+}
