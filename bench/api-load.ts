@@ -6,17 +6,29 @@
  * With the default ladder a 2-core box is saturated by the source encoder, the ladder, Chromium and the server
  * together, so `--ladder none` adds the row where the question (does API work disturb media delivery?) can be
  * told apart from CPU starvation of the stand-in encoder and browser.
- * Usage: npm run bench:api-load [-- --rate 200 --seconds 30 --runs 3 --ladder default|none]
+ * Usage: npm run bench:api-load [-- --rate 200 --seconds 30 --runs 3 --ladder default|none --row default|tuned]
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
 const { values: opts } = parseArgs({
-  options: { rate: { type: 'string', default: '200' }, seconds: { type: 'string', default: '30' }, runs: { type: 'string', default: '3' }, ladder: { type: 'string', default: 'default' } },
+  options: {
+    rate: { type: 'string', default: '200' },
+    seconds: { type: 'string', default: '30' },
+    runs: { type: 'string', default: '3' },
+    ladder: { type: 'string', default: 'default' },
+    row: { type: 'string', default: 'default' },
+  },
 });
-/** The server's ladder: `default` (what a user gets), or e.g. `none` for the row where the box has CPU to spare. */
-const LADDER = opts.ladder === 'default' ? [] : ['--ladder', opts.ladder!];
+/**
+ * `default`: what a user gets. `tuned`: the latency table's tuned row (640x360 without audio, no ladder), where
+ * WebRTC glass-to-glass is steady (tens of ms) and the box has CPU to spare, so the API's effect on the server's
+ * media path shows instead of the stand-in encoder's and browser's CPU starvation.
+ */
+const TUNED = opts.row === 'tuned';
+/** The server's ladder: `default` (what a user gets), or e.g. `none`. */
+const LADDER = [...(opts.ladder === 'default' && !TUNED ? [] : ['--ladder', TUNED ? 'none' : opts.ladder!]), ...(TUNED ? ['--size', '640x360', '--audio', 'none'] : [])];
 
 interface Result {
   latencyMs: { median: number; p95: number };
@@ -44,6 +56,6 @@ const median = (xs: number[]): number => {
 };
 const ratio = median(loaded) / median(idle);
 console.log(
-  `API load vs WebRTC glass-to-glass (RTMP 1280x720 + AAC, ladder ${opts.ladder}): idle median ${median(idle)} ms [${idle.join(', ')}], ` +
+  `API load vs WebRTC glass-to-glass (${TUNED ? 'tuned: RTMP 640x360 without audio, ladder none' : `RTMP 1280x720 + AAC, ladder ${opts.ladder}`}): idle median ${median(idle)} ms [${idle.join(', ')}], ` +
     `with ${opts.rate} API req/s median ${median(loaded)} ms [${loaded.join(', ')}] (last run: ${served}); ratio ${ratio.toFixed(2)} (target ≤ 1.10)`,
 );
