@@ -28,6 +28,7 @@ import { LlHlsServer } from './egress/llhls/llhls-server.js';
 import { WhepServer } from './egress/whep/whep-server.js';
 import { registerProblemHandlers, sendProblem } from './http/problem.js';
 import { RtmpServer } from './ingest/rtmp/rtmp-server.js';
+import { SrtServer } from './ingest/srt/srt-server.js';
 import { WhipServer } from './ingest/whip/whip-server.js';
 import { registerApiRoutes } from './api/api-routes.js';
 import { transcodeStatus } from './api/stream-status.js';
@@ -50,7 +51,7 @@ import { StreamStore } from './store/stream-store.js';
 export interface Glasscast {
   config: GlasscastConfig;
   /** Bound ports (useful when configured as 0). */
-  ports: { http: number; rtmp: number };
+  ports: { http: number; rtmp: number; srt: number };
   registry: StreamRegistry;
   store: StreamStore;
   apiKeys: ApiKeyStore;
@@ -62,6 +63,7 @@ export interface Glasscast {
   whep: WhepServer;
   whip: WhipServer;
   rtmp: RtmpServer;
+  srt: SrtServer;
   transcode: TranscodeManager;
   http: FastifyInstance;
   /** The stream created on first start, if this start created it. */
@@ -150,7 +152,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   const gate = new PlaybackGate({ visibility }, tokens, admission, failures);
   const keyAuth = new PublishAuth(config.publishAuth, store);
   /** Stream key → stream (counting failures per address), then the admission hook. */
-  const authorizePublish = async (key: string, protocol: 'rtmp' | 'whip', remoteAddress: string): Promise<{ streamName: string }> => {
+  const authorizePublish = async (key: string, protocol: 'rtmp' | 'whip' | 'srt', remoteAddress: string): Promise<{ streamName: string }> => {
     failures.check(remoteAddress);
     let result: { streamName: string; record: StreamRecord | undefined };
     try {
@@ -160,7 +162,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
       throw err;
     }
     if (result.record) remember(result.streamName, result.record);
-    if (protocol === 'rtmp') await admission.check({ action: 'publish', protocol, stream: result.streamName, clientAddress: remoteAddress, claims: null });
+    if (protocol !== 'whip') await admission.check({ action: 'publish', protocol, stream: result.streamName, clientAddress: remoteAddress, claims: null });
     return { streamName: result.streamName };
   };
   const auth = { authorize: authorizePublish };
@@ -238,6 +240,14 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     authorizePublish: ({ key, remoteAddress }) => auth.authorize(key, 'rtmp', remoteAddress),
     claimForPublish: (name, info, hooks) => registry.claimForPublish(name, info, hooks),
   }, log.child({ ingest: 'rtmp' }));
+  const srt = new SrtServer(
+    { host: config.host, port: config.srtPort, latencyMs: config.srtLatencyMs, peerIdleTimeoutMs: 5000, maxSessions: 200, defaultStreamId: config.srtDefaultStreamId },
+    {
+      authorizePublish: ({ key, remoteAddress }) => auth.authorize(key, 'srt', remoteAddress),
+      claimForPublish: (name, info, hooks) => registry.claimForPublish(name, info, hooks),
+    },
+    log.child({ ingest: 'srt' }),
+  );
   retainWebRtc();
 
   const http = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
@@ -389,15 +399,18 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   }
 
   let rtmpPort: number;
+  let srtPort: number;
   let httpPort: number;
   try {
     rtmpPort = await rtmp.listen();
+    srtPort = await srt.listen();
     await http.listen({ host: config.host, port: config.httpPort });
     const address = http.server.address();
     httpPort = typeof address === 'object' && address ? address.port : config.httpPort;
     log.info({ port: httpPort }, 'HTTP listening');
   } catch (err) {
     await rtmp.close();
+    await srt.close();
     await http.close();
     await monitor.close();
     dispatcher.close();
@@ -423,7 +436,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   let closed: Promise<void> | undefined;
   return {
     config,
-    ports: { http: httpPort, rtmp: rtmpPort },
+    ports: { http: httpPort, rtmp: rtmpPort, srt: srtPort },
     registry,
     store,
     apiKeys,
@@ -435,6 +448,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     whep,
     whip,
     rtmp,
+    srt,
     transcode,
     http,
     createdStream,
@@ -445,6 +459,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
       closed ??= (async () => {
         clearInterval(deletedCheck);
         await rtmp.close();
+        await srt.close();
         whip.close();
         registry.close();
         transcode.close();

@@ -19,6 +19,12 @@ export const configSchema = z
     httpPort: port,
     /** RTMP ingest port. Default 1935. */
     rtmpPort: port,
+    /** SRT ingest port (UDP). Default 9999. */
+    srtPort: port,
+    /** SRT receiver latency, ms; a session uses max(this, the caller's). 20–8000, default 120. */
+    srtLatencyMs: z.number().int().min(20).max(8000),
+    /** Stream id for SRT callers that send none (e.g. `live/<key>`); empty: they are refused. */
+    srtDefaultStreamId: z.string().max(512),
     /** Directory for the SQLite database and other state. Default ./data. */
     dataDir: z.string().min(1),
     /** `key`: publishing needs a stream key; `open`: any key publishes as a stream of that name (development only). */
@@ -106,6 +112,9 @@ export const DEFAULT_CONFIG: GlasscastConfig = {
   host: '0.0.0.0',
   httpPort: 8080,
   rtmpPort: 1935,
+  srtPort: 9999,
+  srtLatencyMs: 120,
+  srtDefaultStreamId: '',
   dataDir: './data',
   publishAuth: 'key',
   partTargetMs: 333,

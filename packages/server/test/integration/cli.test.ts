@@ -23,7 +23,7 @@ describe('glasscast command', { timeout: 60_000 }, () => {
     const dir = mkdtempSync(join(tmpdir(), 'glasscast-cli-'));
     try {
       const start = async (): Promise<string> => {
-        const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--host', '127.0.0.1', '--http-port', '0', '--rtmp-port', '0', '--data-dir', dir, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--host', '127.0.0.1', '--http-port', '0', '--rtmp-port', '0', '--srt-port', '0', '--data-dir', dir, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
         let out = '';
         child.stdout.on('data', (d: Buffer) => (out += d.toString()));
         const deadline = Date.now() + 20_000;
@@ -51,7 +51,7 @@ describe('glasscast command', { timeout: 60_000 }, () => {
 
   it('manages streams and API keys on the data directory while the server runs, and the server uses them at once', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'glasscast-cli-'));
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--host', '127.0.0.1', '--http-port', '0', '--rtmp-port', '0', '--data-dir', dir, '--log-level', 'warn', '--ladder', 'none'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--host', '127.0.0.1', '--http-port', '0', '--rtmp-port', '0', '--srt-port', '0', '--data-dir', dir, '--log-level', 'warn', '--ladder', 'none'], { stdio: ['ignore', 'pipe', 'pipe'] });
     try {
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));

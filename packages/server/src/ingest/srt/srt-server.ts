@@ -1,0 +1,482 @@
+/**
+ * SRT listener on one UDP port (draft-sharabayko-srt-01), written on `node:dgram`: many callers at once, each a
+ * live-mode receiving session feeding a core Stream through {@link TsToStream}.
+ *
+ * Handshake (§4.3.1): a caller's induction gets an induction response with the SRT magic and a SYN cookie — a
+ * keyed hash of its address and the minute, so a flood of inductions leaves no state; its conclusion must echo a
+ * current cookie. The conclusion's stream id (SID) names the stream (srt-stream-id.ts), its HSREQ the caller's
+ * latency; the publish is authorized like RTMP's (the key, then the admission hook) and answered with a
+ * conclusion carrying HSRSP (latency = max(ours, the caller's)) or with a rejection code (the catalogue's `srt`
+ * code, SRT Access Control §"Standard Rejection Codes"). Encrypted callers (KMREQ) are refused for now
+ * (`SRT_REJ_UNSECURE`).
+ *
+ * Receiving (§4.5–4.8): packets are delivered in sequence order as soon as they are contiguous; a gap is reported
+ * at once with a NAK, again periodically (NAK interval), and given up when the packet after it reaches its TSBPD
+ * time (too-late drop; the TS demuxer then sees the continuity gap and video waits for a keyframe). Full ACKs go
+ * every 10 ms and ACKACKs measure the RTT; a caller silent for the peer-idle timeout, or sending SHUTDOWN, ends its
+ * session (the stream waits for it in its reconnect grace).
+ */
+import { createHmac, randomBytes, randomInt } from 'node:crypto';
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { isIPv4 } from 'node:net';
+import { GlasscastError, toGlasscastError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import type { PublisherHooks, PublisherInfo, PublisherSession } from '../../core/stream.js';
+import {
+  CONTROL,
+  EXTENSION,
+  HANDSHAKE_TYPE,
+  parseHandshake,
+  parseHsExtension,
+  parseSrtPacket,
+  parseStreamIdExtension,
+  seqAdd,
+  seqDiff,
+  SRT_FLAGS,
+  SRT_MAGIC,
+  writeAck,
+  writeHandshake,
+  writeHsExtension,
+  writeLossList,
+  writeSrtControl,
+  type SrtDataPacket,
+  type SrtHandshake,
+} from './srt-packet.js';
+import { parseSrtStreamId, resourceTarget } from './srt-stream-id.js';
+import { TsToStream } from './ts-to-stream.js';
+
+/** Options of the listener. */
+export interface SrtServerOptions {
+  host: string;
+  /** UDP port. Default 9999. */
+  port: number;
+  /** Our receiver latency, ms; the session uses max(this, the caller's). Default 120. */
+  latencyMs: number;
+  /** A caller silent this long is gone, ms. Default 5000. */
+  peerIdleTimeoutMs: number;
+  /** Most sessions at once. Default 200. */
+  maxSessions: number;
+  /** Stream id used when a caller sends none (e.g. `live/<key>`); empty: such callers are refused. */
+  defaultStreamId: string;
+}
+
+/** What the listener needs from the rest of the server (wired in app.ts). */
+export interface SrtHandlers {
+  /** Key (from the stream id) → stream; throws a GlasscastError to refuse (also for the admission hook). */
+  authorizePublish(request: { key: string; app: string | undefined; remoteAddress: string }): Promise<{ streamName: string }>;
+  claimForPublish(name: string, info: PublisherInfo, hooks: PublisherHooks): PublisherSession;
+}
+
+/** libsrt's rejection reasons (srt.h SRT_REJ_*), sent as 1000 + reason. */
+const REJECT = { peer: 1002, resource: 1003, rogue: 1004, version: 1008, unsecure: 1011 } as const;
+/** The SRT version we announce in HSRSP: 1.5.0. */
+const SRT_VERSION = 0x010500;
+const ACK_INTERVAL_MS = 10;
+const MIN_NAK_INTERVAL_MS = 20;
+/** Packets a session keeps out of order at most (a bigger gap is dropped at once). */
+const MAX_REORDER = 8192;
+const FLOW_WINDOW = 8192;
+const MTU = 1500;
+
+interface Pending {
+  key: string;
+  response: Buffer | undefined;
+  at: number;
+}
+
+/** One receiving session. */
+class SrtSession {
+  readonly socketId = randomInt(1, 2 ** 31);
+  readonly createdAt = Date.now();
+  private readonly startUs = process.hrtime.bigint();
+  /** Next sequence number to deliver. */
+  private next: number;
+  private readonly buffer = new Map<number, SrtDataPacket>();
+  private highest: number;
+  /** Lost sequence numbers not yet recovered, with when they were last NAKed (ms). */
+  private readonly losses = new Map<number, number>();
+  private ackNumber = 0;
+  private readonly acksSent = new Map<number, number>();
+  private lastAcked = -1;
+  private timer: NodeJS.Timeout;
+  private lastHeard = Date.now();
+  private closed = false;
+  /** TSBPD: local ms at which the sender's timestamp 0 would play, set by the first packet. */
+  private timeBase: number | undefined;
+  private lastTimestamp = 0;
+  private timestampWraps = 0;
+  rttUs = 100_000;
+  rttVarUs = 50_000;
+  readonly stats = { packetsReceived: 0, bytesReceived: 0, packetsLost: 0, packetsRetransmitted: 0, packetsDropped: 0, packetsBelated: 0, naksSent: 0 };
+
+  constructor(
+    readonly peer: RemoteInfo,
+    readonly peerSocketId: number,
+    initialSequence: number,
+    readonly latencyMs: number,
+    readonly streamName: string,
+    private readonly mapper: TsToStream,
+    private readonly send: (b: Buffer) => void,
+    private readonly options: SrtServerOptions,
+    private readonly onClose: (s: SrtSession, reason: string) => void,
+  ) {
+    this.next = initialSequence;
+    this.highest = seqAdd(initialSequence, -1);
+    this.timer = setInterval(() => this.tick(), ACK_INTERVAL_MS);
+  }
+
+  private nowUs(): number {
+    return Number((process.hrtime.bigint() - this.startUs) / 1000n) >>> 0;
+  }
+
+  private control(type: number, info: number, cif: Uint8Array = Buffer.alloc(0)): void {
+    this.send(writeSrtControl({ type, subtype: 0, info, timestamp: this.nowUs(), destinationSocket: this.peerSocketId, cif }));
+  }
+
+  /** The sender's 32-bit µs timestamp, unwrapped, in ms. */
+  private senderMs(ts: number): number {
+    if (ts < this.lastTimestamp && this.lastTimestamp - ts > 2 ** 31) this.timestampWraps++;
+    this.lastTimestamp = ts;
+    return (this.timestampWraps * 2 ** 32 + ts) / 1000;
+  }
+
+  onData(p: SrtDataPacket): void {
+    this.lastHeard = Date.now();
+    this.stats.packetsReceived++;
+    this.stats.bytesReceived += p.payload.length;
+    if (p.retransmitted) this.stats.packetsRetransmitted++;
+    this.timeBase ??= Date.now() - this.senderMs(p.timestamp);
+    this.senderMs(p.timestamp);
+    const ahead = seqDiff(p.sequence, this.next);
+    if (ahead < 0 || this.buffer.has(p.sequence)) {
+      this.stats.packetsBelated++;
+      return;
+    }
+    if (ahead > MAX_REORDER) {
+      // Far ahead of what we wait for: the sender moved on; give up the gap.
+      this.dropUntil(p.sequence);
+    }
+    this.losses.delete(p.sequence);
+    const gap = seqDiff(p.sequence, this.highest);
+    if (gap > 1) {
+      // New loss: NAK it at once (§4.8.1), then periodically until it arrives or is too late.
+      const first = seqAdd(this.highest, 1);
+      const last = seqAdd(p.sequence, -1);
+      const now = Date.now();
+      for (let s = first, n = 0; n < gap - 1; s = seqAdd(s, 1), n++) this.losses.set(s, now);
+      this.stats.packetsLost += gap - 1;
+      this.control(CONTROL.nak, 0, writeLossList([[first, last]]));
+      this.stats.naksSent++;
+    }
+    if (gap > 0) this.highest = p.sequence;
+    this.buffer.set(p.sequence, { ...p, payload: p.payload.slice() });
+    this.deliver();
+  }
+
+  /** Delivers contiguous packets; a gap whose next packet is due to play (TSBPD) is dropped. */
+  private deliver(): void {
+    for (;;) {
+      const p = this.buffer.get(this.next);
+      if (p) {
+        this.buffer.delete(this.next);
+        this.next = seqAdd(this.next, 1);
+        this.mapper.push(p.payload);
+        continue;
+      }
+      if (this.buffer.size === 0 || this.timeBase === undefined) return;
+      // The first packet after the gap: when it must play, the gap is too late (§4.6 too-late packet drop).
+      let after: SrtDataPacket | undefined;
+      for (let s = this.next, n = 0; n <= MAX_REORDER && !after; s = seqAdd(s, 1), n++) after = this.buffer.get(s);
+      if (!after) return;
+      const playAt = this.timeBase + this.senderMsPeek(after.timestamp) + this.latencyMs;
+      if (Date.now() < playAt) return;
+      this.dropUntil(after.sequence);
+    }
+  }
+
+  /** Sender ms of a buffered packet's timestamp without moving the wrap state. */
+  private senderMsPeek(ts: number): number {
+    const wraps = ts > this.lastTimestamp && ts - this.lastTimestamp > 2 ** 31 ? this.timestampWraps - 1 : this.timestampWraps;
+    return (wraps * 2 ** 32 + ts) / 1000;
+  }
+
+  private dropUntil(sequence: number): void {
+    const missing = seqDiff(sequence, this.next);
+    if (missing <= 0) return;
+    this.stats.packetsDropped += missing;
+    for (let s = this.next, n = 0; n < missing; s = seqAdd(s, 1), n++) {
+      this.losses.delete(s);
+      this.buffer.delete(s);
+    }
+    this.next = sequence;
+  }
+
+  onControl(type: number, info: number): void {
+    this.lastHeard = Date.now();
+    if (type === CONTROL.ackack) {
+      const sent = this.acksSent.get(info);
+      this.acksSent.delete(info);
+      if (sent !== undefined) {
+        const rtt = (performance.now() - sent) * 1000;
+        this.rttVarUs = (3 * this.rttVarUs + Math.abs(this.rttUs - rtt)) / 4;
+        this.rttUs = (7 * this.rttUs + rtt) / 8;
+      }
+    } else if (type === CONTROL.shutdown) {
+      this.close('caller shut down');
+    }
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    if (now - this.lastHeard > this.options.peerIdleTimeoutMs) return this.close('caller silent (peer idle timeout)');
+    this.deliver();
+    // Full ACK of everything delivered so far (§4.8.1), when it moved.
+    if (this.next !== this.lastAcked || now % 1000 < ACK_INTERVAL_MS) {
+      this.lastAcked = this.next;
+      this.ackNumber = (this.ackNumber + 1) >>> 0 || 1;
+      this.acksSent.set(this.ackNumber, performance.now());
+      if (this.acksSent.size > 64) this.acksSent.delete(this.acksSent.keys().next().value!);
+      this.control(CONTROL.ack, this.ackNumber, writeAck({ lastAcknowledged: this.next, rtt: this.rttUs, rttVariance: this.rttVarUs, availableBuffer: Math.max(2, FLOW_WINDOW - this.buffer.size), packetsReceivingRate: 0, estimatedLinkCapacity: 0, receivingRate: 0 }));
+    }
+    // Periodic NAK (§4.8.2): losses not NAKed for an RTT + 4 × variance.
+    const interval = Math.max(MIN_NAK_INTERVAL_MS, (this.rttUs + 4 * this.rttVarUs) / 1000);
+    const due: number[] = [];
+    for (const [seq, at] of this.losses) {
+      if (now - at >= interval) {
+        due.push(seq);
+        this.losses.set(seq, now);
+      }
+      if (due.length >= 256) break;
+    }
+    if (due.length > 0) {
+      due.sort((a, b) => seqDiff(a, b));
+      const ranges: [number, number][] = [];
+      for (const s of due) {
+        const last = ranges[ranges.length - 1];
+        if (last && seqAdd(last[1], 1) === s) last[1] = s;
+        else ranges.push([s, s]);
+      }
+      this.control(CONTROL.nak, 0, writeLossList(ranges));
+      this.stats.naksSent++;
+    }
+  }
+
+  close(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    this.control(CONTROL.shutdown, 0, Buffer.alloc(4));
+    this.mapper.end(reason);
+    this.onClose(this, reason);
+  }
+}
+
+/** The SRT listener. `close()` is idempotent. */
+export class SrtServer {
+  private socket: Socket | undefined;
+  private readonly cookieSecret = randomBytes(16);
+  private readonly listenerSocketId = randomInt(1, 2 ** 31);
+  private readonly sessions = new Map<number, SrtSession>();
+  /** Conclusions being authorized or answered, by caller: repeated conclusions get the same answer. */
+  private readonly pending = new Map<string, Pending>();
+  private readonly startUs = process.hrtime.bigint();
+  /** Datagrams dropped: unparsable, unknown socket, bad cookie. */
+  readonly counters = { malformed: 0, unknownSocket: 0, badCookie: 0, rejected: 0 };
+
+  constructor(
+    private readonly options: SrtServerOptions,
+    private readonly handlers: SrtHandlers,
+    private readonly log: Logger,
+  ) {}
+
+  /** Binds the UDP port; resolves with the bound port. */
+  async listen(): Promise<number> {
+    const socket = createSocket({ type: isIPv4(this.options.host) || this.options.host === '0.0.0.0' ? 'udp4' : 'udp6', recvBufferSize: 4 * 1024 * 1024 });
+    this.socket = socket;
+    socket.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
+    socket.on('error', (err) => this.log.error({ err }, 'SRT socket error'));
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(this.options.port, this.options.host, () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    });
+    const port = socket.address().port;
+    this.log.info({ port }, 'SRT listening');
+    return port;
+  }
+
+  /** Sessions now. */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  /** Per-session figures (RTT, latency, packets). */
+  sessionStats(): { stream: string; peer: string; latencyMs: number; rttMs: number; stats: SrtSession['stats'] }[] {
+    return [...this.sessions.values()].map((s) => ({ stream: s.streamName, peer: `${s.peer.address}:${s.peer.port}`, latencyMs: s.latencyMs, rttMs: s.rttUs / 1000, stats: { ...s.stats } }));
+  }
+
+  private sendTo(rinfo: RemoteInfo): (b: Buffer) => void {
+    return (b) => this.socket?.send(b, rinfo.port, rinfo.address);
+  }
+
+  /** SYN cookie for a caller in a minute (§4.3.1.1: the cookie binds the conclusion to this address). */
+  private cookie(rinfo: RemoteInfo, minute: number): number {
+    return createHmac('sha256', this.cookieSecret).update(`${rinfo.address}|${rinfo.port}|${minute}`).digest().readUInt32BE(0);
+  }
+
+  private onMessage(msg: Buffer, rinfo: RemoteInfo): void {
+    let packet;
+    try {
+      packet = parseSrtPacket(msg);
+    } catch {
+      this.counters.malformed++;
+      return;
+    }
+    if (packet.destinationSocket !== 0) {
+      const session = this.sessions.get(packet.destinationSocket);
+      if (!session || session.peer.address !== rinfo.address || session.peer.port !== rinfo.port) {
+        this.counters.unknownSocket++;
+        return;
+      }
+      if (packet.kind === 'data') session.onData(packet);
+      else if (packet.type === CONTROL.handshake) this.onHandshake(packet.cif, rinfo);
+      else session.onControl(packet.type, packet.info);
+      return;
+    }
+    if (packet.kind === 'control' && packet.type === CONTROL.handshake) this.onHandshake(packet.cif, rinfo);
+    else this.counters.unknownSocket++;
+  }
+
+  private onHandshake(cif: Uint8Array, rinfo: RemoteInfo): void {
+    let h: SrtHandshake;
+    try {
+      h = parseHandshake(cif);
+    } catch {
+      this.counters.malformed++;
+      return;
+    }
+    const minute = Math.floor(Date.now() / 60_000);
+    if (h.handshakeType === HANDSHAKE_TYPE.induction) {
+      // Stateless: everything the conclusion needs is in the cookie.
+      const response = writeHandshake({ ...h, version: 5, encryption: 0, extensionField: SRT_MAGIC, handshakeType: HANDSHAKE_TYPE.induction, socketId: this.listenerSocketId, cookie: this.cookie(rinfo, minute), peerAddress: peerAddressBytes(rinfo.address), extensions: [] });
+      this.sendControl(rinfo, h.socketId, response);
+      return;
+    }
+    if (h.handshakeType !== HANDSHAKE_TYPE.conclusion) return;
+    if (h.cookie !== this.cookie(rinfo, minute) && h.cookie !== this.cookie(rinfo, minute - 1)) {
+      this.counters.badCookie++;
+      return;
+    }
+    const key = `${rinfo.address}|${rinfo.port}|${h.socketId}`;
+    const known = this.pending.get(key);
+    if (known) {
+      if (known.response) this.socket?.send(known.response, rinfo.port, rinfo.address);
+      return;
+    }
+    if (this.pending.size > 1000) this.sweepPending();
+    const entry: Pending = { key, response: undefined, at: Date.now() };
+    this.pending.set(key, entry);
+    void this.conclude(h, rinfo).then((response) => {
+      entry.response = response;
+      this.socket?.send(response, rinfo.port, rinfo.address);
+    });
+  }
+
+  private sweepPending(): void {
+    const now = Date.now();
+    for (const [k, p] of this.pending) if (now - p.at > 10_000) this.pending.delete(k);
+  }
+
+  private sendControl(rinfo: RemoteInfo, destination: number, cif: Uint8Array): void {
+    const timestamp = Number((process.hrtime.bigint() - this.startUs) / 1000n) >>> 0;
+    this.socket?.send(writeSrtControl({ type: CONTROL.handshake, subtype: 0, info: 0, timestamp, destinationSocket: destination, cif }), rinfo.port, rinfo.address);
+  }
+
+  /** Decides a conclusion: the answer to send (a conclusion response or a rejection). */
+  private async conclude(h: SrtHandshake, rinfo: RemoteInfo): Promise<Buffer> {
+    const reject = (code: number, why: string): Buffer => {
+      this.counters.rejected++;
+      this.log.warn({ remote: `${rinfo.address}:${rinfo.port}`, code }, `SRT caller refused: ${why}`);
+      return writeSrtControl({ type: CONTROL.handshake, subtype: 0, info: 0, timestamp: 0, destinationSocket: h.socketId, cif: writeHandshake({ ...h, handshakeType: code, extensions: [] }) });
+    };
+    if (h.version !== 5) return reject(REJECT.version, `handshake version ${h.version}`);
+    const hsreqExt = h.extensions.find((e) => e.type === EXTENSION.hsreq);
+    if (!hsreqExt) return reject(REJECT.version, 'no HSREQ (an SRT < 1.3 caller)');
+    if (h.extensions.some((e) => e.type === EXTENSION.kmreq) || h.encryption !== 0) return reject(REJECT.unsecure, 'encryption is not supported yet');
+    if (this.sessions.size >= this.options.maxSessions) return reject(REJECT.resource, 'too many SRT sessions');
+    let hsreq;
+    try {
+      hsreq = parseHsExtension(hsreqExt.data);
+    } catch {
+      return reject(REJECT.rogue, 'malformed HSREQ');
+    }
+    const sid = h.extensions.find((e) => e.type === EXTENSION.sid);
+    const remoteAddress = rinfo.address;
+    let streamName: string;
+    let claimed: PublisherSession;
+    const holder: { session?: SrtSession } = {};
+    try {
+      const request = parseSrtStreamId(sid ? parseStreamIdExtension(sid.data) : '', this.options.defaultStreamId);
+      if (request.mode !== 'publish') throw new GlasscastError('BAD_REQUEST', 'SRT playback (m=request) is not supported yet');
+      const target = resourceTarget(request.resource);
+      ({ streamName } = await this.handlers.authorizePublish({ key: target.name, app: target.app, remoteAddress }));
+      claimed = this.handlers.claimForPublish(streamName, { protocol: 'srt', remoteAddress }, {
+        streamClosed: (reason) => holder.session?.close(`stream closed: ${reason}`),
+        stats: () => ({ counters: { ...(holder.session?.stats ?? {}), rttMs: (holder.session?.rttUs ?? 0) / 1000 }, info: { latencyMs: holder.session?.latencyMs } }),
+      });
+    } catch (err) {
+      const error = toGlasscastError(err);
+      if (error.code === 'INTERNAL') this.log.error({ err }, 'SRT publish failed on an internal error');
+      return reject(error.spec.srt, error.message);
+    }
+    const latencyMs = Math.max(this.options.latencyMs, hsreq.senderDelayMs, hsreq.receiverDelayMs);
+    const mapper = new TsToStream(claimed, this.log.child({ stream: streamName, ingest: 'srt' }));
+    const session = new SrtSession(rinfo, h.socketId, h.initialSequence, latencyMs, streamName, mapper, this.sendTo(rinfo), this.options, (s, reason) => {
+      this.sessions.delete(s.socketId);
+      this.pending.delete(`${rinfo.address}|${rinfo.port}|${h.socketId}`);
+      this.log.info({ stream: streamName, reason, stats: s.stats }, 'SRT session ended');
+    });
+    holder.session = session;
+    this.sessions.set(session.socketId, session);
+    this.log.info({ stream: streamName, remote: `${rinfo.address}:${rinfo.port}`, latencyMs, srtVersion: hsreq.srtVersion.toString(16) }, 'SRT publish started');
+    const flags = SRT_FLAGS.tsbpdSender | SRT_FLAGS.tsbpdReceiver | SRT_FLAGS.tlpktDrop | SRT_FLAGS.periodicNak | SRT_FLAGS.rexmitFlag;
+    const cif = writeHandshake({
+      version: 5,
+      encryption: 0,
+      extensionField: 1, // HSRSP follows
+      initialSequence: h.initialSequence,
+      mtu: Math.min(h.mtu, MTU),
+      flowWindow: Math.min(h.flowWindow, FLOW_WINDOW),
+      handshakeType: HANDSHAKE_TYPE.conclusion,
+      socketId: session.socketId,
+      cookie: h.cookie,
+      peerAddress: peerAddressBytes(rinfo.address),
+      extensions: [{ type: EXTENSION.hsrsp, data: writeHsExtension({ srtVersion: SRT_VERSION, flags, receiverDelayMs: latencyMs, senderDelayMs: latencyMs }) }],
+    });
+    return writeSrtControl({ type: CONTROL.handshake, subtype: 0, info: 0, timestamp: 0, destinationSocket: h.socketId, cif });
+  }
+
+  /** Ends every session and closes the socket. Idempotent. */
+  async close(): Promise<void> {
+    for (const s of [...this.sessions.values()]) s.close('server shutting down');
+    const socket = this.socket;
+    this.socket = undefined;
+    if (socket) await new Promise<void>((r) => socket.close(() => r()));
+  }
+}
+
+/** The 16-byte peer address field: IPv4 as its 4 bytes in the first word (as libsrt writes it), IPv6 whole. */
+function peerAddressBytes(address: string): Buffer {
+  const out = Buffer.alloc(16);
+  if (isIPv4(address)) {
+    const parts = address.split('.').map(Number);
+    // libsrt stores the in_addr's bytes as a host-order 32-bit word: reversed on the wire.
+    out[0] = parts[3]!;
+    out[1] = parts[2]!;
+    out[2] = parts[1]!;
+    out[3] = parts[0]!;
+  }
+  return out;
+}

@@ -1,0 +1,158 @@
+/**
+ * SRT ingest with Debian's ffmpeg (libsrt) as the caller: each stream id dialect publishes H.264 + AAC into the
+ * same core stream as RTMP (LL-HLS plays it and ffprobe reads its timestamps without jumps), HEVC + AAC too, and a
+ * wrong key is refused with the Access Control rejection while nothing is created; malformed datagrams, forged
+ * conclusions and a burst of 10,000 inductions leave the listener up and a stream playing.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { after, before, describe, it } from 'node:test';
+import { FFPROBE, runFfmpeg, type FfmpegProcess } from '../support/ffmpeg.js';
+import { CONTROL, HANDSHAKE_TYPE, writeHandshake, writeSrtControl } from '../../src/ingest/srt/srt-packet.js';
+import { startTestServer, type TestServer } from '../support/glasscast.js';
+import { seededRandom } from '../support/random.js';
+import { waitUntil } from '../support/wait.js';
+
+/** ffmpeg publishing a test pattern over SRT with `streamid`. */
+function publishSrt(port: number, streamId: string, video: 'h264' | 'hevc' = 'h264'): FfmpegProcess {
+  return runFfmpeg([
+    '-re', '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
+    ...(video === 'h264' ? ['-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency'] : ['-c:v', 'libx265', '-preset', 'ultrafast', '-x265-params', 'log-level=none']),
+    '-g', '30', '-b:v', '1500k', '-c:a', 'aac', '-b:a', '128k',
+    '-f', 'mpegts', `srt://127.0.0.1:${port}?mode=caller&latency=200000&streamid=${streamId}`,
+  ]);
+}
+
+/** True when `main` is live from an SRT publisher and its LL-HLS muxer (a fresh one) is ready. */
+function liveOverSrt(server: TestServer): boolean {
+  const stream = server.app.registry.get('main');
+  const publisher = stream?.getStats().children.find((c) => c.type === 'publisher');
+  const muxer = server.app.llhls.muxer('main');
+  return stream?.state === 'live' && publisher?.info['protocol'] === 'srt' && muxer?.ready === true && !muxer.ended;
+}
+
+/** Ends `main` and waits until it is gone (the next test starts clean). */
+async function endMain(server: TestServer): Promise<void> {
+  await waitUntil('the SRT session to end', () => server.app.srt.sessionCount === 0, 10_000);
+  server.app.registry.get('main')?.close('next test');
+  await waitUntil('the stream to end', () => server.app.registry.get('main') === undefined, 5000);
+}
+
+describe('SRT ingest (listener in TypeScript, ffmpeg/libsrt callers)', { timeout: 240_000 }, () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer();
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  const dialects: [string, (key: string) => string][] = [
+    ['SRT Access Control', (k) => `#!::r=live/${k},m=publish`],
+    ['the OBS Stream Key field (the key alone)', (k) => k],
+    ['MediaMTX', (k) => `publish:live/${k}`],
+    ['OvenMediaEngine', (k) => `default/live/${k}`],
+  ];
+  for (const [dialect, streamId] of dialects) {
+    it(`publishes H.264 + AAC with a ${dialect} stream id into the stream LL-HLS plays`, async () => {
+      const publisher = publishSrt(server.app.ports.srt, streamId(server.key));
+      try {
+        await waitUntil('LL-HLS to play the SRT stream', () => liveOverSrt(server), 20_000, 100).catch((err: unknown) => {
+          throw new Error(`${String(err)}\nffmpeg: ${publisher.stderr()}`);
+        });
+        const stream = server.app.registry.get('main')!;
+        assert.deepEqual(stream.tracks.map((t) => `${t.kind}:${t.codec}`), ['video:h264', 'audio:aac']);
+        const publisherStats = stream.getStats().children.find((c) => c.type === 'publisher')!;
+        assert.equal(publisherStats.info['protocol'], 'srt');
+        assert.ok((publisherStats.counters['packetsReceived'] ?? 0) > 10);
+        assert.equal(publisherStats.info['latencyMs'], 200, 'latency = max(ours 120, the caller 200)');
+        // ffprobe reads the LL-HLS output (init segment + the first complete segments): video DTS step by one frame.
+        await waitUntil('two complete segments', async () => ((await (await fetch(`${server.httpUrl}/hls/main/src/media.m3u8`)).text()).match(/^[^#].*seg\d+\.m4s$/gm) ?? []).length >= 2, 15_000, 250);
+        const playlist = await (await fetch(`${server.httpUrl}/hls/main/src/media.m3u8`)).text();
+        const init = /#EXT-X-MAP:URI="([^"]+)"/.exec(playlist)![1]!;
+        const segments = playlist.match(/^[^#].*seg\d+\.m4s$/gm)!.slice(0, 2);
+        const bytes = Buffer.concat(await Promise.all([init, ...segments].map(async (u) => Buffer.from(await (await fetch(`${server.httpUrl}/hls/main/src/${u}`)).arrayBuffer()))));
+        const probe = spawnSync(FFPROBE, ['-v', 'error', '-select_streams', 'v', '-show_entries', 'packet=dts', '-of', 'csv=p=0', '-i', 'pipe:0'], { input: bytes, timeout: 30_000 });
+        const dts = probe.stdout.toString().split('\n').filter((l) => /^\d/.test(l)).map(Number);
+        assert.ok(dts.length >= 30, `${dts.length} video packets read (${probe.stderr.toString().slice(0, 300)})`);
+        for (let i = 1; i < dts.length; i++) assert.equal(dts[i]! - dts[i - 1]!, 3000, `DTS step at ${i}`);
+      } finally {
+        await publisher.stop();
+      }
+      await endMain(server);
+    });
+  }
+
+  it('publishes HEVC + AAC', async () => {
+    const publisher = publishSrt(server.app.ports.srt, `#!::r=live/${server.key},m=publish`, 'hevc');
+    try {
+      await waitUntil('LL-HLS to play HEVC from SRT', () => liveOverSrt(server), 30_000, 100).catch((err: unknown) => {
+        throw new Error(`${String(err)}\nffmpeg: ${publisher.stderr()}`);
+      });
+      assert.deepEqual(server.app.registry.get('main')!.tracks.map((t) => `${t.kind}:${t.codec}`), ['video:h265', 'audio:aac']);
+    } finally {
+      await publisher.stop();
+    }
+    await endMain(server);
+  });
+
+  it('refuses a wrong key with the rejection code and creates nothing', async () => {
+    const before = server.app.srt.counters.rejected;
+    const publisher = publishSrt(server.app.ports.srt, '#!::r=live/not-the-key,m=publish');
+    try {
+      await waitUntil('the rejection', () => server.app.srt.counters.rejected > before, 10_000, 50);
+      await waitUntil('ffmpeg to give up', () => publisher.child.exitCode !== null, 10_000, 100);
+      assert.notEqual(publisher.child.exitCode, 0);
+      assert.match(publisher.stderr(), /reject|Connection/i);
+      assert.equal(server.app.registry.get('main'), undefined);
+      assert.equal(server.app.srt.sessionCount, 0);
+    } finally {
+      await publisher.stop();
+    }
+  });
+});
+
+describe('SRT listener under hostile input', { timeout: 120_000 }, () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer();
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  it('stays up through malformed datagrams, forged conclusions and 10,000 inductions while a stream keeps playing', async () => {
+    const publisher = publishSrt(server.app.ports.srt, server.key);
+    const attacker = createSocket('udp4');
+    try {
+      await waitUntil('the stream to play', () => liveOverSrt(server), 20_000, 100);
+      await new Promise<void>((r) => attacker.bind(0, '127.0.0.1', r));
+      const port = server.app.ports.srt;
+      const send = (b: Buffer): Promise<void> => new Promise((r) => attacker.send(b, port, '127.0.0.1', () => r()));
+      const rand = seededRandom(7);
+      // Garbage of every size, control packets for sockets that do not exist, and conclusions with a wrong cookie.
+      for (let i = 0; i < 2000; i++) {
+        const junk = Buffer.alloc(Math.floor(rand() * 1600));
+        for (let k = 0; k < junk.length; k++) junk[k] = Math.floor(rand() * 256);
+        await send(junk);
+      }
+      const handshake = (type: number, cookie: number, socketId: number): Buffer =>
+        writeSrtControl({ type: CONTROL.handshake, subtype: 0, info: 0, timestamp: 0, destinationSocket: 0, cif: writeHandshake({ version: 5, encryption: 0, extensionField: 1, initialSequence: 1, mtu: 1500, flowWindow: 8192, handshakeType: type, socketId, cookie, peerAddress: Buffer.alloc(16), extensions: [] }) });
+      const badCookie = server.app.srt.counters.badCookie;
+      for (let i = 0; i < 500; i++) await send(handshake(HANDSHAKE_TYPE.conclusion, i, i + 1));
+      for (let i = 0; i < 10_000; i++) await send(handshake(HANDSHAKE_TYPE.induction, 0, i + 1));
+      await waitUntil('the forged conclusions to be counted', () => server.app.srt.counters.badCookie >= badCookie + 500, 10_000, 100);
+      assert.equal(server.app.srt.sessionCount, 1, 'only the real publisher has a session');
+      // The real stream still moves.
+      const frames = (): number => server.app.registry.get('main')?.getStats().counters['videoFrames'] ?? 0;
+      const before = frames();
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.ok(frames() > before + 20, `the stream keeps receiving (${before} → ${frames()})`);
+      assert.ok(server.app.srt.counters.malformed > 0);
+    } finally {
+      attacker.close();
+      await publisher.stop();
+    }
+  });
+});
