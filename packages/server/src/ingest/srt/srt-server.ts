@@ -145,8 +145,8 @@ class SrtSession {
     this.stats.packetsReceived++;
     this.stats.bytesReceived += p.payload.length;
     if (p.retransmitted) this.stats.packetsRetransmitted++;
-    this.timeBase ??= Date.now() - this.senderMs(p.timestamp);
-    this.senderMs(p.timestamp);
+    const senderMs = this.senderMs(p.timestamp);
+    this.timeBase ??= Date.now() - senderMs;
     const ahead = seqDiff(p.sequence, this.next);
     if (ahead < 0 || this.buffer.has(p.sequence)) {
       this.stats.packetsBelated++;
