@@ -349,6 +349,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     webhookDeliveries: () => ({ ...dispatcher.counts }),
     webhookPending: () => webhooks.pendingCount(),
     admissions: () => ({ ...admission.counts }),
+    srtSessions: () => srt.sessionStats(),
   });
   let lastMetrics: { at: number; text: string; contentType: string } | undefined;
   http.get('/metrics', async (request, reply) => {

@@ -20,6 +20,8 @@ export interface MetricsSources {
   webhookDeliveries(): Record<string, number>;
   webhookPending(): Promise<number>;
   admissions(): Record<string, number>;
+  /** SRT publisher sessions now: stream, round-trip time (ms), negotiated latency (ms), packet counters. */
+  srtSessions(): { stream: string; rttMs: number; latencyMs: number; stats: { packetsReceived: number; packetsLost: number; packetsRetransmitted: number; packetsDropped: number } }[];
 }
 
 /** The metrics registry of one server. */
@@ -137,6 +139,7 @@ export class Metrics {
         this.set(await sources.webhookPending());
       },
     });
+    this.srt(sources);
     new Counter({
       name: 'glasscast_admission_decisions_total',
       help: 'Admission hook answers: allowed, denied, failed (timeout or error; fail mode decided).',
@@ -145,6 +148,46 @@ export class Metrics {
       collect() {
         this.reset();
         for (const [result, n] of Object.entries(sources.admissions())) this.inc({ result }, n);
+      },
+    });
+  }
+
+  /** Adds the SRT series (one per live SRT publisher's stream; a stream has one publisher). */
+  private srt(sources: MetricsSources): void {
+    const r = [this.registry];
+    new Gauge({
+      name: 'glasscast_srt_rtt_seconds',
+      help: 'Round-trip time of the SRT publisher session (ACK/ACKACK), seconds.',
+      labelNames: ['stream'],
+      registers: r,
+      collect() {
+        this.reset();
+        for (const s of sources.srtSessions()) this.set({ stream: s.stream }, s.rttMs / 1000);
+      },
+    });
+    new Gauge({
+      name: 'glasscast_srt_latency_seconds',
+      help: 'Negotiated SRT latency (TSBPD delay) of the publisher session, seconds.',
+      labelNames: ['stream'],
+      registers: r,
+      collect() {
+        this.reset();
+        for (const s of sources.srtSessions()) this.set({ stream: s.stream }, s.latencyMs / 1000);
+      },
+    });
+    new Counter({
+      name: 'glasscast_srt_packets_total',
+      help: 'Packets of the SRT publisher session: received, lost (gaps seen), retransmitted (recovered), dropped (too late).',
+      labelNames: ['stream', 'kind'],
+      registers: r,
+      collect() {
+        this.reset();
+        for (const s of sources.srtSessions()) {
+          this.inc({ stream: s.stream, kind: 'received' }, s.stats.packetsReceived);
+          this.inc({ stream: s.stream, kind: 'lost' }, s.stats.packetsLost);
+          this.inc({ stream: s.stream, kind: 'retransmitted' }, s.stats.packetsRetransmitted);
+          this.inc({ stream: s.stream, kind: 'dropped' }, s.stats.packetsDropped);
+        }
       },
     });
   }

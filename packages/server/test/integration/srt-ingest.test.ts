@@ -1,12 +1,13 @@
 /**
- * SRT ingest with Debian's ffmpeg (libsrt) as the caller: each stream id dialect publishes H.264 + AAC into the
+ * SRT ingest with Debian's ffmpeg (libsrt) and srt-live-transmit as callers: each stream id dialect publishes H.264 + AAC into the
  * same core stream as RTMP (LL-HLS plays it and ffprobe reads its timestamps without jumps), HEVC + AAC too, and a
  * wrong key is refused with the Access Control rejection while nothing is created; malformed datagrams, forged
  * conclusions and a burst of 10,000 inductions leave the listener up and a stream playing.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
+import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { FFPROBE, runFfmpeg, type FfmpegProcess } from '../support/ffmpeg.js';
 import { CONTROL, HANDSHAKE_TYPE, writeHandshake, writeSrtControl } from '../../src/ingest/srt/srt-packet.js';
@@ -67,6 +68,9 @@ describe('SRT ingest (listener in TypeScript, ffmpeg/libsrt callers)', { timeout
         assert.equal(publisherStats.info['protocol'], 'srt');
         assert.ok((publisherStats.counters['packetsReceived'] ?? 0) > 10);
         assert.equal(publisherStats.info['latencyMs'], 200, 'latency = max(ours 120, the caller 200)');
+        const metrics = await (await fetch(`${server.httpUrl}/metrics`, { headers: { authorization: `Bearer ${server.apiToken}` } })).text();
+        assert.match(metrics, /^glasscast_srt_latency_seconds\{stream="main"\} 0\.2$/m);
+        assert.match(metrics, /^glasscast_srt_packets_total\{stream="main",kind="received"\} [1-9]\d*$/m);
         // ffprobe reads the LL-HLS output (init segment + the first complete segments): video DTS step by one frame.
         await waitUntil('two complete segments', async () => ((await (await fetch(`${server.httpUrl}/hls/main/src/media.m3u8`)).text()).match(/^[^#].*seg\d+\.m4s$/gm) ?? []).length >= 2, 15_000, 250);
         const playlist = await (await fetch(`${server.httpUrl}/hls/main/src/media.m3u8`)).text();
@@ -93,6 +97,32 @@ describe('SRT ingest (listener in TypeScript, ffmpeg/libsrt callers)', { timeout
       assert.deepEqual(server.app.registry.get('main')!.tracks.map((t) => `${t.kind}:${t.codec}`), ['video:h265', 'audio:aac']);
     } finally {
       await publisher.stop();
+    }
+    await endMain(server);
+  });
+
+  it('takes srt-live-transmit (libsrt 1.5 tools) as a second, independent caller', async () => {
+    // ffmpeg → MPEG-TS over local UDP → srt-live-transmit → SRT caller to Glasscast.
+    const relay = createSocket('udp4');
+    await new Promise<void>((r) => relay.bind(0, '127.0.0.1', r));
+    const udpPort = relay.address().port;
+    relay.close();
+    const transmit = spawn('srt-live-transmit', ['-q', `udp://127.0.0.1:${udpPort}`, `srt://127.0.0.1:${server.app.ports.srt}?mode=caller&latency=200&streamid=#!::r=live/${server.key},m=publish`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let transmitErr = '';
+    transmit.stderr!.on('data', (d: Buffer) => (transmitErr = (transmitErr + d.toString()).slice(-4000)));
+    const source = runFfmpeg(['-re', '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', '30', '-c:a', 'aac', '-f', 'mpegts', `udp://127.0.0.1:${udpPort}?pkt_size=1316`]);
+    try {
+      await waitUntil('LL-HLS to play the stream from srt-live-transmit', () => liveOverSrt(server), 20_000, 100).catch((err: unknown) => {
+        throw new Error(`${String(err)}\nsrt-live-transmit: ${transmitErr}\nffmpeg: ${source.stderr()}`);
+      });
+      assert.deepEqual(server.app.registry.get('main')!.tracks.map((t) => `${t.kind}:${t.codec}`), ['video:h264', 'audio:aac']);
+    } finally {
+      await source.stop();
+      if (transmit.exitCode === null && transmit.signalCode === null) {
+        const exited = once(transmit, 'exit');
+        transmit.kill('SIGKILL');
+        await exited;
+      }
     }
     await endMain(server);
   });
