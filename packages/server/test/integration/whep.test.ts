@@ -171,10 +171,14 @@ describe('WHEP with a non-browser WebRTC client', { timeout: 240_000, skip: isol
     for (let i = 0; i < 100; i++) {
       const client = new WhepTestClient();
       client.keepPackets = false;
-      const res = await client.connect(url);
-      assert.equal(res.status, 201);
-      if (i % 10 === 0) await waitUntil('media', () => client.counts.video > 0, 10_000, 20);
-      await client.close();
+      try {
+        const res = await client.connect(url);
+        assert.equal(res.status, 201);
+        if (i % 10 === 0) await waitUntil('media', () => client.counts.video > 0, 10_000, 20);
+      } finally {
+        // Closed on every path: an open WebRTC client would keep the test file's process alive after a failure.
+        await client.close();
+      }
     }
     await waitUntil('every session to be gone', () => server.app.whep.sessionCount === 0, 10_000);
     await new Promise((r) => setTimeout(r, 500));
