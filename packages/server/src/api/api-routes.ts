@@ -161,10 +161,11 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
       const cached = all ? undefined : (publicAnswers.get(cacheKey, now) as { streams: unknown[]; nextCursor: string | null } | undefined);
       if (cached) return reply.header('cache-control', 'no-store').send(cached);
       const records = await deps.store.list(limit, decodeCursor(cursor));
-      const configured = new Set((await deps.store.list()).map((r) => r.name));
       const visible = records.filter((r) => all || r.visibility === 'public');
-      // Streams published in open mode have no record: public, listed on the first page.
-      const unconfigured = cursor === undefined ? deps.registry.list().filter((s) => !configured.has(s.name)).map((s) => s.name) : [];
+      // Streams published in open mode have no record: public, listed on the first page (looked up one by one:
+      // live streams are few, the configured ones may be many).
+      const unconfigured: string[] = [];
+      if (cursor === undefined) for (const s of deps.registry.list()) if (!(await deps.store.findByName(s.name))) unconfigured.push(s.name);
       const names = [...visible.map((r) => r.name), ...unconfigured];
       const nextCursor = records.length === limit ? encodeCursor(records[records.length - 1]!.name) : null;
       const body = {

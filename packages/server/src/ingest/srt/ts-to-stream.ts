@@ -9,7 +9,7 @@
 import type { Logger } from '../../core/logger.js';
 import type { PublisherSession } from '../../core/stream.js';
 import type { AudioTrack, Track, VideoTrack } from '../../core/track.js';
-import { buildAacConfig } from '../../media/codecs/aac.js';
+import { AAC_SAMPLE_RATES, AdtsFrameReader, buildAacConfig } from '../../media/codecs/aac.js';
 import { AUDIO_CODECS, VIDEO_CODECS, type VideoCodec } from '../../media/codecs/codec-table.js';
 import { buildAvcConfig, splitAnnexB } from '../../media/codecs/h264.js';
 import { buildHevcConfig } from '../../media/codecs/hevc.js';
@@ -22,7 +22,6 @@ const AUDIO_TRACK_ID = 2;
 const TRACK_WAIT_TICKS = VIDEO_TIMESCALE;
 /** PES packets held while waiting for the tracks. */
 const MAX_PENDING = 256;
-const AAC_SAMPLE_RATES = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
 
 type Pes = Extract<TsDemuxEvent, { type: 'pes' }>;
 
@@ -205,7 +204,8 @@ export class TsToStream {
     const fromPts = rescale(e.pts, VIDEO_TIMESCALE, track.timescale);
     let dts = this.nextAudioDts ?? fromPts;
     if (Math.abs(fromPts - dts) > frame / 2) dts = fromPts;
-    for (const raw of splitAdts(e.data)) {
+    // A PES carries whole ADTS frames: a fresh reader splits them (headers removed).
+    for (const raw of new AdtsFrameReader().push(Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength))) {
       this.publisher.publish({ trackId: track.id, dts, pts: dts, keyframe: true, payload: [raw] });
       dts += frame;
     }
@@ -222,17 +222,3 @@ export class TsToStream {
 }
 
 const isVideo = (kind: TsStreamKind): boolean => kind === 'h264' || kind === 'hevc';
-
-/** The raw AAC frames of a PES made of whole ADTS frames (headers removed). */
-function splitAdts(data: Uint8Array): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  let pos = 0;
-  while (pos + 7 <= data.length && data[pos] === 0xff && (data[pos + 1]! & 0xf6) === 0xf0) {
-    const headerLength = data[pos + 1]! & 1 ? 7 : 9;
-    const frameLength = ((data[pos + 3]! & 0x03) << 11) | (data[pos + 4]! << 3) | (data[pos + 5]! >> 5);
-    if (frameLength < headerLength || pos + frameLength > data.length) break;
-    out.push(data.slice(pos + headerLength, pos + frameLength));
-    pos += frameLength;
-  }
-  return out;
-}
