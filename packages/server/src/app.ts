@@ -73,7 +73,7 @@ export interface Glasscast {
   /** Every HTTP route as `METHOD /path` (the OpenAPI document must list the `/api/v1` ones). */
   routes: string[];
   /** Absolute base URLs for links, from `publicUrl` or the bound ports. */
-  base(): { http: string; rtmp: string };
+  base(): { http: string; rtmp: string; srt: string };
   close(): Promise<void>;
 }
 
@@ -89,11 +89,13 @@ function webDistDir(): string | undefined {
 }
 
 /** Links as a user types them, for a server on `host` with bound `ports` (publicUrl wins when set). */
-export function publicBase(config: GlasscastConfig, ports: { http: number; rtmp: number }, localHost: string): { http: string; rtmp: string } {
+export function publicBase(config: GlasscastConfig, ports: { http: number; rtmp: number; srt: number }, localHost: string): { http: string; rtmp: string; srt: string } {
   const host = config.host === '0.0.0.0' || config.host === '::' ? localHost : config.host;
+  const publicHost = config.publicUrl ? new URL(config.publicUrl).hostname : host;
   return {
     http: config.publicUrl?.replace(/\/+$/, '') ?? `http://${host}:${ports.http}`,
-    rtmp: `rtmp://${config.publicUrl ? new URL(config.publicUrl).hostname : host}:${ports.rtmp}/live`,
+    rtmp: `rtmp://${publicHost}:${ports.rtmp}/live`,
+    srt: `srt://${publicHost}:${ports.srt}`,
   };
 }
 
@@ -152,7 +154,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   const gate = new PlaybackGate({ visibility }, tokens, admission, failures);
   const keyAuth = new PublishAuth(config.publishAuth, store);
   /** Stream key → stream (counting failures per address), then the admission hook. */
-  const authorizePublish = async (key: string, protocol: 'rtmp' | 'whip' | 'srt', remoteAddress: string): Promise<{ streamName: string }> => {
+  const authorizePublish = async (key: string, protocol: 'rtmp' | 'whip' | 'srt', remoteAddress: string): Promise<{ streamName: string; srtPassphrase: string | undefined }> => {
     failures.check(remoteAddress);
     let result: { streamName: string; record: StreamRecord | undefined };
     try {
@@ -163,7 +165,8 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     }
     if (result.record) remember(result.streamName, result.record);
     if (protocol !== 'whip') await admission.check({ action: 'publish', protocol, stream: result.streamName, clientAddress: remoteAddress, claims: null });
-    return { streamName: result.streamName };
+    // A stream's own SRT passphrase, else the server's (both empty: SRT callers do not encrypt).
+    return { streamName: result.streamName, srtPassphrase: result.record?.srtPassphrase ?? (config.srtPassphrase || undefined) };
   };
   const auth = { authorize: authorizePublish };
   const llhls = new LlHlsServer(
@@ -371,7 +374,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     if (!lastMetrics || now - lastMetrics.at >= 1000) lastMetrics = { at: now, ...(await metrics.render()) };
     return reply.type(lastMetrics.contentType).header('cache-control', 'no-store').send(lastMetrics.text);
   });
-  let base = { http: '', rtmp: '' };
+  let base = { http: '', rtmp: '', srt: '' };
   registerApiRoutes(http, {
     registry,
     store,
@@ -421,7 +424,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     releaseWebRtc();
     throw err;
   }
-  base = publicBase(config, { http: httpPort, rtmp: rtmpPort }, hostname());
+  base = publicBase(config, { http: httpPort, rtmp: rtmpPort, srt: srtPort }, hostname());
   dispatcher.start();
   // A stream deleted from another process (the CLI) loses its publisher here within a few seconds.
   const deletedCheck = setInterval(() => {

@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { GlasscastError } from './core/errors.js';
 import { helpText, loadConfig, parseArgs, type GlasscastConfig, type ParsedArgs } from './config/config.js';
 import { publicBase, startGlasscast } from './app.js';
+import { srtPublishUrl } from './ingest/srt/srt-stream-id.js';
 import { ApiKeyStore } from './store/api-key-store.js';
 import { createLogger } from './observability/logger.js';
 import { openDatabase } from './store/database.js';
@@ -14,10 +15,10 @@ async function streamsCommand(args: ParsedArgs, config: GlasscastConfig): Promis
   const db = await openDatabase(config.dataDir);
   try {
     const store = new StreamStore(db);
-    const base = publicBase(config, { http: config.httpPort, rtmp: config.rtmpPort }, hostname());
+    const base = publicBase(config, { http: config.httpPort, rtmp: config.rtmpPort, srt: config.srtPort }, hostname());
     const [action = 'list', name] = args.positionals;
     const print = (s: StreamRecord): void => {
-      process.stdout.write(`${s.name}${s.visibility === 'public' ? '' : `  (${s.visibility})`}\n  server: ${base.rtmp}\n  key:    ${s.key}\n  watch:  ${base.http}/watch/${s.name}\n`);
+      process.stdout.write(`${s.name}${s.visibility === 'public' ? '' : `  (${s.visibility})`}\n  server: ${base.rtmp}\n  key:    ${s.key}\n  srt:    ${srtPublishUrl(base.srt, s.key)}${s.srtPassphrase ? '  (passphrase set)' : ''}\n  watch:  ${base.http}/watch/${s.name}\n`);
       if (s.previousKey) process.stdout.write(`  previous key publishes until ${s.previousKey.expiresAt}\n`);
     };
     const needName = (): string => {
@@ -29,7 +30,7 @@ async function streamsCommand(args: ParsedArgs, config: GlasscastConfig): Promis
     } else if (action === 'create') {
       const visibility = args.options.visibility;
       if (visibility !== undefined && !['public', 'unlisted', 'private'].includes(visibility)) throw new GlasscastError('CONFIG_INVALID', '--visibility is public, unlisted or private');
-      print(await store.create(needName(), { visibility: visibility as Visibility | undefined, title: args.options.title, description: args.options.description, ladder: args.options.ladder }));
+      print(await store.create(needName(), { visibility: visibility as Visibility | undefined, title: args.options.title, description: args.options.description, ladder: args.options.ladder, srtPassphrase: (args.settings.srtPassphrase as string | undefined) || undefined }));
     } else if (action === 'rotate-key') {
       const grace = Number(args.options.grace ?? '300');
       if (!Number.isInteger(grace) || grace < 0) throw new GlasscastError('CONFIG_INVALID', '--grace is a whole number of seconds');

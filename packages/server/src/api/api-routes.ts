@@ -20,6 +20,7 @@ import type { BroadcastStore } from '../store/broadcast-store.js';
 import type { StreamRecord, StreamStore } from '../store/stream-store.js';
 import type { WebhookStore } from '../store/webhook-store.js';
 import type { StreamMonitor } from '../observability/stream-monitor.js';
+import { srtPublishUrl } from '../ingest/srt/srt-stream-id.js';
 import * as S from './api-schemas.js';
 import type { StatusDeps } from './stream-status.js';
 import { streamStatus, transcodeStatus } from './stream-status.js';
@@ -34,7 +35,7 @@ export interface ApiDeps extends StatusDeps {
   tokens: PlaybackTokens;
   failures: FailureLimiter;
   /** Absolute base URLs for links (`http://host:8080`, `rtmp://host:1935/live`). */
-  base(): { http: string; rtmp: string };
+  base(): { http: string; rtmp: string; srt: string };
   /** A stream's configuration changed (visibility, ladder, deletion): drop what was cached of it. */
   streamChanged(name: string, record: StreamRecord | undefined): void;
   /** Something was written to the webhook outbox. */
@@ -124,6 +125,7 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
       description: r.description,
       visibility: r.visibility,
       ladder: r.ladder ?? null,
+      srtEncrypted: r.srtPassphrase !== undefined,
       createdAt: r.createdAt,
       updatedAt: r.updatedAt,
       previousKeyExpiresAt: r.previousKey?.expiresAt ?? null,
@@ -135,6 +137,7 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
       previousKeyExpiresAt: r.previousKey?.expiresAt ?? null,
       rtmp: { server: deps.base().rtmp, streamKey: r.key },
       whip: { url: `${deps.base().http}/whip/${encodeURIComponent(r.name)}`, bearerToken: r.key },
+      srt: { server: deps.base().srt, streamId: r.key, url: srtPublishUrl(deps.base().srt, r.key), passphrase: r.srtPassphrase ?? null },
     });
     const publicAnswers = new MicroCache();
     const changed = (name: string, r: StreamRecord | undefined): void => {
@@ -228,7 +231,7 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
 
     api.patch('/api/v1/streams/:name', {
       schema: {
-        summary: 'Change a stream (title, description, visibility, ladder)',
+        summary: 'Change a stream (title, description, visibility, ladder, SRT passphrase)',
         description: 'A ladder change applies from the next publish. Emits stream.updated with the changed fields.',
         tags: ['streams'],
         security: [{ apiKey: [] }],

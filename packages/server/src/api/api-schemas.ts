@@ -10,6 +10,7 @@ import { WEBHOOK_EVENTS } from '../store/webhook-store.js';
 /** Stream names (core/stream-registry.ts STREAM_NAME_PATTERN). */
 export const streamName = z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/).describe('letters, digits, - _ . (1–64, not starting with a dot)');
 export const visibility = z.enum(['public', 'unlisted', 'private']).describe('public: listed; unlisted: plays by link, never listed; private: plays only with a playback token');
+const srtPassphrase = z.string().min(10).max(79).describe('SRT passphrase, 10–79 characters: SRT callers must encrypt with it (AES-128/192/256)');
 const ladderText = z.string().max(200).describe('ladder override, e.g. "720p=2500k,480p=1200k@30", or "none"');
 
 /** RFC 9457 problem details with Glasscast's code. */
@@ -32,6 +33,7 @@ export const adminStream = z.object({
   description: z.string(),
   visibility,
   ladder: z.string().nullable(),
+  srtEncrypted: z.boolean().describe('SRT callers must encrypt with the stream passphrase (see /key)'),
   createdAt: z.string(),
   updatedAt: z.string(),
   /** When the previous key stops publishing, if a rotation's grace period runs. */
@@ -46,6 +48,7 @@ export const createStreamBody = z.object({
   description: z.string().max(5000).optional(),
   visibility: visibility.optional(),
   ladder: ladderText.nullable().optional(),
+  srtPassphrase: srtPassphrase.nullable().optional(),
 });
 
 export const updateStreamBody = z.object({
@@ -53,6 +56,7 @@ export const updateStreamBody = z.object({
   description: z.string().max(5000).optional(),
   visibility: visibility.optional(),
   ladder: ladderText.nullable().optional(),
+  srtPassphrase: srtPassphrase.nullable().optional(),
 });
 
 export const streamKey = z.object({
@@ -60,6 +64,12 @@ export const streamKey = z.object({
   previousKeyExpiresAt: z.string().nullable().describe('the old key publishes until then'),
   rtmp: z.object({ server: z.string(), streamKey: z.string() }),
   whip: z.object({ url: z.string(), bearerToken: z.string() }),
+  srt: z.object({
+    server: z.string().describe('srt://host:port (OBS "Server")'),
+    streamId: z.string().describe('OBS "Stream Key", or the streamid of an FFmpeg/vMix URL'),
+    url: z.string().describe('a whole FFmpeg URL (latency in µs)'),
+    passphrase: z.string().nullable(),
+  }),
 });
 
 export const rotateKeyBody = z.object({

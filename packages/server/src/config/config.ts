@@ -25,6 +25,8 @@ export const configSchema = z
     srtLatencyMs: z.number().int().min(20).max(8000),
     /** Stream id for SRT callers that send none (e.g. `live/<key>`); empty: they are refused. */
     srtDefaultStreamId: z.string().max(512),
+    /** SRT passphrase (10–79 characters) for streams without their own; empty: only streams with one encrypt. */
+    srtPassphrase: z.string().refine((p) => p === '' || (p.length >= 10 && p.length <= 79), 'an SRT passphrase has 10–79 characters'),
     /** Directory for the SQLite database and other state. Default ./data. */
     dataDir: z.string().min(1),
     /** `key`: publishing needs a stream key; `open`: any key publishes as a stream of that name (development only). */
@@ -115,6 +117,7 @@ export const DEFAULT_CONFIG: GlasscastConfig = {
   srtPort: 9999,
   srtLatencyMs: 120,
   srtDefaultStreamId: '',
+  srtPassphrase: '',
   dataDir: './data',
   publishAuth: 'key',
   partTargetMs: 333,
@@ -313,7 +316,7 @@ export function helpText(): string {
     'Commands:',
     '  serve (default)                      run the server',
     '  streams [list]                       list streams with their keys and links',
-    '  streams create NAME [--visibility public|unlisted|private] [--title T] [--description D] [--ladder L]',
+    '  streams create NAME [--visibility public|unlisted|private] [--title T] [--description D] [--ladder L] [--srt-passphrase P]',
     '  streams rotate-key NAME [--grace SECONDS]   new key; the old one publishes for SECONDS more (default 300)',
     '  streams delete NAME',
     '  api-keys create [--name N] [--scopes admin|streams:read,streams:write,stats:read,webhooks,playback-tokens,api-keys]',

@@ -26,6 +26,8 @@ export interface StreamsPlatformColumns {
   previous_key: string | null;
   previous_key_expires_at: number | null;
   updated_at: string;
+  /** Migration 3: the SRT passphrase callers must encrypt with (10–79 characters), or null. */
+  srt_passphrase: string | null;
 }
 
 /** Table `api_keys`: admin API keys; only a SHA-256 of each token is stored. */
@@ -201,6 +203,9 @@ const MIGRATIONS: ((db: Kysely<DatabaseSchema>) => Promise<void>)[] = [
       .addColumn('bytes_out', 'integer', (c) => c.notNull().defaultTo(0))
       .execute();
     await sql`CREATE INDEX broadcasts_by_stream ON broadcasts (stream, started_at)`.execute(db);
+  },
+  async (db) => {
+    await sql`ALTER TABLE streams ADD COLUMN srt_passphrase TEXT`.execute(db);
   },
 ];
 

@@ -8,6 +8,7 @@ import type { Kysely } from 'kysely';
 import { GlasscastError } from '../core/errors.js';
 import { STREAM_NAME_PATTERN } from '../core/stream-registry.js';
 import type { DatabaseSchema, StreamsPlatformColumns, StreamsTable } from './database.js';
+import { passphraseProblem } from '../ingest/srt/srt-crypto.js';
 import { enqueueEvent } from './webhook-store.js';
 
 /** Who may watch: anyone and listed; anyone with the link; only with a playback token. */
@@ -25,6 +26,8 @@ export interface StreamRecord {
   ladder: string | undefined;
   /** The key before the last rotation while it still publishes, and until when (ISO 8601). */
   previousKey: { key: string; expiresAt: string } | undefined;
+  /** SRT callers must encrypt with this passphrase (srt-crypto.ts), or undefined. A secret, like `key`. */
+  srtPassphrase: string | undefined;
   createdAt: string;
   updatedAt: string;
 }
@@ -36,6 +39,8 @@ export interface StreamFields {
   visibility?: Visibility | undefined;
   /** `null` removes the override. */
   ladder?: string | null | undefined;
+  /** `null` removes it. Checked: 10–79 characters. */
+  srtPassphrase?: string | null | undefined;
 }
 
 /** A fresh random stream key: 24 bytes, base64url (32 characters). */
@@ -53,6 +58,7 @@ function toRecord(r: StreamsTable & StreamsPlatformColumns, now = Date.now()): S
     visibility: (['public', 'unlisted', 'private'].includes(r.visibility) ? r.visibility : 'public') as Visibility,
     ladder: r.ladder ?? undefined,
     previousKey: previousValid ? { key: r.previous_key!, expiresAt: new Date(r.previous_key_expires_at!).toISOString() } : undefined,
+    srtPassphrase: r.srt_passphrase ?? undefined,
     createdAt: r.created_at,
     updatedAt: r.updated_at || r.created_at,
   };
@@ -60,7 +66,7 @@ function toRecord(r: StreamsTable & StreamsPlatformColumns, now = Date.now()): S
 
 /** The stream's public event data (never a key). */
 export function streamEventData(r: StreamRecord): Record<string, unknown> {
-  return { name: r.name, title: r.title, description: r.description, visibility: r.visibility, ladder: r.ladder ?? null, createdAt: r.createdAt, updatedAt: r.updatedAt };
+  return { name: r.name, title: r.title, description: r.description, visibility: r.visibility, ladder: r.ladder ?? null, srtEncrypted: r.srtPassphrase !== undefined, createdAt: r.createdAt, updatedAt: r.updatedAt };
 }
 
 const sameKey = (a: string, b: string): boolean => {
@@ -68,6 +74,12 @@ const sameKey = (a: string, b: string): boolean => {
   const y = Buffer.from(b);
   return x.length === y.length && timingSafeEqual(x, y);
 };
+
+/** @throws GlasscastError `BAD_REQUEST` for an SRT passphrase outside 10–79 characters. */
+function checkPassphrase(passphrase: string | null | undefined): void {
+  const problem = passphrase ? passphraseProblem(passphrase) : undefined;
+  if (problem) throw new GlasscastError('BAD_REQUEST', problem);
+}
 
 /** Reads and writes `streams`. */
 export class StreamStore {
@@ -114,6 +126,7 @@ export class StreamStore {
    */
   async create(name: string, fields: StreamFields = {}): Promise<StreamRecord> {
     if (!STREAM_NAME_PATTERN.test(name)) throw new GlasscastError('STREAM_NAME_INVALID', `stream name "${name.slice(0, 80)}" is not allowed (letters, digits, - _ . ; 1–64 characters)`);
+    checkPassphrase(fields.srtPassphrase);
     const now = new Date().toISOString();
     return this.db.transaction().execute(async (trx) => {
       if (await trx.selectFrom('streams').select('name').where('name', '=', name).executeTakeFirst()) {
@@ -130,6 +143,7 @@ export class StreamStore {
         ladder: fields.ladder ?? null,
         previous_key: null,
         previous_key_expires_at: null,
+        srt_passphrase: fields.srtPassphrase ?? null,
       };
       await trx.insertInto('streams').values(row).execute();
       const record = toRecord(row);
@@ -143,6 +157,7 @@ export class StreamStore {
    * @throws GlasscastError `STREAM_NOT_FOUND`.
    */
   async update(name: string, fields: StreamFields): Promise<StreamRecord> {
+    checkPassphrase(fields.srtPassphrase);
     return this.db.transaction().execute(async (trx) => {
       const before = await trx.selectFrom('streams').selectAll().where('name', '=', name).executeTakeFirst();
       if (!before) throw new GlasscastError('STREAM_NOT_FOUND', `no stream ${name.slice(0, 64)}`);
@@ -151,6 +166,7 @@ export class StreamStore {
       if (fields.description !== undefined) set.description = fields.description;
       if (fields.visibility !== undefined) set.visibility = fields.visibility;
       if (fields.ladder !== undefined) set.ladder = fields.ladder;
+      if (fields.srtPassphrase !== undefined) set.srt_passphrase = fields.srtPassphrase;
       const changed = Object.keys(set).filter((k) => set[k as keyof typeof set] !== before[k as keyof typeof before]);
       if (changed.length === 0) return toRecord(before);
       set.updated_at = new Date().toISOString();

@@ -7,8 +7,11 @@
  * current cookie. The conclusion's stream id (SID) names the stream (srt-stream-id.ts), its HSREQ the caller's
  * latency; the publish is authorized like RTMP's (the key, then the admission hook) and answered with a
  * conclusion carrying HSRSP (latency = max(ours, the caller's)) or with a rejection code (the catalogue's `srt`
- * code, SRT Access Control §"Standard Rejection Codes"). Encrypted callers (KMREQ) are refused for now
- * (`SRT_REJ_UNSECURE`).
+ * code, SRT Access Control §"Standard Rejection Codes"). A stream with a passphrase (its own, or the server's)
+ * needs an encrypted caller: the conclusion's KMREQ is unwrapped with it (srt-crypto.ts) and echoed as KMRSP; a
+ * wrong passphrase is refused with `SRT_REJ_BADSECRET`, a missing one — or a caller that encrypts for a stream
+ * without one — with `SRT_REJ_UNSECURE`. In-band key refreshes (user control packets, KMREQ) are answered with
+ * KMRSP and switch the even/odd key the data packets name.
  *
  * Receiving (§4.5–4.8): packets are delivered in sequence order as soon as they are contiguous; a gap is reported
  * at once with a NAK, again periodically (NAK interval), and given up when the packet after it reaches its TSBPD
@@ -42,6 +45,7 @@ import {
   type SrtDataPacket,
   type SrtHandshake,
 } from './srt-packet.js';
+import { cryptPayload, KeyMaterialError, openKeyMaterial, parseKeyMaterial, type StreamKeys } from './srt-crypto.js';
 import { parseSrtStreamId, resourceTarget } from './srt-stream-id.js';
 import { TsToStream } from './ts-to-stream.js';
 
@@ -63,12 +67,15 @@ export interface SrtServerOptions {
 /** What the listener needs from the rest of the server (wired in app.ts). */
 export interface SrtHandlers {
   /** Key (from the stream id) → stream; throws a GlasscastError to refuse (also for the admission hook). */
-  authorizePublish(request: { key: string; app: string | undefined; remoteAddress: string }): Promise<{ streamName: string }>;
+  authorizePublish(request: { key: string; app: string | undefined; remoteAddress: string }): Promise<{ streamName: string; srtPassphrase?: string | undefined }>;
   claimForPublish(name: string, info: PublisherInfo, hooks: PublisherHooks): PublisherSession;
 }
 
 /** libsrt's rejection reasons (srt.h SRT_REJ_*), sent as 1000 + reason. */
-const REJECT = { peer: 1002, resource: 1003, rogue: 1004, version: 1008, unsecure: 1011 } as const;
+const REJECT = { peer: 1002, resource: 1003, rogue: 1004, version: 1008, badSecret: 1010, unsecure: 1011 } as const;
+/** Subtypes of the user control packet that carry key material in-band (§3.2.2: SRT_CMD_KMREQ/KMRSP). */
+const SUBTYPE_KMREQ = 3;
+const SUBTYPE_KMRSP = 4;
 /** The SRT version we announce in HSRSP: 1.5.0. */
 const SRT_VERSION = 0x010500;
 const ACK_INTERVAL_MS = 10;
@@ -107,7 +114,7 @@ class SrtSession {
   private timestampWraps = 0;
   rttUs = 100_000;
   rttVarUs = 50_000;
-  readonly stats = { packetsReceived: 0, bytesReceived: 0, packetsLost: 0, packetsRetransmitted: 0, packetsDropped: 0, packetsBelated: 0, naksSent: 0 };
+  readonly stats = { packetsReceived: 0, bytesReceived: 0, packetsLost: 0, packetsRetransmitted: 0, packetsDropped: 0, packetsBelated: 0, naksSent: 0, packetsUndecryptable: 0, keyRefreshes: 0 };
 
   constructor(
     readonly peer: RemoteInfo,
@@ -119,6 +126,8 @@ class SrtSession {
     private readonly send: (b: Buffer) => void,
     private readonly options: SrtServerOptions,
     private readonly onClose: (s: SrtSession, reason: string) => void,
+    /** Encrypted sessions: the passphrase (for key refreshes) and the keys in force. */
+    private readonly crypto: { passphrase: string; keys: StreamKeys } | undefined,
   ) {
     this.next = initialSequence;
     this.highest = seqAdd(initialSequence, -1);
@@ -169,8 +178,19 @@ class SrtSession {
       this.stats.naksSent++;
     }
     if (gap > 0) this.highest = p.sequence;
-    this.buffer.set(p.sequence, { ...p, payload: p.payload.slice() });
+    this.buffer.set(p.sequence, { ...p, payload: this.decrypt(p) ?? Buffer.alloc(0) });
     this.deliver();
+  }
+
+  /** A copy of the packet's payload, decrypted with the key its KK names; undefined (counted) when we lack it. */
+  private decrypt(p: SrtDataPacket): Buffer | undefined {
+    if (p.keyFlags === 0) return Buffer.from(p.payload);
+    const key = p.keyFlags === 1 ? this.crypto?.keys.even : this.crypto?.keys.odd;
+    if (!key || !this.crypto) {
+      this.stats.packetsUndecryptable++;
+      return undefined;
+    }
+    return cryptPayload(key, this.crypto.keys.salt, p.sequence, p.payload);
   }
 
   /** Delivers contiguous packets; a gap whose next packet is due to play (TSBPD) is dropped. */
@@ -211,8 +231,9 @@ class SrtSession {
     this.next = sequence;
   }
 
-  onControl(type: number, info: number): void {
+  onControl(type: number, subtype: number, info: number, cif: Uint8Array): void {
     this.lastHeard = Date.now();
+    if (type === CONTROL.user && subtype === SUBTYPE_KMREQ) return void this.refreshKeys(Buffer.from(cif));
     if (type === CONTROL.ackack) {
       const sent = this.acksSent.get(info);
       this.acksSent.delete(info);
@@ -223,6 +244,23 @@ class SrtSession {
       }
     } else if (type === CONTROL.shutdown) {
       this.close('caller shut down');
+    }
+  }
+
+  /** An in-band key refresh (§6.1.6): new keys replace the ones they name; the message is echoed as KMRSP. */
+  private async refreshKeys(message: Buffer): Promise<void> {
+    if (!this.crypto) return;
+    try {
+      const keys = await openKeyMaterial(parseKeyMaterial(message), this.crypto.passphrase);
+      if (keys.even) this.crypto.keys.even = keys.even;
+      if (keys.odd) this.crypto.keys.odd = keys.odd;
+      this.crypto.keys.salt = keys.salt;
+      this.stats.keyRefreshes++;
+      this.send(writeSrtControl({ type: CONTROL.user, subtype: SUBTYPE_KMRSP, info: 0, timestamp: this.nowUs(), destinationSocket: this.peerSocketId, cif: message }));
+    } catch (err) {
+      // A refresh we cannot open leaves the old keys; packets under the new one count as undecryptable.
+      this.stats.packetsUndecryptable++;
+      void err;
     }
   }
 
@@ -282,6 +320,8 @@ export class SrtServer {
   private readonly startUs = process.hrtime.bigint();
   /** Datagrams dropped: unparsable, unknown socket, bad cookie. */
   readonly counters = { malformed: 0, unknownSocket: 0, badCookie: 0, rejected: 0 };
+  /** The last caller refused: rejection code, reason (as logged), when (ms). */
+  lastRejection: { code: number; reason: string; at: number } | undefined;
 
   constructor(
     private readonly options: SrtServerOptions,
@@ -342,7 +382,7 @@ export class SrtServer {
       }
       if (packet.kind === 'data') session.onData(packet);
       else if (packet.type === CONTROL.handshake) this.onHandshake(packet.cif, rinfo);
-      else session.onControl(packet.type, packet.info);
+      else session.onControl(packet.type, packet.subtype, packet.info, packet.cif);
       return;
     }
     if (packet.kind === 'control' && packet.type === CONTROL.handshake) this.onHandshake(packet.cif, rinfo);
@@ -398,13 +438,13 @@ export class SrtServer {
   private async conclude(h: SrtHandshake, rinfo: RemoteInfo): Promise<Buffer> {
     const reject = (code: number, why: string): Buffer => {
       this.counters.rejected++;
+      this.lastRejection = { code, reason: why, at: Date.now() };
       this.log.warn({ remote: `${rinfo.address}:${rinfo.port}`, code }, `SRT caller refused: ${why}`);
       return writeSrtControl({ type: CONTROL.handshake, subtype: 0, info: 0, timestamp: 0, destinationSocket: h.socketId, cif: writeHandshake({ ...h, handshakeType: code, extensions: [] }) });
     };
     if (h.version !== 5) return reject(REJECT.version, `handshake version ${h.version}`);
     const hsreqExt = h.extensions.find((e) => e.type === EXTENSION.hsreq);
     if (!hsreqExt) return reject(REJECT.version, 'no HSREQ (an SRT < 1.3 caller)');
-    if (h.extensions.some((e) => e.type === EXTENSION.kmreq) || h.encryption !== 0) return reject(REJECT.unsecure, 'encryption is not supported yet');
     if (this.sessions.size >= this.options.maxSessions) return reject(REJECT.resource, 'too many SRT sessions');
     let hsreq;
     try {
@@ -414,14 +454,28 @@ export class SrtServer {
     }
     const sid = h.extensions.find((e) => e.type === EXTENSION.sid);
     const remoteAddress = rinfo.address;
+    const kmreq = h.extensions.find((e) => e.type === EXTENSION.kmreq);
     let streamName: string;
     let claimed: PublisherSession;
+    let crypto: { passphrase: string; keys: StreamKeys } | undefined;
     const holder: { session?: SrtSession } = {};
     try {
       const request = parseSrtStreamId(sid ? parseStreamIdExtension(sid.data) : '', this.options.defaultStreamId);
       if (request.mode !== 'publish') throw new GlasscastError('BAD_REQUEST', 'SRT playback (m=request) is not supported yet');
       const target = resourceTarget(request.resource);
-      ({ streamName } = await this.handlers.authorizePublish({ key: target.name, app: target.app, remoteAddress }));
+      const authorized = await this.handlers.authorizePublish({ key: target.name, app: target.app, remoteAddress });
+      streamName = authorized.streamName;
+      const passphrase = authorized.srtPassphrase || undefined;
+      if (passphrase && !kmreq) return reject(REJECT.unsecure, `stream ${streamName} needs the SRT passphrase and the caller sent none`);
+      if (!passphrase && kmreq) return reject(REJECT.unsecure, `the caller encrypts but stream ${streamName} has no SRT passphrase`);
+      if (passphrase && kmreq) {
+        try {
+          crypto = { passphrase, keys: await openKeyMaterial(parseKeyMaterial(kmreq.data), passphrase) };
+        } catch (err) {
+          if (err instanceof KeyMaterialError && err.reason === 'BAD_SECRET') return reject(REJECT.badSecret, `wrong SRT passphrase for stream ${streamName}`);
+          return reject(REJECT.unsecure, `unusable key material: ${(err as Error).message}`);
+        }
+      }
       claimed = this.handlers.claimForPublish(streamName, { protocol: 'srt', remoteAddress }, {
         streamClosed: (reason) => holder.session?.close(`stream closed: ${reason}`),
         stats: () => ({ counters: { ...(holder.session?.stats ?? {}), rttMs: (holder.session?.rttUs ?? 0) / 1000 }, info: { latencyMs: holder.session?.latencyMs } }),
@@ -437,15 +491,15 @@ export class SrtServer {
       this.sessions.delete(s.socketId);
       this.pending.delete(`${rinfo.address}|${rinfo.port}|${h.socketId}`);
       this.log.info({ stream: streamName, reason, stats: s.stats }, 'SRT session ended');
-    });
+    }, crypto);
     holder.session = session;
     this.sessions.set(session.socketId, session);
-    this.log.info({ stream: streamName, remote: `${rinfo.address}:${rinfo.port}`, latencyMs, srtVersion: hsreq.srtVersion.toString(16) }, 'SRT publish started');
-    const flags = SRT_FLAGS.tsbpdSender | SRT_FLAGS.tsbpdReceiver | SRT_FLAGS.tlpktDrop | SRT_FLAGS.periodicNak | SRT_FLAGS.rexmitFlag;
+    this.log.info({ stream: streamName, remote: `${rinfo.address}:${rinfo.port}`, latencyMs, srtVersion: hsreq.srtVersion.toString(16), encrypted: crypto !== undefined }, 'SRT publish started');
+    const flags = SRT_FLAGS.crypt | SRT_FLAGS.tsbpdSender | SRT_FLAGS.tsbpdReceiver | SRT_FLAGS.tlpktDrop | SRT_FLAGS.periodicNak | SRT_FLAGS.rexmitFlag;
     const cif = writeHandshake({
       version: 5,
       encryption: 0,
-      extensionField: 1, // HSRSP follows
+      extensionField: kmreq ? 3 : 1, // HSRSP (and KMRSP) follow
       initialSequence: h.initialSequence,
       mtu: Math.min(h.mtu, MTU),
       flowWindow: Math.min(h.flowWindow, FLOW_WINDOW),
@@ -453,7 +507,11 @@ export class SrtServer {
       socketId: session.socketId,
       cookie: h.cookie,
       peerAddress: peerAddressBytes(rinfo.address),
-      extensions: [{ type: EXTENSION.hsrsp, data: writeHsExtension({ srtVersion: SRT_VERSION, flags, receiverDelayMs: latencyMs, senderDelayMs: latencyMs }) }],
+      extensions: [
+        { type: EXTENSION.hsrsp, data: writeHsExtension({ srtVersion: SRT_VERSION, flags, receiverDelayMs: latencyMs, senderDelayMs: latencyMs }) },
+        // The listener confirms the key material by echoing it (HaiCrypt's KMRSP).
+        ...(kmreq ? [{ type: EXTENSION.kmrsp, data: kmreq.data }] : []),
+      ],
     });
     return writeSrtControl({ type: CONTROL.handshake, subtype: 0, info: 0, timestamp: 0, destinationSocket: h.socketId, cif });
   }

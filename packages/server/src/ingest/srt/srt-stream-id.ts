@@ -111,3 +111,11 @@ function accessControl(body: string): SrtStreamRequest {
 
 const trimSlashes = (s: string): string => s.replace(/^\/+|\/+$/g, '');
 const bad = (message: string): GlasscastError => new GlasscastError('BAD_REQUEST', message);
+
+/**
+ * The URL an FFmpeg user pastes to publish with `key` to the listener at `base` (`srt://host:9999`): the stream
+ * id in the Access Control form, percent-encoded, and 200 ms latency in µs as FFmpeg counts it.
+ */
+export function srtPublishUrl(base: string, key: string): string {
+  return `${base}?streamid=${encodeURIComponent(`#!::r=live/${key},m=publish`)}&latency=200000`;
+}
