@@ -12,15 +12,16 @@ import { after, before, describe, it } from 'node:test';
 import { FFPROBE, runFfmpeg, type FfmpegProcess } from '../support/ffmpeg.js';
 import { CONTROL, HANDSHAKE_TYPE, writeHandshake, writeSrtControl } from '../../src/ingest/srt/srt-packet.js';
 import { startTestServer, type TestServer } from '../support/glasscast.js';
+import { WhepTestClient } from '../support/webrtc-client.js';
 import { seededRandom } from '../support/random.js';
 import { waitUntil } from '../support/wait.js';
 
 /** ffmpeg publishing a test pattern over SRT with `streamid`. */
-function publishSrt(port: number, streamId: string, video: 'h264' | 'hevc' = 'h264'): FfmpegProcess {
+function publishSrt(port: number, streamId: string, video: 'h264' | 'hevc' = 'h264', audio: 'aac' | 'opus' = 'aac'): FfmpegProcess {
   return runFfmpeg([
     '-re', '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
     ...(video === 'h264' ? ['-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency'] : ['-c:v', 'libx265', '-preset', 'ultrafast', '-x265-params', 'log-level=none']),
-    '-g', '30', '-b:v', '1500k', '-c:a', 'aac', '-b:a', '128k',
+    '-g', '30', '-b:v', '1500k', ...(audio === 'aac' ? ['-c:a', 'aac', '-b:a', '128k'] : ['-c:a', 'libopus', '-b:a', '64k']),
     '-f', 'mpegts', `srt://127.0.0.1:${port}?mode=caller&latency=200000&streamid=${streamId}`,
   ]);
 }
@@ -31,6 +32,18 @@ function liveOverSrt(server: TestServer): boolean {
   const publisher = stream?.getStats().children.find((c) => c.type === 'publisher');
   const muxer = server.app.llhls.muxer('main');
   return stream?.state === 'live' && publisher?.info['protocol'] === 'srt' && muxer?.ready === true && !muxer.ended;
+}
+
+/** A WHEP viewer of `main` gets H.264 pictures and Opus audio (through the derived-media path when needed). */
+async function assertWhepPlays(server: TestServer): Promise<void> {
+  const client = new WhepTestClient();
+  try {
+    const res = await client.connect(`${server.httpUrl}/whep/main`);
+    assert.equal(res.status, 201, `WHEP answered ${res.status}`);
+    await waitUntil('WHEP video and audio', () => client.packets.filter((p) => p.kind === 'video' && p.marker).length >= 30 && client.packets.filter((p) => p.kind === 'audio').length >= 25, 20_000, 100);
+  } finally {
+    await client.close();
+  }
 }
 
 /** Ends `main` and waits until it is gone (the next test starts clean). */
@@ -81,6 +94,7 @@ describe('SRT ingest (listener in TypeScript, ffmpeg/libsrt callers)', { timeout
         const dts = probe.stdout.toString().split('\n').filter((l) => /^\d/.test(l)).map(Number);
         assert.ok(dts.length >= 30, `${dts.length} video packets read (${probe.stderr.toString().slice(0, 300)})`);
         for (let i = 1; i < dts.length; i++) assert.equal(dts[i]! - dts[i - 1]!, 3000, `DTS step at ${i}`);
+        await assertWhepPlays(server);
       } finally {
         await publisher.stop();
       }
@@ -95,6 +109,22 @@ describe('SRT ingest (listener in TypeScript, ffmpeg/libsrt callers)', { timeout
         throw new Error(`${String(err)}\nffmpeg: ${publisher.stderr()}`);
       });
       assert.deepEqual(server.app.registry.get('main')!.tracks.map((t) => `${t.kind}:${t.codec}`), ['video:h265', 'audio:aac']);
+      await assertWhepPlays(server);
+    } finally {
+      await publisher.stop();
+    }
+    await endMain(server);
+  });
+
+  it('publishes H.264 + Opus (Opus in TS): LL-HLS gets AAC from the audio bridge, WHEP the Opus as sent', async () => {
+    const publisher = publishSrt(server.app.ports.srt, `#!::r=live/${server.key},m=publish`, 'h264', 'opus');
+    try {
+      await waitUntil('LL-HLS to play H.264 + Opus from SRT', () => liveOverSrt(server), 30_000, 100).catch((err: unknown) => {
+        throw new Error(`${String(err)}\nffmpeg: ${publisher.stderr()}`);
+      });
+      assert.deepEqual(server.app.registry.get('main')!.tracks.map((t) => `${t.kind}:${t.codec}`), ['video:h264', 'audio:opus']);
+      await waitUntil('an audio rendition in the LL-HLS playlist', async () => /mp4a/.test(await (await fetch(`${server.httpUrl}/hls/main/index.m3u8`)).text()), 20_000, 250);
+      await assertWhepPlays(server);
     } finally {
       await publisher.stop();
     }

@@ -9,8 +9,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { crc32Mpeg2, MAX_PES_BYTES, MpegTsDemuxer, TS_PACKET_SIZE, type TsDemuxEvent } from '../../src/media/formats/mpegts-demuxer.js';
+import { crc32Mpeg2, MAX_PES_BYTES, MpegTsDemuxer, splitOpusAccessUnits, TS_PACKET_SIZE, type TsDemuxEvent } from '../../src/media/formats/mpegts-demuxer.js';
 import { FFMPEG, FFPROBE } from '../support/ffmpeg.js';
+import { opusPacketSamples } from '../../src/media/formats/ogg.js';
 import { seededRandom } from '../support/random.js';
 
 let dir: string;
@@ -94,6 +95,13 @@ describe('MPEG-TS demuxer (ISO/IEC 13818-1)', () => {
     assert.deepEqual(program.streams.map((s) => s.kind), ['h264', 'opus']);
     // ffmpeg puts several Opus packets (each behind its control header) in one PES: ~11 a second.
     assert.ok(pesOf(events, 'opus').length > 25 && pesOf(events, 'opus').every((p) => p.data[0] === 0x7f && (p.data[1]! & 0xe0) === 0xe0));
+    assert.equal(program.streams[1]!.channels, 1, "the extension descriptor's channel_config_code (lavfi sine is mono)");
+    // Split behind the control headers: as many Opus packets, of as many samples, as ffprobe counts.
+    const packets = pesOf(events, 'opus').flatMap((p) => splitOpusAccessUnits(p.data));
+    assert.equal(packets.length, probePackets('opus').audio);
+    assert.ok(packets.every((p) => opusPacketSamples(p) === 960), '20 ms packets');
+    assert.deepEqual(splitOpusAccessUnits(Buffer.from([0x7f, 0xe0, 0x05, 1, 2])), [], 'a size past the end');
+    assert.deepEqual(splitOpusAccessUnits(Buffer.from([0x47, 0xe0, 0x01, 0xfc])), [], 'no control header');
   });
 
   it('unwraps 33-bit timestamps: they keep increasing past 2^33', () => {

@@ -4,7 +4,8 @@
  * moved onto the track (a change of them starts a new session), AAC ADTS split per frame with the
  * AudioSpecificConfig built from the first header. Timestamps: video PES PTS/DTS are 90 kHz already (unwrapped);
  * audio is counted in samples from the PES PTS. A continuity gap on video drops pictures until the next keyframe.
- * Opus in TS is recognized but not yet mapped (its frames are skipped and counted).
+ * Opus in TS (registration descriptor "Opus") is split per access unit, its OpusHead made from the PMT's channel
+ * count; the derived-media path bridges it to AAC for LL-HLS as it does for WHIP's Opus.
  */
 import type { Logger } from '../../core/logger.js';
 import type { PublisherSession } from '../../core/stream.js';
@@ -13,11 +14,14 @@ import { AAC_SAMPLE_RATES, AdtsFrameReader, buildAacConfig } from '../../media/c
 import { AUDIO_CODECS, VIDEO_CODECS, type VideoCodec } from '../../media/codecs/codec-table.js';
 import { buildAvcConfig, splitAnnexB } from '../../media/codecs/h264.js';
 import { buildHevcConfig } from '../../media/codecs/hevc.js';
-import { MpegTsDemuxer, type TsDemuxEvent, type TsStreamKind } from '../../media/formats/mpegts-demuxer.js';
+import { buildOpusHead } from '../../media/codecs/opus.js';
+import { MpegTsDemuxer, splitOpusAccessUnits, type TsDemuxEvent, type TsStreamKind } from '../../media/formats/mpegts-demuxer.js';
+import { opusPacketSamples } from '../../media/formats/ogg.js';
 import { rescale, VIDEO_TIMESCALE } from '../../media/time/timescale.js';
 
 const VIDEO_TRACK_ID = 1;
 const AUDIO_TRACK_ID = 2;
+const OPUS_TIMESCALE = 48_000;
 /** How long (media time, 90 kHz) to wait for the second track before starting with the one at hand. */
 const TRACK_WAIT_TICKS = VIDEO_TIMESCALE;
 /** PES packets held while waiting for the tracks. */
@@ -72,8 +76,10 @@ export class TsToStream {
     if (e.type === 'program') {
       const video = e.streams.find((s) => s.kind === 'h264' || s.kind === 'hevc');
       this.videoKind = video ? (video.kind === 'hevc' ? 'h265' : 'h264') : undefined;
-      this.hasAudioPid = e.streams.some((s) => s.kind === 'aac');
-      for (const s of e.streams) if (!s.kind || s.kind === 'opus') this.log.info({ pid: s.pid, streamType: s.streamType }, 'MPEG-TS stream not mapped (only H.264, HEVC and AAC are)');
+      this.hasAudioPid = e.streams.some((s) => s.kind === 'aac' || s.kind === 'opus');
+      const opus = e.streams.find((s) => s.kind === 'opus');
+      if (opus) this.takeOpusConfig(opus.channels ?? 2);
+      for (const s of e.streams) if (!s.kind) this.log.info({ pid: s.pid, streamType: s.streamType }, 'MPEG-TS stream not mapped (only H.264, HEVC, AAC and Opus are)');
       return;
     }
     if (e.type === 'discontinuity') {
@@ -119,6 +125,7 @@ export class TsToStream {
   private map(e: Pes): void {
     if (isVideo(e.kind)) this.mapVideo(e);
     else if (e.kind === 'aac') this.mapAac(e);
+    else if (e.kind === 'opus') this.mapOpus(e);
     else this.skipped++;
   }
 
@@ -208,6 +215,38 @@ export class TsToStream {
     for (const raw of new AdtsFrameReader().push(Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength))) {
       this.publisher.publish({ trackId: track.id, dts, pts: dts, keyframe: true, payload: [raw] });
       dts += frame;
+    }
+    this.nextAudioDts = dts;
+  }
+
+  /** Opus has no in-band configuration in TS: an OpusHead from the PMT's channel count (pre-skip: libopus's 312). */
+  private takeOpusConfig(channels: number): void {
+    const config = buildOpusHead(channels);
+    if (this.audio && Buffer.compare(this.audio.config, config) === 0) return;
+    this.audio = { kind: 'audio', id: AUDIO_TRACK_ID, codec: 'opus', timescale: OPUS_TIMESCALE, config, info: AUDIO_CODECS.opus.parseConfig(config) };
+    this.nextAudioDts = undefined;
+    this.restartIfChanged();
+  }
+
+  private mapOpus(e: Pes): void {
+    const track = this.audio;
+    if (track?.codec !== 'opus') {
+      this.skipped++;
+      return;
+    }
+    const fromPts = rescale(e.pts, VIDEO_TIMESCALE, OPUS_TIMESCALE);
+    let dts = this.nextAudioDts ?? fromPts;
+    if (Math.abs(fromPts - dts) > 480) dts = fromPts;
+    for (const packet of splitOpusAccessUnits(e.data)) {
+      let samples: number;
+      try {
+        samples = opusPacketSamples(packet);
+      } catch {
+        this.skipped++;
+        continue;
+      }
+      this.publisher.publish({ trackId: track.id, dts, pts: dts, keyframe: true, payload: [packet.slice()] });
+      dts += samples;
     }
     this.nextAudioDts = dts;
   }

@@ -28,6 +28,8 @@ export interface TsElementaryStream {
   streamType: number;
   /** Undefined for a stream type this demuxer does not read. */
   kind: TsStreamKind | undefined;
+  /** Opus: channels from the extension descriptor's channel_config_code (the Opus-in-TS mapping); 2 without one. */
+  channels?: number;
 }
 
 /** What the demuxer found. Timestamps are 90 kHz ticks, unwrapped (they keep increasing past 2^33). */
@@ -203,7 +205,8 @@ export class MpegTsDemuxer {
         const esPid = ((s[i + 1]! & 0x1f) << 8) | s[i + 2]!;
         const infoLength = ((s[i + 3]! & 0x0f) << 8) | s[i + 4]!;
         const descriptors = s.subarray(i + 5, Math.min(end, i + 5 + infoLength));
-        streams.push({ pid: esPid, streamType, kind: kindOf(streamType, descriptors) });
+        const kind = kindOf(streamType, descriptors);
+        streams.push(kind === 'opus' ? { pid: esPid, streamType, kind, channels: opusChannels(descriptors) } : { pid: esPid, streamType, kind });
         i += 5 + infoLength;
       }
       const same = streams.length === this.streams.size && streams.every((x) => this.streams.get(x.pid)?.streamType === x.streamType);
@@ -285,7 +288,7 @@ function kindOf(streamType: number, descriptors: Uint8Array): TsStreamKind | und
   if (streamType === 0x24) return 'hevc';
   if (streamType === 0x0f) return 'aac';
   if (streamType === 0x06) {
-    // Registration descriptor (tag 0x05) with format_identifier "Opus" (ETSI TS 102 366-style, as ffmpeg writes).
+    // Registration descriptor (tag 0x05) with format_identifier "Opus" (the Opus-in-TS mapping, as ffmpeg writes it).
     for (let i = 0; i + 2 <= descriptors.length; ) {
       const tag = descriptors[i]!;
       const length = descriptors[i + 1]!;
@@ -294,4 +297,58 @@ function kindOf(streamType: number, descriptors: Uint8Array): TsStreamKind | und
     }
   }
   return undefined;
+}
+
+/**
+ * Channels of an Opus stream from its PMT descriptors: the DVB extension descriptor (tag 0x7F) with extension tag
+ * 0x80 carries channel_config_code — 1–8 channels, 0x80 dual mono (2). Defaults to 2.
+ */
+function opusChannels(descriptors: Uint8Array): number {
+  for (let i = 0; i + 2 <= descriptors.length; ) {
+    const tag = descriptors[i]!;
+    const length = descriptors[i + 1]!;
+    if (tag === 0x7f && length >= 2 && descriptors[i + 2] === 0x80 && i + 3 < descriptors.length) {
+      const code = descriptors[i + 3]!;
+      if (code >= 1 && code <= 8) return code;
+      if (code === 0x80) return 2;
+    }
+    i += 2 + length;
+  }
+  return 2;
+}
+
+/** Most Opus access units read from one PES (a PES holds a few; 120 ms of 2.5 ms frames is 48). */
+const MAX_OPUS_UNITS = 64;
+
+/**
+ * Splits an Opus PES payload into Opus packets (the "Opus in MPEG-TS" mapping of VideoLAN/DVB, as ffmpeg's
+ * mpegts muxer writes it): each access unit starts with a control header — 11 bits 0x3FF, start/end trim and control extension flags,
+ * the size as a run of 0xFF bytes plus a last byte, then the optional trim fields and extension — followed by
+ * the packet. Returns the packets (views into `data`); stops at the first malformed header.
+ */
+export function splitOpusAccessUnits(data: Uint8Array): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let pos = 0;
+  while (pos + 2 <= data.length && out.length < MAX_OPUS_UNITS) {
+    if (data[pos] !== 0x7f || (data[pos + 1]! & 0xe0) !== 0xe0) break;
+    const flags = data[pos + 1]!;
+    pos += 2;
+    let size = 0;
+    for (;;) {
+      if (pos >= data.length) return out;
+      const b = data[pos++]!;
+      size += b;
+      if (b !== 0xff) break;
+    }
+    if (flags & 0x10) pos += 2; // start trim
+    if (flags & 0x08) pos += 2; // end trim
+    if (flags & 0x04) {
+      if (pos >= data.length) return out;
+      pos += 1 + data[pos]!;
+    }
+    if (size === 0 || pos + size > data.length) break;
+    out.push(data.subarray(pos, pos + size));
+    pos += size;
+  }
+  return out;
 }
