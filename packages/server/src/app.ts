@@ -248,6 +248,14 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     {
       authorizePublish: ({ key, remoteAddress }) => auth.authorize(key, 'srt', remoteAddress),
       claimForPublish: (name, info, hooks) => registry.claimForPublish(name, info, hooks),
+      authorizePlay: async ({ stream, token, remoteAddress }) => {
+        await gate.authorize({ stream, protocol: 'srt', token, clientAddress: remoteAddress, entry: true });
+      },
+      liveStream: (name) => {
+        const stream = registry.get(name);
+        return stream && (stream.state === 'live' || stream.state === 'reconnecting') ? stream : undefined;
+      },
+      playPassphrase: async (name) => (await store.findByName(name))?.srtPassphrase ?? (config.srtPassphrase || undefined),
     },
     log.child({ ingest: 'srt' }),
   );
@@ -352,7 +360,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     webhookDeliveries: () => ({ ...dispatcher.counts }),
     webhookPending: () => webhooks.pendingCount(),
     admissions: () => ({ ...admission.counts }),
-    srtSessions: () => srt.sessionStats(),
+    srtSessions: () => srt.publisherStats(),
   });
   let lastMetrics: { at: number; text: string; contentType: string } | undefined;
   http.get('/metrics', async (request, reply) => {

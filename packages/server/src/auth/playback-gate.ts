@@ -12,7 +12,7 @@ import type { PlaybackGrant, PlaybackTokens } from './playback-tokens.js';
 /** One play request as an egress sees it. */
 export interface PlayRequest {
   stream: string;
-  protocol: 'whep' | 'llhls';
+  protocol: 'whep' | 'llhls' | 'srt';
   /** The playback token the viewer sent (Bearer or `?token=`), if any. */
   token: string | undefined;
   clientAddress: string;

@@ -8,8 +8,11 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { FFPROBE, runFfmpeg, type FfmpegProcess } from '../support/ffmpeg.js';
+import { FFMPEG, FFPROBE, runFfmpeg, type FfmpegProcess } from '../support/ffmpeg.js';
 import { CONTROL, HANDSHAKE_TYPE, writeHandshake, writeSrtControl } from '../../src/ingest/srt/srt-packet.js';
 import { startTestServer, type TestServer } from '../support/glasscast.js';
 import { WhepTestClient } from '../support/webrtc-client.js';
@@ -127,6 +130,56 @@ describe('SRT ingest (listener in TypeScript, ffmpeg/libsrt callers)', { timeout
       await assertWhepPlays(server);
     } finally {
       await publisher.stop();
+    }
+    await endMain(server);
+  });
+
+  it('plays a stream to SRT callers (m=request): ffmpeg decodes it without an error; a private stream needs a token', async () => {
+    const publisher = publishSrt(server.app.ports.srt, `#!::r=live/${server.key},m=publish`);
+    const players: FfmpegProcess[] = [];
+    const dir = mkdtempSync(join(tmpdir(), 'glasscast-srt-play-'));
+    const api = (path: string, init: RequestInit = {}): Promise<Response> => fetch(`${server.httpUrl}/api/v1${path}`, { ...init, headers: { authorization: `Bearer ${server.apiToken}`, 'content-type': 'application/json' } });
+    const play = (streamId: string, file: string): FfmpegProcess => runFfmpeg(['-i', `srt://127.0.0.1:${server.app.ports.srt}?mode=caller&latency=200000&streamid=${encodeURIComponent(streamId)}`, '-t', '4', '-map', '0', '-c', 'copy', '-f', 'mpegts', join(dir, file)]);
+    const refusedWith = async (streamId: string): Promise<number | undefined> => {
+      const before = server.app.srt.counters.rejected;
+      const refused = play(streamId, 'refused.ts');
+      await waitUntil('the refusal', () => server.app.srt.counters.rejected > before, 10_000, 50);
+      await refused.stop();
+      return server.app.srt.lastRejection?.code;
+    };
+    try {
+      await waitUntil('the stream to be live', () => liveOverSrt(server), 20_000, 100);
+      // Two players at once, in two dialects, 4 s each; then what they wrote must decode with errors fatal.
+      players.push(play('#!::r=live/main,m=request', 'a.ts'), play('read:main', 'b.ts'));
+      await waitUntil('two SRT players', () => server.app.srt.sessionStats().filter((s) => s.mode === 'request').length === 2, 10_000, 50);
+      for (const [i, player] of players.entries()) {
+        await waitUntil('the player to finish', () => player.child.exitCode !== null, 20_000, 100);
+        assert.equal(player.child.exitCode, 0, player.stderr());
+        const file = join(dir, i === 0 ? 'a.ts' : 'b.ts');
+        const decode = spawnSync(FFMPEG, ['-v', 'error', '-xerror', '-i', file, '-f', 'null', '-'], { timeout: 30_000 });
+        assert.equal(decode.status, 0, decode.stderr.toString());
+        const probe = spawnSync(FFPROBE, ['-v', 'error', '-show_entries', 'stream=codec_name', '-of', 'csv=p=0', file]).stdout.toString();
+        assert.match(probe, /h264/);
+        assert.match(probe, /aac/);
+        const frames = spawnSync(FFPROBE, ['-v', 'error', '-select_streams', 'v', '-count_packets', '-show_entries', 'stream=nb_read_packets', '-of', 'csv=p=0', file]).stdout.toString();
+        const pictures = Number(/\d+/.exec(frames)?.[0]);
+        assert.ok(pictures >= 90, `${pictures} pictures in 4 s`);
+      }
+      // Unknown stream → 1404; private without a token → 1401; with a playback token (MediaMTX's password) → plays.
+      assert.equal(await refusedWith('#!::r=live/nothing,m=request'), 1404);
+      assert.equal((await api('/streams/main', { method: 'PATCH', body: JSON.stringify({ visibility: 'private' }) })).status, 200);
+      assert.equal(await refusedWith('read:main'), 1401);
+      const { token } = (await (await api('/streams/main/playback-tokens', { method: 'POST', body: JSON.stringify({}) })).json()) as { token: string };
+      const withToken = play(`read:main:viewer:${token}`, 'c.ts');
+      players.push(withToken);
+      await waitUntil('the token holder to play', () => server.app.srt.sessionStats().some((s) => s.mode === 'request'), 10_000, 50).catch((err: unknown) => {
+        throw new Error(`${String(err)}\n${withToken.stderr()}`);
+      });
+    } finally {
+      await api('/streams/main', { method: 'PATCH', body: JSON.stringify({ visibility: 'public' }) });
+      for (const p of players) await p.stop();
+      await publisher.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
     await endMain(server);
   });

@@ -24,7 +24,7 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIPv4 } from 'node:net';
 import { GlasscastError, toGlasscastError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import type { PublisherHooks, PublisherInfo, PublisherSession } from '../../core/stream.js';
+import type { PublisherHooks, PublisherInfo, PublisherSession, Stream } from '../../core/stream.js';
 import {
   CONTROL,
   EXTENSION,
@@ -46,7 +46,8 @@ import {
   type SrtHandshake,
 } from './srt-packet.js';
 import { cryptPayload, KeyMaterialError, openKeyMaterial, parseKeyMaterial, type StreamKeys } from './srt-crypto.js';
-import { parseSrtStreamId, resourceTarget } from './srt-stream-id.js';
+import { SrtSendSession } from './srt-sender.js';
+import { parseSrtStreamId, resourceTarget, type SrtStreamRequest } from './srt-stream-id.js';
 import { TsToStream } from './ts-to-stream.js';
 
 /** Options of the listener. */
@@ -69,7 +70,16 @@ export interface SrtHandlers {
   /** Key (from the stream id) → stream; throws a GlasscastError to refuse (also for the admission hook). */
   authorizePublish(request: { key: string; app: string | undefined; remoteAddress: string }): Promise<{ streamName: string; srtPassphrase?: string | undefined }>;
   claimForPublish(name: string, info: PublisherInfo, hooks: PublisherHooks): PublisherSession;
+  /** May this caller play the stream (`m=request`)? Throws a GlasscastError to refuse (private stream, admission). */
+  authorizePlay(request: { stream: string; token: string | undefined; remoteAddress: string }): Promise<void>;
+  /** The live stream of that name, if any. */
+  liveStream(name: string): Stream | undefined;
+  /** The SRT passphrase a player of the stream must use, if any. */
+  playPassphrase(name: string): Promise<string | undefined>;
 }
+
+/** A session of either direction, as the listener routes packets to it. */
+type SrtPeerSession = SrtSession | SrtSendSession;
 
 /** libsrt's rejection reasons (srt.h SRT_REJ_*), sent as 1000 + reason. */
 const REJECT = { peer: 1002, resource: 1003, rogue: 1004, version: 1008, badSecret: 1010, unsecure: 1011 } as const;
@@ -94,6 +104,7 @@ interface Pending {
 /** One receiving session. */
 class SrtSession {
   readonly socketId = randomInt(1, 2 ** 31);
+  readonly role = 'publish' as const;
   readonly createdAt = Date.now();
   private readonly startUs = process.hrtime.bigint();
   /** Next sequence number to deliver. */
@@ -314,7 +325,7 @@ export class SrtServer {
   private socket: Socket | undefined;
   private readonly cookieSecret = randomBytes(16);
   private readonly listenerSocketId = randomInt(1, 2 ** 31);
-  private readonly sessions = new Map<number, SrtSession>();
+  private readonly sessions = new Map<number, SrtPeerSession>();
   /** Conclusions being authorized or answered, by caller: repeated conclusions get the same answer. */
   private readonly pending = new Map<string, Pending>();
   private readonly startUs = process.hrtime.bigint();
@@ -352,9 +363,14 @@ export class SrtServer {
     return this.sessions.size;
   }
 
-  /** Per-session figures (RTT, latency, packets). */
-  sessionStats(): { stream: string; peer: string; latencyMs: number; rttMs: number; stats: SrtSession['stats'] }[] {
-    return [...this.sessions.values()].map((s) => ({ stream: s.streamName, peer: `${s.peer.address}:${s.peer.port}`, latencyMs: s.latencyMs, rttMs: s.rttUs / 1000, stats: { ...s.stats } }));
+  /** Publishing sessions' figures (RTT, latency, packets), for /metrics. */
+  publisherStats(): { stream: string; latencyMs: number; rttMs: number; stats: SrtSession['stats'] }[] {
+    return [...this.sessions.values()].flatMap((s) => (s instanceof SrtSession ? [{ stream: s.streamName, latencyMs: s.latencyMs, rttMs: s.rttUs / 1000, stats: { ...s.stats } }] : []));
+  }
+
+  /** Per-session figures (RTT, latency, packets), both directions. */
+  sessionStats(): { stream: string; mode: 'publish' | 'request'; peer: string; latencyMs: number; rttMs: number; stats: Record<string, number> }[] {
+    return [...this.sessions.values()].map((s) => ({ stream: s.streamName, mode: s.role, peer: `${s.peer.address}:${s.peer.port}`, latencyMs: s.latencyMs, rttMs: s.rttUs / 1000, stats: { ...s.stats } }));
   }
 
   private sendTo(rinfo: RemoteInfo): (b: Buffer) => void {
@@ -455,46 +471,79 @@ export class SrtServer {
     const sid = h.extensions.find((e) => e.type === EXTENSION.sid);
     const remoteAddress = rinfo.address;
     const kmreq = h.extensions.find((e) => e.type === EXTENSION.kmreq);
-    let streamName: string;
-    let claimed: PublisherSession;
-    let crypto: { passphrase: string; keys: StreamKeys } | undefined;
-    const holder: { session?: SrtSession } = {};
+    let request: SrtStreamRequest;
     try {
-      const request = parseSrtStreamId(sid ? parseStreamIdExtension(sid.data) : '', this.options.defaultStreamId);
-      if (request.mode !== 'publish') throw new GlasscastError('BAD_REQUEST', 'SRT playback (m=request) is not supported yet');
-      const target = resourceTarget(request.resource);
-      const authorized = await this.handlers.authorizePublish({ key: target.name, app: target.app, remoteAddress });
-      streamName = authorized.streamName;
-      const passphrase = authorized.srtPassphrase || undefined;
-      if (passphrase && !kmreq) return reject(REJECT.unsecure, `stream ${streamName} needs the SRT passphrase and the caller sent none`);
-      if (!passphrase && kmreq) return reject(REJECT.unsecure, `the caller encrypts but stream ${streamName} has no SRT passphrase`);
-      if (passphrase && kmreq) {
-        try {
-          crypto = { passphrase, keys: await openKeyMaterial(parseKeyMaterial(kmreq.data), passphrase) };
-        } catch (err) {
-          if (err instanceof KeyMaterialError && err.reason === 'BAD_SECRET') return reject(REJECT.badSecret, `wrong SRT passphrase for stream ${streamName}`);
-          return reject(REJECT.unsecure, `unusable key material: ${(err as Error).message}`);
-        }
-      }
-      claimed = this.handlers.claimForPublish(streamName, { protocol: 'srt', remoteAddress }, {
-        streamClosed: (reason) => holder.session?.close(`stream closed: ${reason}`),
-        stats: () => ({ counters: { ...(holder.session?.stats ?? {}), rttMs: (holder.session?.rttUs ?? 0) / 1000 }, info: { latencyMs: holder.session?.latencyMs } }),
-      });
+      request = parseSrtStreamId(sid ? parseStreamIdExtension(sid.data) : '', this.options.defaultStreamId);
     } catch (err) {
       const error = toGlasscastError(err);
-      if (error.code === 'INTERNAL') this.log.error({ err }, 'SRT publish failed on an internal error');
       return reject(error.spec.srt, error.message);
     }
     const latencyMs = Math.max(this.options.latencyMs, hsreq.senderDelayMs, hsreq.receiverDelayMs);
-    const mapper = new TsToStream(claimed, this.log.child({ stream: streamName, ingest: 'srt' }));
-    const session = new SrtSession(rinfo, h.socketId, h.initialSequence, latencyMs, streamName, mapper, this.sendTo(rinfo), this.options, (s, reason) => {
+    const target = resourceTarget(request.resource);
+    const end = (s: SrtPeerSession, reason: string): void => {
       this.sessions.delete(s.socketId);
       this.pending.delete(`${rinfo.address}|${rinfo.port}|${h.socketId}`);
-      this.log.info({ stream: streamName, reason, stats: s.stats }, 'SRT session ended');
-    }, crypto);
-    holder.session = session;
+      this.log.info({ stream: s.streamName, mode: s.role, reason, stats: s.stats }, 'SRT session ended');
+    };
+    /** The caller's keys when the stream wants encryption, or a rejection; undefined for a clear session. */
+    const keysFor = async (streamName: string, passphrase: string | undefined): Promise<{ passphrase: string; keys: StreamKeys } | Buffer | undefined> => {
+      if (passphrase && !kmreq) return reject(REJECT.unsecure, `stream ${streamName} needs the SRT passphrase and the caller sent none`);
+      if (!passphrase && kmreq) return reject(REJECT.unsecure, `the caller encrypts but stream ${streamName} has no SRT passphrase`);
+      if (!passphrase || !kmreq) return undefined;
+      try {
+        return { passphrase, keys: await openKeyMaterial(parseKeyMaterial(kmreq.data), passphrase) };
+      } catch (err) {
+        if (err instanceof KeyMaterialError && err.reason === 'BAD_SECRET') return reject(REJECT.badSecret, `wrong SRT passphrase for stream ${streamName}`);
+        return reject(REJECT.unsecure, `unusable key material: ${(err as Error).message}`);
+      }
+    };
+
+    let session: SrtPeerSession;
+    if (request.mode === 'request') {
+      // Playback: the resource names the stream (`live/<name>` or `<name>`); played as any viewer is authorized.
+      const streamName = target.name;
+      let stream;
+      let crypto;
+      try {
+        await this.handlers.authorizePlay({ stream: streamName, token: request.password, remoteAddress });
+        stream = this.handlers.liveStream(streamName);
+        if (!stream) throw new GlasscastError('STREAM_NOT_FOUND', `stream ${streamName.slice(0, 64)} is not live`);
+        crypto = await keysFor(streamName, await this.handlers.playPassphrase(streamName));
+        if (Buffer.isBuffer(crypto)) return crypto;
+      } catch (err) {
+        const error = toGlasscastError(err);
+        if (error.code === 'INTERNAL') this.log.error({ err }, 'SRT playback failed on an internal error');
+        return reject(error.spec.srt, error.message);
+      }
+      session = new SrtSendSession(rinfo, h.socketId, h.initialSequence, latencyMs, streamName, stream, this.sendTo(rinfo), this.options.peerIdleTimeoutMs, this.log.child({ stream: streamName, egress: 'srt' }), end, crypto?.keys);
+      this.log.info({ stream: streamName, remote: `${rinfo.address}:${rinfo.port}`, latencyMs, encrypted: crypto !== undefined }, 'SRT playback started');
+    } else {
+      let streamName: string;
+      let claimed: PublisherSession;
+      let crypto: { passphrase: string; keys: StreamKeys } | undefined;
+      const holder: { session?: SrtSession } = {};
+      try {
+        const authorized = await this.handlers.authorizePublish({ key: target.name, app: target.app, remoteAddress });
+        streamName = authorized.streamName;
+        const keys = await keysFor(streamName, authorized.srtPassphrase || undefined);
+        if (Buffer.isBuffer(keys)) return keys;
+        crypto = keys;
+        claimed = this.handlers.claimForPublish(streamName, { protocol: 'srt', remoteAddress }, {
+          streamClosed: (reason) => holder.session?.close(`stream closed: ${reason}`),
+          stats: () => ({ counters: { ...(holder.session?.stats ?? {}), rttMs: (holder.session?.rttUs ?? 0) / 1000 }, info: { latencyMs: holder.session?.latencyMs } }),
+        });
+      } catch (err) {
+        const error = toGlasscastError(err);
+        if (error.code === 'INTERNAL') this.log.error({ err }, 'SRT publish failed on an internal error');
+        return reject(error.spec.srt, error.message);
+      }
+      const mapper = new TsToStream(claimed, this.log.child({ stream: streamName, ingest: 'srt' }));
+      const publishing = new SrtSession(rinfo, h.socketId, h.initialSequence, latencyMs, streamName, mapper, this.sendTo(rinfo), this.options, end, crypto);
+      holder.session = publishing;
+      session = publishing;
+      this.log.info({ stream: streamName, remote: `${rinfo.address}:${rinfo.port}`, latencyMs, srtVersion: hsreq.srtVersion.toString(16), encrypted: crypto !== undefined }, 'SRT publish started');
+    }
     this.sessions.set(session.socketId, session);
-    this.log.info({ stream: streamName, remote: `${rinfo.address}:${rinfo.port}`, latencyMs, srtVersion: hsreq.srtVersion.toString(16), encrypted: crypto !== undefined }, 'SRT publish started');
     const flags = SRT_FLAGS.crypt | SRT_FLAGS.tsbpdSender | SRT_FLAGS.tsbpdReceiver | SRT_FLAGS.tlpktDrop | SRT_FLAGS.periodicNak | SRT_FLAGS.rexmitFlag;
     const cif = writeHandshake({
       version: 5,
