@@ -287,8 +287,9 @@ class SrtSession {
       if (this.acksSent.size > 64) this.acksSent.delete(this.acksSent.keys().next().value!);
       this.control(CONTROL.ack, this.ackNumber, writeAck({ lastAcknowledged: this.next, rtt: this.rttUs, rttVariance: this.rttVarUs, availableBuffer: Math.max(2, FLOW_WINDOW - this.buffer.size), packetsReceivingRate: 0, estimatedLinkCapacity: 0, receivingRate: 0 }));
     }
-    // Periodic NAK (§4.8.2): losses not NAKed for an RTT + 4 × variance.
-    const interval = Math.max(MIN_NAK_INTERVAL_MS, (this.rttUs + 4 * this.rttVarUs) / 1000);
+    // Periodic NAK (§4.8.2): losses not NAKed for (RTT + 4 × variance) / 2, as libsrt times it — a lost
+    // retransmission then gets a second chance within a 200 ms latency at 100 ms RTT.
+    const interval = Math.max(MIN_NAK_INTERVAL_MS, (this.rttUs + 4 * this.rttVarUs) / 2000);
     const due: number[] = [];
     for (const [seq, at] of this.losses) {
       if (now - at >= interval) {

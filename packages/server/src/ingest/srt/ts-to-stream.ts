@@ -39,6 +39,7 @@ const PARAMETER_SETS: Record<VideoCodec, { vps: number | undefined; sps: number;
 export class TsToStream {
   private readonly demuxer = new MpegTsDemuxer();
   private videoKind: VideoCodec | undefined;
+  private videoPid: number | undefined;
   private hasAudioPid = false;
   private video: VideoTrack | undefined;
   private audio: AudioTrack | undefined;
@@ -76,6 +77,7 @@ export class TsToStream {
     if (e.type === 'program') {
       const video = e.streams.find((s) => s.kind === 'h264' || s.kind === 'hevc');
       this.videoKind = video ? (video.kind === 'hevc' ? 'h265' : 'h264') : undefined;
+      this.videoPid = video?.pid;
       this.hasAudioPid = e.streams.some((s) => s.kind === 'aac' || s.kind === 'opus');
       const opus = e.streams.find((s) => s.kind === 'opus');
       if (opus) this.takeOpusConfig(opus.channels ?? 2);
@@ -83,7 +85,9 @@ export class TsToStream {
       return;
     }
     if (e.type === 'discontinuity') {
-      if (this.video && e.pid) this.waitKeyframe = true;
+      // Pictures after a lost piece of video refer to what was lost: wait for a keyframe. Lost audio only
+      // costs the PES it broke.
+      if (this.video && e.pid === this.videoPid) this.waitKeyframe = true;
       return;
     }
     if (!this.started) return this.hold(e);
