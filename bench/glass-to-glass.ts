@@ -10,6 +10,11 @@
  * `--audio none`, `--ladder none`, `--hls player` (the watch page's tuning: live-edge catch-up at 1.15×),
  * `--part-target-ms 200`.
  *
+ * With `--source srt` the same ffmpeg publishes MPEG-TS over SRT (`--srt-latency-ms`, default 200, as OBS users set
+ * it). ffmpeg's MPEG-TS muxer gathers ~180 ms of AAC into one PES by default, so the audio arrives that late and
+ * the browser holds the picture for lip sync; `--srt-audio-pes frame` (ffmpeg `-pes_payload_size 0`, one frame per
+ * PES) is the "tuned" publisher row.
+ *
  * With `--source whip` the publisher is a browser instead: a page draws the same time code into a canvas and
  * publishes `canvas.captureStream()` from /broadcast over WHIP (the browser's own H.264 encoder), as a streamer
  * pressing Go Live does.
@@ -18,7 +23,7 @@
  * from the quality menu: the difference to the source's figure is the latency the transcoder adds.
  *
  * Prints median/p95 latency (ms), time to first frame (ms) over several page loads, and stalls.
- * Usage: npm run bench:latency [-- --protocol ll-hls|webrtc --source rtmp|whip --layer src|240p --seconds 30 --loads 5
+ * Usage: npm run bench:latency [-- --protocol ll-hls|webrtc --source rtmp|srt|whip --srt-latency-ms 200 --srt-audio-pes default|frame --layer src|240p --seconds 30 --loads 5
  *   --part-target-ms 333 --size 1280x720 --audio aac|none --ladder default|none --hls defaults|player --row default|tuned
  *   --server-log warn|info --api-load 200]
  * `--api-load N` sends N REST API requests a second (a mix of the public list and status, an admin's stats, sessions
@@ -53,6 +58,8 @@ const { values: opts } = parseArgs({
     row: { type: 'string', default: 'default' },
     'server-log': { type: 'string', default: 'warn' },
     'api-load': { type: 'string', default: '0' },
+    'srt-latency-ms': { type: 'string', default: '200' },
+    'srt-audio-pes': { type: 'string', default: 'default' },
   },
 });
 /** REST API requests per second sent while the first page load is measured (0: none). */
@@ -60,7 +67,9 @@ const API_LOAD = Number(opts['api-load']);
 /** The rendition watched: `src`, or a rung of a one-rung ladder made for the run (e.g. `240p`). */
 const LAYER = /^\d{3}p$/.test(opts.layer!) ? opts.layer! : 'src';
 const PROTOCOL = opts.protocol === 'webrtc' ? 'webrtc' : 'll-hls';
-const SOURCE = opts.source === 'whip' ? 'whip' : 'rtmp';
+const SOURCE = opts.source === 'whip' ? 'whip' : opts.source === 'srt' ? 'srt' : 'rtmp';
+/** The SRT caller's latency (`--source srt`), ms: the receiver's TSBPD delay, a floor under the figure. */
+const SRT_LATENCY_MS = Number(opts['srt-latency-ms']);
 if (PROTOCOL === 'webrtc' || SOURCE === 'whip') runInLoopbackNamespace();
 const SECONDS = Number(opts.seconds);
 const LOADS = Number(opts.loads);
@@ -172,10 +181,10 @@ const quantile = (xs: number[], q: number): number => {
 
 async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'glasscast-bench-'));
-  const [httpPort, rtmpPort] = [await freePort(), await freePort()];
+  const [httpPort, rtmpPort, srtPort] = [await freePort(), await freePort(), await freePort()];
   const server = spawn(
     process.execPath,
-    ['packages/server/dist/cli.js', '--host', '127.0.0.1', '--http-port', String(httpPort), '--rtmp-port', String(rtmpPort), '--data-dir', dataDir, '--publish-auth', 'open', '--log-level', opts['server-log']!, '--part-target-ms', opts['part-target-ms']!, '--webrtc-bind-address', '127.0.0.1', ...LADDER_FLAG, ...(API_LOAD > 0 ? ['--rate-limit-api', '0'] : [])],
+    ['packages/server/dist/cli.js', '--host', '127.0.0.1', '--http-port', String(httpPort), '--rtmp-port', String(rtmpPort), '--srt-port', String(srtPort), '--data-dir', dataDir, '--publish-auth', 'open', '--log-level', opts['server-log']!, '--part-target-ms', opts['part-target-ms']!, '--webrtc-bind-address', '127.0.0.1', ...LADDER_FLAG, ...(API_LOAD > 0 ? ['--rate-limit-api', '0'] : [])],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let serverOut = '';
@@ -215,7 +224,7 @@ async function main(): Promise<void> {
   };
   try {
     await waitUntil('the server', async () => (await fetch(`${base}/healthz`).catch(() => undefined))?.ok, 20_000, 100);
-    if (SOURCE === 'rtmp') {
+    if (SOURCE === 'rtmp' || SOURCE === 'srt') {
       const ff = runFfmpeg(
         [
           '-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-s', `${WIDTH}x${HEIGHT}`, '-r', String(FPS), '-i', 'pipe:0',
@@ -226,7 +235,9 @@ async function main(): Promise<void> {
           '-map', '0:v', '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', String(FPS), '-keyint_min', String(FPS), '-sc_threshold', '0',
           '-b:v', '2500k', '-maxrate', '2500k', '-bufsize', '2500k', '-pix_fmt', 'yuv420p',
           ...(AUDIO ? ['-map', '1:a', '-c:a', 'aac', '-b:a', '128k', '-ar', '48000'] : []),
-          '-f', 'flv', `rtmp://127.0.0.1:${rtmpPort}/live/bench`,
+          ...(SOURCE === 'rtmp'
+            ? ['-f', 'flv', `rtmp://127.0.0.1:${rtmpPort}/live/bench`]
+            : ['-f', 'mpegts', ...(opts['srt-audio-pes'] === 'frame' ? ['-pes_payload_size', '0'] : []), `srt://127.0.0.1:${srtPort}?mode=caller&latency=${SRT_LATENCY_MS * 1000}&pkt_size=1316&streamid=${encodeURIComponent('#!::r=live/bench,m=publish')}`]),
         ],
         { stdin: true, pipes: AUDIO ? 1 : 0 },
       );
@@ -332,7 +343,7 @@ async function main(): Promise<void> {
     bench: `${SOURCE}-to-${PROTOCOL}-glass-to-glass${LAYER === 'src' ? '' : `-${LAYER}-rendition`}`,
     row: opts.row,
     rendition: LAYER === 'src' ? 'source' : `${LAYER} (x264 ladder, 500 kb/s)`,
-    source: SOURCE === 'rtmp' ? `x264 veryfast zerolatency, ${WIDTH}x${HEIGHT}@30, 1 s GOP, 2.5 Mb/s CBR, ${AUDIO ? 'AAC 128 kb/s' : 'no audio'}, RTMP` : `canvas ${WIDTH}x${HEIGHT}@30 + tone → Chromium H.264 (OpenH264) + Opus over WHIP from /broadcast`,
+    source: SOURCE !== 'whip' ? `x264 veryfast zerolatency, ${WIDTH}x${HEIGHT}@30, 1 s GOP, 2.5 Mb/s CBR, ${AUDIO ? 'AAC 128 kb/s' : 'no audio'}, ${SOURCE === 'srt' ? `MPEG-TS over SRT (latency ${SRT_LATENCY_MS} ms)` : 'RTMP'}` : `canvas ${WIDTH}x${HEIGHT}@30 + tone → Chromium H.264 (OpenH264) + Opus over WHIP from /broadcast`,
     server: { ladder: LADDER_FLAG[1] ?? 'default (1080p=4500k,720p=2500k,480p=1200k@30,360p=600k@30)', partTargetMs: Number(opts['part-target-ms']) },
     player: PROTOCOL === 'll-hls' ? (HLS_DEFAULTS ? 'hls.js defaults' : 'watch page tuning (live-edge catch-up ≤ 1.15×)') : 'Chromium WebRTC',
     partTargetMs: Number(opts['part-target-ms']),
@@ -344,9 +355,9 @@ async function main(): Promise<void> {
     apiLoad: API_LOAD > 0 ? { requestsPerSecond: Math.round(apiLoad.sent / SECONDS), ok: apiLoad.ok, failed: apiLoad.failed } : undefined,
   };
   mkdirSync('bench/results', { recursive: true });
-  writeFileSync(`bench/results/${SOURCE === 'rtmp' ? '' : 'whip-to-'}${PROTOCOL}${LAYER === 'src' ? '' : `-${LAYER}`}-${opts.row}-latency.json`, JSON.stringify(figures, null, 2) + '\n');
+  writeFileSync(`bench/results/${SOURCE === 'rtmp' ? '' : `${SOURCE}-to-`}${PROTOCOL}${LAYER === 'src' ? '' : `-${LAYER}`}-${opts.row}-latency.json`, JSON.stringify(figures, null, 2) + '\n');
   console.log(
-    `[${opts.row}] ${PROTOCOL === 'webrtc' ? 'WebRTC (WHEP)' : `LL-HLS (${figures.player})`} glass-to-glass, ${SOURCE === 'rtmp' ? `RTMP (x264 ${WIDTH}x${HEIGHT}${AUDIO ? ' + AAC' : ''})` : 'WHIP (browser)'} source, ladder ${figures.server.ladder}, ${figures.rendition} rendition, headless Chromium: median ${figures.latencyMs.median} ms, p95 ${figures.latencyMs.p95} ms ` +
+    `[${opts.row}] ${PROTOCOL === 'webrtc' ? 'WebRTC (WHEP)' : `LL-HLS (${figures.player})`} glass-to-glass, ${SOURCE === 'whip' ? 'WHIP (browser)' : `${SOURCE === 'srt' ? `SRT ${SRT_LATENCY_MS} ms` : 'RTMP'} (x264 ${WIDTH}x${HEIGHT}${AUDIO ? ' + AAC' : ''})`} source, ladder ${figures.server.ladder}, ${figures.rendition} rendition, headless Chromium: median ${figures.latencyMs.median} ms, p95 ${figures.latencyMs.p95} ms ` +
       `over ${figures.latencyMs.samples} frames; time to first frame median ${Math.round(figures.timeToFirstFrameMs.median)} ms ` +
       `(max ${Math.round(figures.timeToFirstFrameMs.max)} ms, ${LOADS} loads); stalls ${figures.stalls}; undecodable frames ${figures.undecodableFrames}; played ${figures.playing}` +
       (figures.apiLoad ? `; API load ${figures.apiLoad.requestsPerSecond} req/s (${figures.apiLoad.ok} answered 2xx, ${figures.apiLoad.failed} not)` : ''),
