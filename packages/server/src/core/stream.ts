@@ -430,13 +430,14 @@ export class Stream {
   }
 
   /**
-   * Where a reader that cannot take B-frames (WebRTC) finds this stream's picture now: the stream itself when its
-   * video has none, else its live `bframe-free` rendition; undefined while neither can be played.
+   * Where a reader that cannot take B-frames or HEVC (WebRTC) finds this stream's picture now: the stream itself
+   * when its video is H.264 without B-frames, else its live `bframe-free` rendition (H.264); undefined while
+   * neither can be played.
    */
   videoWithoutBFrames(): Stream | undefined {
     const video = this._tracks.find((t) => t.kind === 'video');
     if (!video) return undefined;
-    if (!this._hasBFrames) return this;
+    if (!this._hasBFrames && video.codec === 'h264') return this;
     const copy = this.renditionsOf('bframe-free')[0]?.stream;
     return copy?.state === 'live' ? copy : undefined;
   }

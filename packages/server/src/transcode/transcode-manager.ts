@@ -58,8 +58,9 @@ export class TranscodeManager implements StreamObserver {
     if (!jobs) return;
     const audio = start.tracks.find((t): t is AudioTrack => t.kind === 'audio');
     const video = start.tracks.find((t) => t.kind === 'video');
-    // WebRTC (the Opus consumer) plays H.264 or audio only; LL-HLS (the AAC consumer) plays everything.
-    const to = audio?.codec === 'aac' && (!video || video.codec === 'h264') ? 'opus' : audio?.codec === 'opus' ? 'aac' : undefined;
+    // WebRTC (the Opus consumer) plays every source (HEVC through the video job's H.264 copy); LL-HLS (the AAC
+    // consumer) plays everything.
+    const to = audio?.codec === 'aac' && (!video || video.codec === 'h264' || video.codec === 'h265') ? 'opus' : audio?.codec === 'opus' ? 'aac' : undefined;
     if (jobs.audio && jobs.audio.to !== to) {
       jobs.audio.close('source audio changed');
       jobs.audio = undefined;

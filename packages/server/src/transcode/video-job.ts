@@ -4,8 +4,12 @@
  * feeds, scaled in a chain (largest first), every output; each comes back as FLV on its own pipe (fd 3, 4, …):
  *
  * - the ABR ladder's rungs below the source's height (`ladder` renditions, `720p`, `480p`, …);
- * - when the source has B-frames, a B-frame-free copy at the source's size (`webrtc`, role `bframe-free`):
- *   WebRTC has no decode timestamps, so WHEP viewers watch this instead of the source.
+ * - when the source has B-frames, or is HEVC, an H.264 B-frame-free copy at the source's size (`webrtc`, role
+ *   `bframe-free`): WebRTC has no decode timestamps (and browsers do not take HEVC), so WHEP viewers watch this
+ *   instead of the source.
+ *
+ * H.264 goes to ffmpeg as FLV; HEVC (which Debian's ffmpeg 5.1 does not read from FLV) as MPEG-TS
+ * (media/formats/mpegts-muxer.ts), its timestamps offset by the muxer's delay.
  *
  * Every output has a keyframe exactly where the source has one (`-force_key_frames source`, scene cuts off), so
  * all renditions switch at identical presentation times, and one at least every second between (`-g`), so a
@@ -27,7 +31,8 @@ import type { PublisherSession, RenditionInfo, Stream } from '../core/stream.js'
 import type { SessionStart, Subscriber } from '../core/subscriber.js';
 import type { VideoTrack } from '../core/track.js';
 import { joinLengthPrefixed, splitLengthPrefixed } from '../media/codecs/h264.js';
-import { VIDEO_CODECS } from '../media/codecs/codec-table.js';
+import { VIDEO_CODECS, type VideoCodec } from '../media/codecs/codec-table.js';
+import { MpegTsMuxer, MUX_DELAY_TICKS } from '../media/formats/mpegts-muxer.js';
 import { flvAvcBody, FlvStreamReader, parseFlvVideo, writeFlvHeader, writeFlvTag } from '../media/formats/flv.js';
 import type { EncoderChoice, VideoEncoderKind } from './encoder-detect.js';
 import { VAAPI_DEVICE } from './encoder-detect.js';
@@ -71,6 +76,8 @@ export interface VideoSourceFacts {
   /** Frames/s (nominal). */
   frameRate: number;
   bFrames: boolean;
+  /** The source's codec; not H.264 (HEVC) needs the WebRTC copy like B-frames do. Default h264. */
+  codec?: VideoCodec;
 }
 
 /** Options of a video job. */
@@ -134,7 +141,7 @@ export function bframeFreeBitrate(width: number, height: number, frameRate: numb
 /** Everything the job makes for `source` at full service: rungs below its height, and the copy for B-frame sources. */
 export function fullPlan(ladder: readonly Rung[], source: VideoSourceFacts): VideoPlan {
   const outputs: VideoOutput[] = planRungs(ladder, source.width, source.height).map((r) => ({ name: r.name, role: 'ladder', width: r.width, height: r.height, bitrate: r.bitrate, maxFrameRate: r.maxFrameRate }));
-  if (source.bFrames) {
+  if (source.bFrames || (source.codec ?? 'h264') !== 'h264') {
     outputs.unshift({ name: BFRAME_FREE_RENDITION, role: 'bframe-free', width: source.width, height: source.height, bitrate: bframeFreeBitrate(source.width, source.height, source.frameRate), maxFrameRate: undefined });
   }
   return { preset: 'veryfast', outputs, shed: [] };
@@ -199,7 +206,8 @@ export function planCost(plan: VideoPlan, source: VideoSourceFacts): number {
  * the full-size source); an output at the source's size is not scaled. A frame-rate cap keeps keyframes and
  * drops other frames that come too soon after the previous kept one, so timestamps stay the source's.
  */
-export function videoJobArgs(plan: Pick<VideoPlan, 'outputs' | 'preset'>, encoder: VideoEncoderKind, source: Pick<VideoSourceFacts, 'width' | 'height' | 'frameRate'>): string[] {
+export function videoJobArgs(plan: Pick<VideoPlan, 'outputs' | 'preset'>, encoder: VideoEncoderKind, source: Pick<VideoSourceFacts, 'width' | 'height' | 'frameRate' | 'codec'>): string[] {
+  const ts = (source.codec ?? 'h264') !== 'h264';
   const outputs = [...plan.outputs].sort((a, b) => b.height - a.height);
   const graph: string[] = [];
   outputs.forEach((o, i) => {
@@ -220,10 +228,11 @@ export function videoJobArgs(plan: Pick<VideoPlan, 'outputs' | 'preset'>, encode
     ...(encoder === 'vaapi' ? ['-vaapi_device', VAAPI_DEVICE] : []),
     // No probing: the first tags are the AVC sequence header and a keyframe. (`-fflags nobuffer` must not be
     // used: it leaves the FLV demuxer without a first DTS and ffmpeg then holds every frame.)
-    '-probesize', '32', '-analyzeduration', '0',
+    // MPEG-TS carries no size: the demuxer reads the first keyframe's parameter sets (probing stops there).
+    ...(ts ? ['-probesize', '65536', '-analyzeduration', '0'] : ['-probesize', '32', '-analyzeduration', '0']),
     // Timestamps pass through untouched, so each output picture maps back to its source picture.
     '-copyts',
-    '-f', 'flv', '-i', 'pipe:0',
+    '-f', ts ? 'mpegts' : 'flv', '-i', 'pipe:0',
     '-filter_complex', graph.join(';'),
   ];
   outputs.forEach((o, i) => {
@@ -299,6 +308,8 @@ export class VideoJob {
   private startBuffer: AccessUnit[] | undefined;
   private sessionHasBFrames = false;
   private run: FfmpegRun | undefined;
+  /** The run's MPEG-TS writer when the source is HEVC (undefined: FLV). */
+  private tsInput: MpegTsMuxer | undefined;
   /** Stream ticks of the first picture written to this run (FLV time 0). */
   private base: number | undefined;
   /** FLV ms of a written picture → its exact PTS (ticks) and when it was written (performance.now ms). */
@@ -347,15 +358,14 @@ export class VideoJob {
   private onSessionStart(start: SessionStart): void {
     this.job.stop('source session restarted');
     const video = start.tracks.find((t): t is VideoTrack => t.kind === 'video');
-    this.video = video?.codec === 'h264' ? video : undefined;
-    if (video && video.codec !== 'h264') this.log.info({ codec: video.codec }, 'no derived video: only H.264 sources are transcoded');
+    this.video = video?.codec === 'h264' || video?.codec === 'h265' ? video : undefined;
     this.full = undefined;
     this.frameTicks = undefined;
     this.lastVideoDts = undefined;
     this.sessionHasBFrames = false;
     // ffmpeg starts at the second picture, when the frame rate is known; the first keyframe waits for it.
     this.startBuffer = this.video ? [] : undefined;
-    if (!this.video) this.removeAll('source has no H.264 video');
+    if (!this.video) this.removeAll('source has no video');
   }
 
   private onAccessUnit(au: AccessUnit): void {
@@ -386,7 +396,7 @@ export class VideoJob {
     const video = this.video;
     if (!video) return;
     const frameRate = this.frameTicks ? nominalFrameRate(90_000 / this.frameTicks) : DEFAULT_FRAME_RATE;
-    this.facts = { width: video.info.width, height: video.info.height, frameRate, bFrames: this.sessionHasBFrames };
+    this.facts = { width: video.info.width, height: video.info.height, frameRate, bFrames: this.sessionHasBFrames, codec: video.codec };
     this.full = fullPlan(this.options.ladder, this.facts);
     this.steps = sheddingSteps(this.full, this.facts, this.options.encoder.kind);
     // A publisher returning with the same picture keeps the shedding it needed before (OBS reconnects often).
@@ -445,8 +455,13 @@ export class VideoJob {
         }
       });
     });
-    run.write(writeFlvHeader(true, false));
-    run.write(writeFlvTag(9, 0, flvAvcBody(0, true, 0, video.config)));
+    if (video.codec === 'h264') {
+      this.tsInput = undefined;
+      run.write(writeFlvHeader(true, false));
+      run.write(writeFlvTag(9, 0, flvAvcBody(0, true, 0, video.config)));
+    } else {
+      this.tsInput = new MpegTsMuxer([video]);
+    }
     this.log.info({ encoder: this.options.encoder.kind, preset: plan.preset, frameRate: Math.round((this.facts?.frameRate ?? 0) * 100) / 100, outputs: ordered.map((o) => `${o.name} ${o.width}x${o.height}@${o.bitrate}${o.maxFrameRate ? `/${o.maxFrameRate}fps` : ''}`), shed: plan.shed }, 'video transcoder started');
   }
 
@@ -473,12 +488,14 @@ export class VideoJob {
     const dtsMs = Math.round((au.dts - this.base) / 90);
     const ptsMs = Math.round((au.pts - this.base) / 90);
     const now = performance.now();
-    this.inputTimes.set(ptsMs, { pts: au.pts, at: now });
+    // ffmpeg keeps input timestamps (-copyts): TS input starts at the muxer's delay, FLV at 0.
+    this.inputTimes.set(ptsMs + (this.tsInput ? MUX_DELAY_TICKS / 90 : 0), { pts: au.pts, at: now });
     if (this.inputTimes.size > MAX_INPUT_TIMES) this.inputTimes.delete(this.inputTimes.keys().next().value!);
     if (au.pts > this.latestInputPts) this.latestInputPts = au.pts;
     this.counters.framesIn++;
     this.job.noteInput();
-    run.write(writeFlvTag(9, dtsMs, flvAvcBody(1, au.keyframe, ptsMs - dtsMs, joinLengthPrefixed(au.payload, video.info.nalLengthSize))));
+    if (this.tsInput) run.write(this.tsInput.writeAccessUnit(au.trackId, au.dts, au.pts, au.keyframe, au.payload));
+    else run.write(writeFlvTag(9, dtsMs, flvAvcBody(1, au.keyframe, ptsMs - dtsMs, joinLengthPrefixed(au.payload, video.info.nalLengthSize))));
   }
 
   private onOutput(run: FfmpegRun, output: OutputState, data: Buffer): void {
@@ -495,7 +512,7 @@ export class VideoJob {
         const ptsMs = tag.timestamp + p.compositionTime;
         const input = this.inputTimes.get(ptsMs);
         // Map back to the source's exact ticks (FLV only has milliseconds): the same picture, the same PTS.
-        const pts = input?.pts ?? (this.base ?? 0) + ptsMs * 90;
+        const pts = input?.pts ?? (this.base ?? 0) + (ptsMs - (this.tsInput ? MUX_DELAY_TICKS / 90 : 0)) * 90;
         const now = performance.now();
         if (input) this.measured.lagMs = Math.round(now - input.at);
         this.job.noteOutput();

@@ -135,6 +135,9 @@ export class WhepSource implements StreamSink {
       const sps = this.parameterSets.find((n) => (n[0]! & 0x1f) === 7);
       const hex = (n: number): string => n.toString(16).padStart(2, '0');
       video = { profileIdc: sps?.[1] ?? 0x42, profileLevelId: sps ? `${hex(sps[1]!)}${hex(sps[2]!)}${hex(sps[3]!)}` : '42e01f', clockRate: 90_000, ssrc: this.rtp.video.ssrc };
+    } else if (v?.kind === 'video' && !this.group) {
+      // An HEVC source: viewers get the group's H.264 copy (constrained baseline, transcode/video-job.ts).
+      video = { profileIdc: 0x42, profileLevelId: '42e01f', clockRate: 90_000, ssrc: this.rtp.video.ssrc };
     }
     const opus = !this.group && ((this.audioTrack?.kind === 'audio' && this.audioTrack.codec === 'opus') || this.attachedAudio);
     const audio = opus ? { clockRate: 48_000, channels: 2, ssrc: this.rtp.audio.ssrc } : undefined;
