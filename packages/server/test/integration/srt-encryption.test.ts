@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { FFPROBE, runFfmpeg, type FfmpegProcess } from '../support/ffmpeg.js';
-import { startTestServer, type TestServer } from '../support/glasscast.js';
+import { firstSegments, startTestServer, type TestServer } from '../support/glasscast.js';
 import { waitUntil } from '../support/wait.js';
 
 // ffmpeg 5.1 passes URL option values as typed (no percent-decoding): no spaces.
@@ -60,11 +60,7 @@ describe('SRT encryption (passphrase, AES-CTR, key refresh) with ffmpeg/libsrt c
         const counters = publisherOf('secret')!.counters;
         assert.ok((counters['packetsReceived'] ?? 0) > 10);
         assert.equal(counters['packetsUndecryptable'], 0);
-        await waitUntil('two complete segments', async () => ((await (await fetch(`${server.httpUrl}/hls/secret/src/media.m3u8`)).text()).match(/^[^#].*seg\d+\.m4s$/gm) ?? []).length >= 2, 15_000, 250);
-        const playlist = await (await fetch(`${server.httpUrl}/hls/secret/src/media.m3u8`)).text();
-        const init = /#EXT-X-MAP:URI="([^"]+)"/.exec(playlist)![1]!;
-        const segments = playlist.match(/^[^#].*seg\d+\.m4s$/gm)!.slice(0, 2);
-        const bytes = Buffer.concat(await Promise.all([init, ...segments].map(async (u) => Buffer.from(await (await fetch(`${server.httpUrl}/hls/secret/src/${u}`)).arrayBuffer()))));
+        const bytes = await firstSegments(server.httpUrl, 'secret');
         const probe = spawnSync(FFPROBE, ['-v', 'error', '-select_streams', 'v', '-show_entries', 'stream=codec_name,width', '-of', 'csv=p=0', '-i', 'pipe:0'], { input: bytes, timeout: 30_000 });
         assert.equal(probe.stdout.toString().trim(), 'h264,640', probe.stderr.toString().slice(0, 300));
       } finally {

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FFMPEG, FFPROBE, runFfmpeg, type FfmpegProcess } from '../support/ffmpeg.js';
 import { CONTROL, HANDSHAKE_TYPE, writeHandshake, writeSrtControl } from '../../src/ingest/srt/srt-packet.js';
-import { startTestServer, type TestServer } from '../support/glasscast.js';
+import { firstSegments, startTestServer, type TestServer } from '../support/glasscast.js';
 import { WhepTestClient } from '../support/webrtc-client.js';
 import { seededRandom } from '../support/random.js';
 import { waitUntil } from '../support/wait.js';
@@ -88,11 +88,7 @@ describe('SRT ingest (listener in TypeScript, ffmpeg/libsrt callers)', { timeout
         assert.match(metrics, /^glasscast_srt_latency_seconds\{stream="main"\} 0\.2$/m);
         assert.match(metrics, /^glasscast_srt_packets_total\{stream="main",kind="received"\} [1-9]\d*$/m);
         // ffprobe reads the LL-HLS output (init segment + the first complete segments): video DTS step by one frame.
-        await waitUntil('two complete segments', async () => ((await (await fetch(`${server.httpUrl}/hls/main/src/media.m3u8`)).text()).match(/^[^#].*seg\d+\.m4s$/gm) ?? []).length >= 2, 15_000, 250);
-        const playlist = await (await fetch(`${server.httpUrl}/hls/main/src/media.m3u8`)).text();
-        const init = /#EXT-X-MAP:URI="([^"]+)"/.exec(playlist)![1]!;
-        const segments = playlist.match(/^[^#].*seg\d+\.m4s$/gm)!.slice(0, 2);
-        const bytes = Buffer.concat(await Promise.all([init, ...segments].map(async (u) => Buffer.from(await (await fetch(`${server.httpUrl}/hls/main/src/${u}`)).arrayBuffer()))));
+        const bytes = await firstSegments(server.httpUrl, 'main');
         const probe = spawnSync(FFPROBE, ['-v', 'error', '-select_streams', 'v', '-show_entries', 'packet=dts', '-of', 'csv=p=0', '-i', 'pipe:0'], { input: bytes, timeout: 30_000 });
         const dts = probe.stdout.toString().split('\n').filter((l) => /^\d/.test(l)).map(Number);
         assert.ok(dts.length >= 30, `${dts.length} video packets read (${probe.stderr.toString().slice(0, 300)})`);

@@ -48,3 +48,18 @@ export async function waitForRenditions(httpUrl: string, stream: string, count: 
     return s?.webrtc === true && s.renditions.length === count;
   }, timeoutMs, 200);
 }
+
+/**
+ * The init segment and the first `count` complete LL-HLS segments of `stream`'s source rendition, concatenated (what
+ * ffprobe/ffmpeg read as one fMP4 file); waits up to 15 s for them to exist.
+ */
+export async function firstSegments(httpUrl: string, stream: string, count = 2): Promise<Buffer> {
+  const { waitUntil } = await import('./wait.js');
+  const base = `${httpUrl}/hls/${stream}/src`;
+  const complete = (playlist: string): string[] => playlist.match(/^[^#].*seg\d+\.m4s$/gm) ?? [];
+  let playlist = '';
+  await waitUntil(`${count} complete segments of ${stream}`, async () => complete((playlist = await (await fetch(`${base}/media.m3u8`)).text())).length >= count, 15_000, 250);
+  const init = /#EXT-X-MAP:URI="([^"]+)"/.exec(playlist)![1]!;
+  const uris = [init, ...complete(playlist).slice(0, count)];
+  return Buffer.concat(await Promise.all(uris.map(async (u) => Buffer.from(await (await fetch(`${base}/${u}`)).arrayBuffer()))));
+}
