@@ -21,7 +21,7 @@ export interface MetricsSources {
   webhookPending(): Promise<number>;
   admissions(): Record<string, number>;
   /** SRT publisher sessions now: stream, round-trip time (ms), negotiated latency (ms), packet counters. */
-  srtSessions(): { stream: string; rttMs: number; latencyMs: number; stats: { packetsReceived: number; packetsLost: number; packetsRetransmitted: number; packetsDropped: number } }[];
+  srtSessions(): { stream: string; rttMs: number; latencyMs: number; stats: { packetsReceived: number; packetsLost: number; packetsRetransmitted: number; packetsDropped: number; bitsPerSecond: number } }[];
 }
 
 /** The metrics registry of one server. */
@@ -173,6 +173,16 @@ export class Metrics {
       collect() {
         this.reset();
         for (const s of sources.srtSessions()) this.set({ stream: s.stream }, s.latencyMs / 1000);
+      },
+    });
+    new Gauge({
+      name: 'glasscast_srt_receive_bits_per_second',
+      help: 'Payload received by the SRT publisher session over the last second, bits/s.',
+      labelNames: ['stream'],
+      registers: r,
+      collect() {
+        this.reset();
+        for (const s of sources.srtSessions()) this.set({ stream: s.stream }, s.stats.bitsPerSecond);
       },
     });
     new Counter({

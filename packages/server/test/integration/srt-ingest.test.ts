@@ -87,6 +87,9 @@ describe('SRT ingest (listener in TypeScript, ffmpeg/libsrt callers)', { timeout
         const metrics = await (await fetch(`${server.httpUrl}/metrics`, { headers: { authorization: `Bearer ${server.apiToken}` } })).text();
         assert.match(metrics, /^glasscast_srt_latency_seconds\{stream="main"\} 0\.2$/m);
         assert.match(metrics, /^glasscast_srt_packets_total\{stream="main",kind="received"\} [1-9]\d*$/m);
+        await waitUntil('a bitrate sample', () => (stream.getStats().children.find((c) => c.type === 'publisher')!.counters['bitsPerSecond'] ?? 0) > 500_000, 5000, 100);
+        // /metrics renders at most once a second.
+        await waitUntil('the bitrate in /metrics', async () => /^glasscast_srt_receive_bits_per_second\{stream="main"\} [1-9]\d{5,}$/m.test(await (await fetch(`${server.httpUrl}/metrics`, { headers: { authorization: `Bearer ${server.apiToken}` } })).text()), 5000, 250);
         // ffprobe reads the LL-HLS output (init segment + the first complete segments): video DTS step by one frame.
         const bytes = await firstSegments(server.httpUrl, 'main');
         const probe = spawnSync(FFPROBE, ['-v', 'error', '-select_streams', 'v', '-show_entries', 'packet=dts', '-of', 'csv=p=0', '-i', 'pipe:0'], { input: bytes, timeout: 30_000 });
@@ -176,6 +179,30 @@ describe('SRT ingest (listener in TypeScript, ffmpeg/libsrt callers)', { timeout
       for (const p of players) await p.stop();
       await publisher.stop();
       rmSync(dir, { recursive: true, force: true });
+    }
+    await endMain(server);
+  });
+
+  it('continues the playlist with a discontinuity when a killed caller comes back at once (OBS reconnect)', async () => {
+    const first = publishSrt(server.app.ports.srt, server.key);
+    await waitUntil('parts from the first caller', () => liveOverSrt(server) && (server.app.llhls.muxer('main')?.nextPart ?? 0) > 6, 20_000, 100);
+    const muxer = server.app.llhls.muxer('main')!;
+    await first.stop('SIGKILL'); // no SHUTDOWN: the old session only goes quiet
+    await new Promise((r) => setTimeout(r, 1200));
+    const partsAtLoss = muxer.nextPart;
+    const started = Date.now();
+    const second = publishSrt(server.app.ports.srt, server.key);
+    try {
+      await waitUntil('parts from the returning caller', () => muxer.nextPart > partsAtLoss + 6, 20_000, 100).catch((err: unknown) => {
+        throw new Error(`${String(err)}\nffmpeg: ${second.stderr()}`);
+      });
+      assert.ok(Date.now() - started < 5000, 'taken back before the 5 s peer-idle timeout');
+      assert.equal(server.app.llhls.muxer('main'), muxer, 'the same playlist continues');
+      const text = await (await fetch(`${server.httpUrl}/hls/main/src/media.m3u8`)).text();
+      assert.equal(text.match(/#EXT-X-DISCONTINUITY\n/g)?.length, 1, text);
+      assert.equal(server.app.srt.sessionCount, 1);
+    } finally {
+      await second.stop();
     }
     await endMain(server);
   });

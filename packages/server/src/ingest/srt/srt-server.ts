@@ -90,6 +90,8 @@ const SUBTYPE_KMRSP = 4;
 const SRT_VERSION = 0x010500;
 const ACK_INTERVAL_MS = 10;
 const MIN_NAK_INTERVAL_MS = 20;
+/** A publishing session silent this long gives way to a new caller with the same key, ms. */
+const TAKEOVER_SILENCE_MS = 1000;
 /** Packets a session keeps out of order at most (a bigger gap is dropped at once). */
 const MAX_REORDER = 8192;
 const FLOW_WINDOW = 8192;
@@ -117,7 +119,8 @@ class SrtSession {
   private readonly acksSent = new Map<number, number>();
   private lastAcked = -1;
   private timer: NodeJS.Timeout;
-  private lastHeard = Date.now();
+  /** When the caller was last heard from (ms). */
+  lastHeard = Date.now();
   private closed = false;
   /** TSBPD: local ms at which the sender's timestamp 0 would play, set by the first packet. */
   private timeBase: number | undefined;
@@ -125,7 +128,9 @@ class SrtSession {
   private timestampWraps = 0;
   rttUs = 100_000;
   rttVarUs = 50_000;
-  readonly stats = { packetsReceived: 0, bytesReceived: 0, packetsLost: 0, packetsRetransmitted: 0, packetsDropped: 0, packetsBelated: 0, naksSent: 0, packetsUndecryptable: 0, keyRefreshes: 0 };
+  readonly stats = { packetsReceived: 0, bytesReceived: 0, packetsLost: 0, packetsRetransmitted: 0, packetsDropped: 0, packetsBelated: 0, naksSent: 0, packetsUndecryptable: 0, keyRefreshes: 0, bitsPerSecond: 0 };
+  /** Bytes and time (ms) at the last bitrate sample. */
+  private rateSample = { bytes: 0, at: Date.now() };
 
   constructor(
     readonly peer: RemoteInfo,
@@ -278,6 +283,11 @@ class SrtSession {
   private tick(): void {
     const now = Date.now();
     if (now - this.lastHeard > this.options.peerIdleTimeoutMs) return this.close('caller silent (peer idle timeout)');
+    if (now - this.rateSample.at >= 1000) {
+      // Payload bits/s received over the last second (retransmissions included).
+      this.stats.bitsPerSecond = Math.round(((this.stats.bytesReceived - this.rateSample.bytes) * 8 * 1000) / (now - this.rateSample.at));
+      this.rateSample = { bytes: this.stats.bytesReceived, at: now };
+    }
     this.deliver();
     // Full ACK of everything delivered so far (§4.8.1), when it moved.
     if (this.next !== this.lastAcked || now % 1000 < ACK_INTERVAL_MS) {
@@ -529,6 +539,11 @@ export class SrtServer {
         const keys = await keysFor(streamName, authorized.srtPassphrase || undefined);
         if (Buffer.isBuffer(keys)) return keys;
         crypto = keys;
+        // A caller returning after a network blip (OBS reconnects at once) while its old session has gone quiet
+        // replaces it instead of waiting for the peer-idle timeout: the stream continues in its reconnect grace.
+        for (const other of this.sessions.values()) {
+          if (other instanceof SrtSession && other.streamName === streamName && Date.now() - other.lastHeard > TAKEOVER_SILENCE_MS) other.close('replaced by a returning caller');
+        }
         claimed = this.handlers.claimForPublish(streamName, { protocol: 'srt', remoteAddress }, {
           streamClosed: (reason) => holder.session?.close(`stream closed: ${reason}`),
           stats: () => ({ counters: { ...(holder.session?.stats ?? {}), rttMs: (holder.session?.rttUs ?? 0) / 1000 }, info: { latencyMs: holder.session?.latencyMs } }),
