@@ -249,8 +249,10 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
       authorizePublish: ({ key, remoteAddress }) => auth.authorize(key, 'srt', remoteAddress),
       claimForPublish: (name, info, hooks) => registry.claimForPublish(name, info, hooks),
       authorizePlay: async ({ stream, token, remoteAddress }) => {
-        await gate.authorize({ stream, protocol: 'srt', token, clientAddress: remoteAddress, entry: true });
+        const grant = await gate.authorize({ stream, protocol: 'srt', token, clientAddress: remoteAddress, entry: true });
+        return grant && { viewerId: grant.viewerId, tokenId: grant.tokenId, expiresAt: grant.expiresAt };
       },
+      onViewer: (event, v) => void emit({ type: event === 'joined' ? 'viewer.joined' : 'viewer.left', stream: v.stream, data: { name: v.stream, sessionId: v.id, protocol: 'srt', viewerId: v.identity?.viewerId ?? null, address: v.address, bytesSent: v.bytesSent } }).catch(() => undefined),
       liveStream: (name) => {
         const stream = registry.get(name);
         return stream && (stream.state === 'live' || stream.state === 'reconnecting') ? stream : undefined;
@@ -322,9 +324,11 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     const hlsByRendition = new Map<string, number>();
     for (const v of hls) hlsByRendition.set(v.rendition || 'src', (hlsByRendition.get(v.rendition || 'src') ?? 0) + 1);
     for (const [rendition, viewers] of hlsByRendition) byRendition.push({ protocol: 'llhls', rendition, viewers });
-    return { byProtocol: { whep: w.viewers, llhls: hls.length }, byRendition };
+    const srtViewers = srt.viewers(name).length;
+    if (srtViewers > 0) byRendition.push({ protocol: 'srt', rendition: 'src', viewers: srtViewers });
+    return { byProtocol: { whep: w.viewers, llhls: hls.length, srt: srtViewers }, byRendition };
   };
-  const egressBytes = (name: string): Record<string, number> => ({ whep: whep.bytesSent(name), llhls: llhls.bytesSent(name) });
+  const egressBytes = (name: string): Record<string, number> => ({ whep: whep.bytesSent(name), llhls: llhls.bytesSent(name), srt: srt.bytesSent(name) });
   const monitor = new StreamMonitor(
     {
       streams: () => {
@@ -388,6 +392,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     store,
     llhls,
     whep,
+    srt,
     transcode,
     apiKeys,
     webhooks,

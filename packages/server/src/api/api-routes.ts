@@ -20,6 +20,7 @@ import type { BroadcastStore } from '../store/broadcast-store.js';
 import type { StreamRecord, StreamStore } from '../store/stream-store.js';
 import type { WebhookStore } from '../store/webhook-store.js';
 import type { StreamMonitor } from '../observability/stream-monitor.js';
+import type { SrtServer } from '../ingest/srt/srt-server.js';
 import { srtPublishUrl } from '../ingest/srt/srt-stream-id.js';
 import * as S from './api-schemas.js';
 import type { StatusDeps } from './stream-status.js';
@@ -27,6 +28,8 @@ import { streamStatus, transcodeStatus } from './stream-status.js';
 
 /** What the API reads and changes. */
 export interface ApiDeps extends StatusDeps {
+  /** SRT callers playing streams (`m=request`). */
+  srt: Pick<SrtServer, 'viewers' | 'kick'>;
   store: StreamStore;
   apiKeys: ApiKeyStore;
   webhooks: WebhookStore;
@@ -314,6 +317,9 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
       for (const v of deps.llhls.viewers.of(name)) {
         items.push({ id: v.id, role: 'viewer', protocol: 'llhls', address: v.address, startedAt: new Date(v.startedAt).toISOString(), bytes: v.bytesSent, rendition: v.rendition || null, viewerId: v.viewerId ?? null });
       }
+      for (const v of deps.srt.viewers(name)) {
+        items.push({ id: v.id, role: 'viewer', protocol: 'srt', address: v.address, startedAt: new Date(v.startedAt).toISOString(), bytes: v.bytesSent, rendition: null, viewerId: v.identity?.viewerId ?? null });
+      }
       return reply.header('cache-control', 'no-store').send({ items });
     });
 
@@ -346,6 +352,12 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
       if (hlsViewer) {
         if (hlsViewer.tokenId) deps.tokens.revoke(hlsViewer.tokenId, hlsViewer.expiresAt ?? Date.now());
         deps.llhls.kick(name, id);
+        return reply.code(204).send(null);
+      }
+      const srtViewer = deps.srt.viewers(name).find((v) => v.id === id);
+      if (srtViewer) {
+        if (srtViewer.identity?.tokenId) deps.tokens.revoke(srtViewer.identity.tokenId, srtViewer.identity.expiresAt);
+        deps.srt.kick(name, id, 'kicked by an operator');
         return reply.code(204).send(null);
       }
       throw new GlasscastError('SESSION_NOT_FOUND', `no session ${id.slice(0, 40)} on stream ${name}`);

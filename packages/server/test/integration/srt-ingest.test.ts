@@ -137,7 +137,7 @@ describe('SRT ingest (listener in TypeScript, ffmpeg/libsrt callers)', { timeout
     const publisher = publishSrt(server.app.ports.srt, `#!::r=live/${server.key},m=publish`);
     const players: FfmpegProcess[] = [];
     const dir = mkdtempSync(join(tmpdir(), 'glasscast-srt-play-'));
-    const api = (path: string, init: RequestInit = {}): Promise<Response> => fetch(`${server.httpUrl}/api/v1${path}`, { ...init, headers: { authorization: `Bearer ${server.apiToken}`, 'content-type': 'application/json' } });
+    const api = (path: string, init: RequestInit = {}): Promise<Response> => fetch(`${server.httpUrl}/api/v1${path}`, { ...init, headers: { authorization: `Bearer ${server.apiToken}`, ...(init.body ? { 'content-type': 'application/json' } : {}) } });
     const play = (streamId: string, file: string): FfmpegProcess => runFfmpeg(['-i', `srt://127.0.0.1:${server.app.ports.srt}?mode=caller&latency=200000&streamid=${encodeURIComponent(streamId)}`, '-t', '4', '-map', '0', '-c', 'copy', '-f', 'mpegts', join(dir, file)]);
     const refusedWith = async (streamId: string): Promise<number | undefined> => {
       const before = server.app.srt.counters.rejected;
@@ -174,6 +174,14 @@ describe('SRT ingest (listener in TypeScript, ffmpeg/libsrt callers)', { timeout
       await waitUntil('the token holder to play', () => server.app.srt.sessionStats().some((s) => s.mode === 'request'), 10_000, 50).catch((err: unknown) => {
         throw new Error(`${String(err)}\n${withToken.stderr()}`);
       });
+      // The operator sees the SRT viewer among the stream's sessions and can kick it (its token is revoked).
+      const { items } = (await (await api('/streams/main/sessions')).json()) as { items: { id: string; role: string; protocol: string }[] };
+      const viewer = items.find((i) => i.role === 'viewer' && i.protocol === 'srt');
+      assert.ok(viewer, JSON.stringify(items));
+      assert.equal((await api(`/streams/main/sessions/${viewer.id}`, { method: 'DELETE' })).status, 204);
+      await waitUntil('the kicked viewer to be gone', () => !server.app.srt.sessionStats().some((s) => s.mode === 'request'), 5000, 50);
+      assert.equal(await refusedWith(`read:main:viewer:${token}`), 1403, 'its token no longer plays (PLAYBACK_FORBIDDEN)');
+      assert.match(server.app.srt.lastRejection?.reason ?? '', /revoked/);
     } finally {
       await api('/streams/main', { method: 'PATCH', body: JSON.stringify({ visibility: 'public' }) });
       for (const p of players) await p.stop();

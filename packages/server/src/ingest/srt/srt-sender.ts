@@ -52,6 +52,8 @@ export class SrtSendSession {
   private closed = false;
   rttUs = 100_000;
   rttVarUs = 50_000;
+  /** Who the caller's playback token named, if any (the listener sets it). */
+  identity: { viewerId: string | undefined; tokenId: string | undefined; expiresAt: number } | undefined;
   readonly stats = { packetsSent: 0, bytesSent: 0, packetsRetransmitted: 0, packetsDropped: 0, naksReceived: 0, framesDropped: 0 };
 
   constructor(

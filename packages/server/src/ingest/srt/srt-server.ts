@@ -1,6 +1,7 @@
 /**
  * SRT listener on one UDP port (draft-sharabayko-srt-01), written on `node:dgram`: many callers at once, each a
- * live-mode receiving session feeding a core Stream through {@link TsToStream}.
+ * live-mode receiving session feeding a core Stream through {@link TsToStream} (`m=publish`), or a sending session
+ * playing one to the caller (`m=request`, srt-sender.ts).
  *
  * Handshake (§4.3.1): a caller's induction gets an induction response with the SRT magic and a SYN cookie — a
  * keyed hash of its address and the minute, so a flood of inductions leaves no state; its conclusion must echo a
@@ -71,11 +72,32 @@ export interface SrtHandlers {
   authorizePublish(request: { key: string; app: string | undefined; remoteAddress: string }): Promise<{ streamName: string; srtPassphrase?: string | undefined }>;
   claimForPublish(name: string, info: PublisherInfo, hooks: PublisherHooks): PublisherSession;
   /** May this caller play the stream (`m=request`)? Throws a GlasscastError to refuse (private stream, admission). */
-  authorizePlay(request: { stream: string; token: string | undefined; remoteAddress: string }): Promise<void>;
+  authorizePlay(request: { stream: string; token: string | undefined; remoteAddress: string }): Promise<SrtViewerIdentity | undefined>;
+  /** A playing caller joined or left (webhooks). */
+  onViewer?(event: 'joined' | 'left', viewer: SrtViewer): void;
   /** The live stream of that name, if any. */
   liveStream(name: string): Stream | undefined;
   /** The SRT passphrase a player of the stream must use, if any. */
   playPassphrase(name: string): Promise<string | undefined>;
+}
+
+/** Who a playback token said the viewer is. */
+export interface SrtViewerIdentity {
+  viewerId: string | undefined;
+  tokenId: string | undefined;
+  /** Token expiry, epoch ms. */
+  expiresAt: number;
+}
+
+/** A caller playing a stream (`m=request`), as the sessions API lists it. */
+export interface SrtViewer {
+  id: string;
+  stream: string;
+  address: string;
+  /** Epoch ms. */
+  startedAt: number;
+  bytesSent: number;
+  identity: SrtViewerIdentity | undefined;
 }
 
 /** A session of either direction, as the listener routes packets to it. */
@@ -337,6 +359,8 @@ export class SrtServer {
   private readonly cookieSecret = randomBytes(16);
   private readonly listenerSocketId = randomInt(1, 2 ** 31);
   private readonly sessions = new Map<number, SrtPeerSession>();
+  /** Bytes sent to players that have left, by stream (bounded by the number of streams played). */
+  private readonly sentByEndedViewers = new Map<string, number>();
   /** Conclusions being authorized or answered, by caller: repeated conclusions get the same answer. */
   private readonly pending = new Map<string, Pending>();
   private readonly startUs = process.hrtime.bigint();
@@ -372,6 +396,37 @@ export class SrtServer {
   /** Sessions now. */
   get sessionCount(): number {
     return this.sessions.size;
+  }
+
+  /** Callers playing `stream` now. */
+  viewers(stream: string): SrtViewer[] {
+    return [...this.sessions.values()].flatMap((s) => (s instanceof SrtSendSession && s.streamName === stream ? [this.viewerOf(s)] : []));
+  }
+
+  /** Bytes sent to SRT players of `stream` since the server started. */
+  bytesSent(stream: string): number {
+    let n = this.sentByEndedViewers.get(stream) ?? 0;
+    for (const v of this.viewers(stream)) n += v.bytesSent;
+    return n;
+  }
+
+  /** Ends viewer `id` of `stream`; false when there is none. */
+  kick(stream: string, id: string, reason: string): boolean {
+    const session = [...this.sessions.values()].find((s) => s instanceof SrtSendSession && s.streamName === stream && `srt-${s.socketId}` === id);
+    session?.close(reason);
+    return session !== undefined;
+  }
+
+  private viewerOf(s: SrtSendSession): SrtViewer {
+    return { id: `srt-${s.socketId}`, stream: s.streamName, address: s.peer.address, startedAt: s.createdAt, bytesSent: s.stats.bytesSent, identity: s.identity };
+  }
+
+  private notifyViewer(event: 'joined' | 'left', viewer: SrtViewer): void {
+    try {
+      this.handlers.onViewer?.(event, viewer);
+    } catch (err) {
+      this.log.error({ err }, 'viewer listener threw');
+    }
   }
 
   /** Publishing sessions' figures (RTT, latency, packets), for /metrics. */
@@ -515,8 +570,9 @@ export class SrtServer {
       const streamName = target.name;
       let stream;
       let crypto;
+      let identity: SrtViewerIdentity | undefined;
       try {
-        await this.handlers.authorizePlay({ stream: streamName, token: request.password, remoteAddress });
+        identity = await this.handlers.authorizePlay({ stream: streamName, token: request.password, remoteAddress });
         stream = this.handlers.liveStream(streamName);
         if (!stream) throw new GlasscastError('STREAM_NOT_FOUND', `stream ${streamName.slice(0, 64)} is not live`);
         crypto = await keysFor(streamName, await this.handlers.playPassphrase(streamName));
@@ -526,7 +582,14 @@ export class SrtServer {
         if (error.code === 'INTERNAL') this.log.error({ err }, 'SRT playback failed on an internal error');
         return reject(error.spec.srt, error.message);
       }
-      session = new SrtSendSession(rinfo, h.socketId, h.initialSequence, latencyMs, streamName, stream, this.sendTo(rinfo), this.options.peerIdleTimeoutMs, this.log.child({ stream: streamName, egress: 'srt' }), end, crypto?.keys);
+      const playing = new SrtSendSession(rinfo, h.socketId, h.initialSequence, latencyMs, streamName, stream, this.sendTo(rinfo), this.options.peerIdleTimeoutMs, this.log.child({ stream: streamName, egress: 'srt' }), (s, reason) => {
+        end(s, reason);
+        if (this.sentByEndedViewers.size < 10_000 || this.sentByEndedViewers.has(s.streamName)) this.sentByEndedViewers.set(s.streamName, (this.sentByEndedViewers.get(s.streamName) ?? 0) + s.stats.bytesSent);
+        this.notifyViewer('left', this.viewerOf(s));
+      }, crypto?.keys);
+      playing.identity = identity;
+      session = playing;
+      this.notifyViewer('joined', this.viewerOf(playing));
       this.log.info({ stream: streamName, remote: `${rinfo.address}:${rinfo.port}`, latencyMs, encrypted: crypto !== undefined }, 'SRT playback started');
     } else {
       let streamName: string;
