@@ -6,8 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { FFPROBE, runFfmpeg, type FfmpegProcess } from '../support/ffmpeg.js';
+import { FFMPEG, FFPROBE, runFfmpeg, type FfmpegProcess } from '../support/ffmpeg.js';
 import { firstSegments, startTestServer, type TestServer } from '../support/glasscast.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -69,6 +72,31 @@ describe('SRT encryption (passphrase, AES-CTR, key refresh) with ffmpeg/libsrt c
       await endStream('secret');
     });
   }
+
+  it('plays the encrypted stream to a player with the passphrase (m=request), and refuses one without', async () => {
+    const publisher = publishSrt(server.app.ports.srt, secretKey, `&passphrase=${encodeURIComponent(PASSPHRASE)}`);
+    const dir = mkdtempSync(join(tmpdir(), 'glasscast-srt-enc-'));
+    const file = join(dir, 'played.ts');
+    try {
+      await waitUntil('the encrypted stream to be live', () => playing('secret'), 20_000, 100);
+      const player = runFfmpeg(['-i', `srt://127.0.0.1:${server.app.ports.srt}?mode=caller&latency=200000&passphrase=${encodeURIComponent(PASSPHRASE)}&pbkeylen=32&streamid=${encodeURIComponent('#!::r=live/secret,m=request')}`, '-t', '3', '-map', '0', '-c', 'copy', '-f', 'mpegts', file]);
+      await waitUntil('the player to finish', () => player.child.exitCode !== null, 20_000, 100);
+      assert.equal(player.child.exitCode, 0, player.stderr());
+      const decode = spawnSync(FFMPEG, ['-v', 'error', '-xerror', '-i', file, '-f', 'null', '-'], { timeout: 30_000 });
+      assert.equal(decode.status, 0, decode.stderr.toString());
+      const pictures = Number(/\d+/.exec(spawnSync(FFPROBE, ['-v', 'error', '-select_streams', 'v', '-count_packets', '-show_entries', 'stream=nb_read_packets', '-of', 'csv=p=0', file]).stdout.toString())?.[0]);
+      assert.ok(pictures >= 60, `${pictures} pictures decrypted`);
+      const before = server.app.srt.counters.rejected;
+      const clear = runFfmpeg(['-i', `srt://127.0.0.1:${server.app.ports.srt}?mode=caller&streamid=${encodeURIComponent('#!::r=live/secret,m=request')}`, '-t', '1', '-f', 'null', '-']);
+      await waitUntil('the clear player to be refused', () => server.app.srt.counters.rejected > before, 10_000, 50);
+      await clear.stop();
+      assert.equal(server.app.srt.lastRejection?.code, 1011);
+    } finally {
+      await publisher.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    await endStream('secret');
+  });
 
   it("follows the caller's even/odd key refreshes", async () => {
     // A new key every 400 packets, announced 100 packets before the switch (libsrt's KM refresh, in-band KMREQ).
