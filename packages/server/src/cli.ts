@@ -94,6 +94,7 @@ async function main(): Promise<void> {
       `  OBS → Settings → Stream → Service: Custom`,
       `    Server:     ${base.rtmp}`,
       `    Stream key: ${app.createdStream.key}`,
+      `    (or SRT: Server ${base.srt}, the same Stream Key)`,
       `  Watch:        ${base.http}/watch/${app.createdStream.name}`,
     );
   }

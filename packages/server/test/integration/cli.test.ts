@@ -37,6 +37,7 @@ describe('glasscast command', { timeout: 60_000 }, () => {
       const key = /Stream key: (\S+)/.exec(first)?.[1];
       assert.ok(key && key.length >= 32, first);
       assert.match(first, /Server: +rtmp:\/\/127\.0\.0\.1:[1-9]\d*\/live/, 'prints the bound RTMP port');
+      assert.match(first, /SRT: Server srt:\/\/127\.0\.0\.1:[1-9]\d*,/, 'prints the bound SRT port');
       assert.match(first, /Watch: +http:\/\/127\.0\.0\.1:[1-9]\d*\/watch\/main/, 'prints the bound HTTP port');
       const second = await start();
       assert.doesNotMatch(second, /Stream key/, 'the key is printed only when created');
