@@ -43,7 +43,13 @@ async function assertWhepPlays(server: TestServer): Promise<void> {
   try {
     const res = await client.connect(`${server.httpUrl}/whep/main`);
     assert.equal(res.status, 201, `WHEP answered ${res.status}`);
-    await waitUntil('WHEP video and audio', () => client.packets.filter((p) => p.kind === 'video' && p.marker).length >= 30 && client.packets.filter((p) => p.kind === 'audio').length >= 25, 20_000, 100);
+    const frames = (): number => client.packets.filter((p) => p.kind === 'video' && p.marker).length;
+    const audio = (): number => client.packets.filter((p) => p.kind === 'audio').length;
+    // 30 s: an HEVC source's H.264 copy starts an encoder first, on a box the other tests keep busy.
+    await waitUntil('WHEP video and audio', () => frames() >= 30 && audio() >= 25, 30_000, 100).catch((err: unknown) => {
+      const transcode = JSON.stringify(server.app.transcode.stats('main'));
+      throw new Error(`${String(err)}: ${frames()} pictures, ${audio()} audio packets; transcode ${transcode.slice(0, 1500)}`);
+    });
   } finally {
     await client.close();
   }
@@ -114,8 +120,8 @@ describe('SRT ingest (listener in TypeScript, ffmpeg/libsrt callers)', { timeout
       await assertWhepPlays(server);
     } finally {
       await publisher.stop();
+      await endMain(server);
     }
-    await endMain(server);
   });
 
   it('publishes H.264 + Opus (Opus in TS): LL-HLS gets AAC from the audio bridge, WHEP the Opus as sent', async () => {
@@ -129,8 +135,8 @@ describe('SRT ingest (listener in TypeScript, ffmpeg/libsrt callers)', { timeout
       await assertWhepPlays(server);
     } finally {
       await publisher.stop();
+      await endMain(server);
     }
-    await endMain(server);
   });
 
   it('plays a stream to SRT callers (m=request): ffmpeg decodes it without an error; a private stream needs a token', async () => {
