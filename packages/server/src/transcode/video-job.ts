@@ -471,6 +471,11 @@ export class VideoJob {
     for (const fed of this.fed.values()) fed.handle.interrupt(`transcoder restarting: ${reason}`);
   }
 
+  /** Where the run's timeline starts, ms: ffmpeg keeps input timestamps (-copyts), TS input starts at the muxer's delay. */
+  private get inputOffsetMs(): number {
+    return this.tsInput ? MUX_DELAY_TICKS / 90 : 0;
+  }
+
   /** Writes one source picture to ffmpeg. */
   private deliver(au: AccessUnit): void {
     const run = this.run;
@@ -488,8 +493,7 @@ export class VideoJob {
     const dtsMs = Math.round((au.dts - this.base) / 90);
     const ptsMs = Math.round((au.pts - this.base) / 90);
     const now = performance.now();
-    // ffmpeg keeps input timestamps (-copyts): TS input starts at the muxer's delay, FLV at 0.
-    this.inputTimes.set(ptsMs + (this.tsInput ? MUX_DELAY_TICKS / 90 : 0), { pts: au.pts, at: now });
+    this.inputTimes.set(ptsMs + this.inputOffsetMs, { pts: au.pts, at: now });
     if (this.inputTimes.size > MAX_INPUT_TIMES) this.inputTimes.delete(this.inputTimes.keys().next().value!);
     if (au.pts > this.latestInputPts) this.latestInputPts = au.pts;
     this.counters.framesIn++;
@@ -512,7 +516,7 @@ export class VideoJob {
         const ptsMs = tag.timestamp + p.compositionTime;
         const input = this.inputTimes.get(ptsMs);
         // Map back to the source's exact ticks (FLV only has milliseconds): the same picture, the same PTS.
-        const pts = input?.pts ?? (this.base ?? 0) + (ptsMs - (this.tsInput ? MUX_DELAY_TICKS / 90 : 0)) * 90;
+        const pts = input?.pts ?? (this.base ?? 0) + (ptsMs - this.inputOffsetMs) * 90;
         const now = performance.now();
         if (input) this.measured.lagMs = Math.round(now - input.at);
         this.job.noteOutput();

@@ -71,7 +71,7 @@ export class SrtSendSession {
     private readonly keys: StreamKeys | undefined,
   ) {
     this.nextSequence = initialSequence;
-    this.timer = setInterval(() => this.tick(), TICK_MS);
+    // Subscribed first: a stream that ended meanwhile throws here, before a timer exists to leak.
     // The stream as published: players of TS take B-frames, HEVC and either audio codec.
     this.subscriber = stream.subscribe(
       {
@@ -89,6 +89,7 @@ export class SrtSendSession {
       },
       { label: 'srt', maxLagMs: Math.max(1000, latencyMs * 4) },
     );
+    this.timer = setInterval(() => this.tick(), TICK_MS);
   }
 
   /** Frames the subscriber dropped because this caller fell behind. */

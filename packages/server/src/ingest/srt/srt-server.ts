@@ -150,7 +150,7 @@ class SrtSession {
   private timestampWraps = 0;
   rttUs = 100_000;
   rttVarUs = 50_000;
-  readonly stats = { packetsReceived: 0, bytesReceived: 0, packetsLost: 0, packetsRetransmitted: 0, packetsDropped: 0, packetsBelated: 0, naksSent: 0, packetsUndecryptable: 0, keyRefreshes: 0, bitsPerSecond: 0 };
+  readonly stats = { packetsReceived: 0, bytesReceived: 0, packetsLost: 0, packetsRetransmitted: 0, packetsDropped: 0, packetsBelated: 0, naksSent: 0, packetsUndecryptable: 0, keyRefreshes: 0, keyRefreshFailures: 0, bitsPerSecond: 0 };
   /** Bytes and time (ms) at the last bitrate sample. */
   private rateSample = { bytes: 0, at: Date.now() };
 
@@ -295,10 +295,10 @@ class SrtSession {
       this.crypto.keys.salt = keys.salt;
       this.stats.keyRefreshes++;
       this.send(writeSrtControl({ type: CONTROL.user, subtype: SUBTYPE_KMRSP, info: 0, timestamp: this.nowUs(), destinationSocket: this.peerSocketId, cif: message }));
-    } catch (err) {
-      // A refresh we cannot open leaves the old keys; packets under the new one count as undecryptable.
-      this.stats.packetsUndecryptable++;
-      void err;
+    } catch {
+      // A refresh we cannot open leaves the old keys (no KMRSP: the caller resends it); packets under the new key
+      // then count as undecryptable.
+      this.stats.keyRefreshFailures++;
     }
   }
 
@@ -500,10 +500,17 @@ export class SrtServer {
     if (this.pending.size > 1000) this.sweepPending();
     const entry: Pending = { key, response: undefined, at: Date.now() };
     this.pending.set(key, entry);
-    void this.conclude(h, rinfo).then((response) => {
-      entry.response = response;
-      this.socket?.send(response, rinfo.port, rinfo.address);
-    });
+    this.conclude(h, rinfo).then(
+      (response) => {
+        entry.response = response;
+        this.socket?.send(response, rinfo.port, rinfo.address);
+      },
+      (err: unknown) => {
+        // A bug, not the caller's fault: log it and forget the attempt (the caller's next conclusion tries again).
+        this.log.error({ err, remote: `${rinfo.address}:${rinfo.port}` }, 'SRT conclusion failed on an internal error');
+        this.pending.delete(key);
+      },
+    );
   }
 
   private sweepPending(): void {
@@ -577,6 +584,9 @@ export class SrtServer {
         if (!stream) throw new GlasscastError('STREAM_NOT_FOUND', `stream ${streamName.slice(0, 64)} is not live`);
         crypto = await keysFor(streamName, await this.handlers.playPassphrase(streamName));
         if (Buffer.isBuffer(crypto)) return crypto;
+        // The passphrase lookup and key unwrapping waited: the stream may have ended meanwhile.
+        stream = this.handlers.liveStream(streamName);
+        if (!stream) throw new GlasscastError('STREAM_NOT_FOUND', `stream ${streamName.slice(0, 64)} is not live`);
       } catch (err) {
         const error = toGlasscastError(err);
         if (error.code === 'INTERNAL') this.log.error({ err }, 'SRT playback failed on an internal error');
