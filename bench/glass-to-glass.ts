@@ -11,9 +11,11 @@
  * `--part-target-ms 200`.
  *
  * With `--source srt` the same ffmpeg publishes MPEG-TS over SRT (`--srt-latency-ms`, default 200, as OBS users set
- * it). ffmpeg's MPEG-TS muxer gathers ~180 ms of AAC into one PES by default, so the audio arrives that late and
- * the browser holds the picture for lip sync; `--srt-audio-pes frame` (ffmpeg `-pes_payload_size 0`, one frame per
- * PES) is the "tuned" publisher row.
+ * it), muxed as OBS muxes it (`--srt-publisher obs`, the default): OBS drives libavformat's MPEG-TS muxer without
+ * setting `max_delay`, which the muxer then takes as 0, so every AAC frame leaves in its own PES at once — the
+ * ffmpeg command line's `-muxdelay 0`. `--srt-publisher ffmpeg-cli` keeps the command line's 0.7 s default, which
+ * gathers audio into ~2.9 kB PES (~180 ms of AAC at 128 kb/s): the audio arrives that late and the browser holds
+ * the picture for lip sync (the README tells FFmpeg users to add `-muxdelay 0`).
  *
  * With `--source whip` the publisher is a browser instead: a page draws the same time code into a canvas and
  * publishes `canvas.captureStream()` from /broadcast over WHIP (the browser's own H.264 encoder), as a streamer
@@ -23,7 +25,7 @@
  * from the quality menu: the difference to the source's figure is the latency the transcoder adds.
  *
  * Prints median/p95 latency (ms), time to first frame (ms) over several page loads, and stalls.
- * Usage: npm run bench:latency [-- --protocol ll-hls|webrtc --source rtmp|srt|whip --srt-latency-ms 200 --srt-audio-pes default|frame --layer src|240p --seconds 30 --loads 5
+ * Usage: npm run bench:latency [-- --protocol ll-hls|webrtc --source rtmp|srt|whip --srt-latency-ms 200 --srt-publisher obs|ffmpeg-cli --publisher-preset ultrafast|veryfast --layer src|240p --seconds 30 --loads 5
  *   --part-target-ms 333 --size 1280x720 --audio aac|none --ladder default|none --hls defaults|player --row default|tuned
  *   --server-log warn|info --api-load 200]
  * `--api-load N` sends N REST API requests a second (a mix of the public list and status, an admin's stats, sessions
@@ -34,7 +36,7 @@
 import { spawn } from 'node:child_process';
 import type { Writable } from 'node:stream';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { freePort, runInLoopbackNamespace } from './bench-support.js';
@@ -59,7 +61,8 @@ const { values: opts } = parseArgs({
     'server-log': { type: 'string', default: 'warn' },
     'api-load': { type: 'string', default: '0' },
     'srt-latency-ms': { type: 'string', default: '200' },
-    'srt-audio-pes': { type: 'string', default: 'default' },
+    'srt-publisher': { type: 'string', default: 'obs' },
+    'publisher-preset': { type: 'string', default: 'ultrafast' },
   },
 });
 /** REST API requests per second sent while the first page load is measured (0: none). */
@@ -79,6 +82,18 @@ const AUDIO = opts.audio !== 'none';
 const LADDER_FLAG = LAYER !== 'src' ? ['--ladder', `${LAYER}=500k`] : opts.ladder === 'default' ? [] : ['--ladder', opts.ladder!];
 const HLS_DEFAULTS = opts.hls !== 'player';
 const FPS = 30;
+/** Bytes of one raw yuv420p frame the publisher is fed. */
+const FRAME_BYTES = (WIDTH * HEIGHT * 3) / 2;
+/** The most frames waiting in the publisher's stdin during the measured window (it fell behind real time when > 1). */
+let publisherBacklog = 0;
+/**
+ * The publisher's x264 preset: `ultrafast` by default, standing for a streamer's own machine (or OBS on a hardware
+ * encoder). With `veryfast` the publisher, the server's ladder and Chromium share this box's 2 cores and the
+ * publisher falls seconds behind real time (its backlog, printed, reached 78–241 frames), which measures the box.
+ */
+const PUBLISHER_PRESET = opts['publisher-preset']!;
+/** The publisher's nice value (root may raise priority; a failure leaves it at 0). */
+const PUBLISHER_NICE = -10;
 const BITS = 32;
 const BLOCK = WIDTH / BITS; // 20 px blocks in the top rows
 
@@ -97,12 +112,53 @@ function frame(ms: number, n: number): Buffer {
   return Buffer.concat([y, uv]);
 }
 
+/** Where the receiver's time goes (ms, averages between two readings): Chromium's jitter buffers per kind. */
+interface ReceiverDelays {
+  /** NetEq's buffer: `jitterBufferDelay / jitterBufferEmittedCount` of the audio inbound-rtp. */
+  audioJitterBuffer: number | undefined;
+  /** Audio from the buffer to the output device (`media-playout`'s `totalPlayoutDelay / totalSamplesCount`). */
+  audioPlayout: number | undefined;
+  /** The video jitter buffer, which includes the hold for lip sync with the audio. */
+  videoJitterBuffer: number | undefined;
+}
+
+/** Cumulative [total delay s, count] per figure of ReceiverDelays. */
+type ReceiverTotals = Record<keyof ReceiverDelays, [number, number] | undefined>;
+
+/** Reads the WebRTC viewer's cumulative receiver delays (W3C webrtc-stats) from the peer connections PAGE_PROBE collected. */
+async function receiverTotals(page: Page): Promise<ReceiverTotals> {
+  // As text: tsx would inject helpers into a serialized function.
+  return page.evaluate(`(async () => {
+    const out = {};
+    for (const pc of window.benchPeers.filter((p) => p.connectionState === 'connected')) {
+      (await pc.getStats()).forEach((r) => {
+        if (r.type === 'inbound-rtp' && r.kind === 'audio') out.audioJitterBuffer = [r.jitterBufferDelay, r.jitterBufferEmittedCount];
+        if (r.type === 'inbound-rtp' && r.kind === 'video') out.videoJitterBuffer = [r.jitterBufferDelay, r.jitterBufferEmittedCount];
+        if (r.type === 'media-playout') out.audioPlayout = [r.totalPlayoutDelay, r.totalSamplesCount];
+      });
+    }
+    return out;
+  })()`);
+}
+
+/** Average delays (ms) between two readings. */
+function receiverDelays(from: ReceiverTotals, to: ReceiverTotals): ReceiverDelays {
+  const avg = (k: keyof ReceiverDelays): number | undefined => {
+    const a = from[k], b = to[k];
+    return a && b && b[1] > a[1] ? Math.round(((b[0] - a[0]) / (b[1] - a[1])) * 1000) : undefined;
+  };
+  return { audioJitterBuffer: avg('audioJitterBuffer'), audioPlayout: avg('audioPlayout'), videoJitterBuffer: avg('videoJitterBuffer') };
+}
+
 /**
  * Runs in the page (as text: tsx would inject helpers into a serialized function). Samples the displayed
  * picture every 4 ms and records each new time code when it first appears (requestVideoFrameCallback does not
  * fire in this headless build), as { latency, at } in window.benchFrames.
  */
 const PAGE_PROBE = `(() => {
+  const Native = window.RTCPeerConnection;
+  window.benchPeers = [];
+  if (Native) window.RTCPeerConnection = class extends Native { constructor(...a) { super(...a); window.benchPeers.push(this); } };
   const bits = ${BITS}, block = ${BLOCK};
   window.benchFrames = [];
   window.benchBad = 0;
@@ -199,7 +255,7 @@ async function main(): Promise<void> {
   let ticker: NodeJS.Timeout | undefined;
   let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
   let publisherPage: Page | undefined;
-  const results = { latencies: [] as number[], ttff: [] as number[], stalls: 0, frames: 0, undecodable: 0, playing: '' };
+  const results = { latencies: [] as number[], ttff: [] as number[], stalls: 0, frames: 0, undecodable: 0, playing: '', receiver: undefined as ReceiverDelays | undefined };
   const apiLoad = { sent: 0, ok: 0, failed: 0, child: undefined as ReturnType<typeof spawn> | undefined, done: undefined as Promise<void> | undefined };
   /**
    * Starts N requests/s of API traffic for the measurement, from a separate process at the lowest CPU priority:
@@ -232,16 +288,19 @@ async function main(): Promise<void> {
           // `-re` lavfi tone is paced by ffmpeg's own clock: its FLV muxer then holds every picture ~270 ms
           // waiting for audio to interleave — a publisher artefact that would dominate the figures.)
           ...(AUDIO ? ['-f', 's16le', '-ar', '48000', '-ac', '2', '-i', 'pipe:3'] : []),
-          '-map', '0:v', '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', String(FPS), '-keyint_min', String(FPS), '-sc_threshold', '0',
+          '-map', '0:v', '-c:v', 'libx264', '-preset', PUBLISHER_PRESET, '-tune', 'zerolatency', '-g', String(FPS), '-keyint_min', String(FPS), '-sc_threshold', '0',
           '-b:v', '2500k', '-maxrate', '2500k', '-bufsize', '2500k', '-pix_fmt', 'yuv420p',
           ...(AUDIO ? ['-map', '1:a', '-c:a', 'aac', '-b:a', '128k', '-ar', '48000'] : []),
           ...(SOURCE === 'rtmp'
             ? ['-f', 'flv', `rtmp://127.0.0.1:${rtmpPort}/live/bench`]
-            : ['-f', 'mpegts', ...(opts['srt-audio-pes'] === 'frame' ? ['-pes_payload_size', '0'] : []), `srt://127.0.0.1:${srtPort}?mode=caller&latency=${SRT_LATENCY_MS * 1000}&pkt_size=1316&streamid=${encodeURIComponent('#!::r=live/bench,m=publish')}`]),
+            : ['-f', 'mpegts', ...(opts['srt-publisher'] === 'ffmpeg-cli' ? [] : ['-muxdelay', '0']), `srt://127.0.0.1:${srtPort}?mode=caller&latency=${SRT_LATENCY_MS * 1000}&pkt_size=1316&streamid=${encodeURIComponent('#!::r=live/bench,m=publish')}`]),
         ],
         { stdin: true, pipes: AUDIO ? 1 : 0 },
       );
       publisher = ff;
+      // The publisher stands for a machine of its own (OBS on the streamer's PC): ahead of the server and the
+      // browser for the CPU, so it keeps real time (its backlog is printed; > 1 frame means it fell behind).
+      if (ff.child.pid) setPriority(ff.child.pid, PUBLISHER_NICE);
       ff.child.stdin!.on('error', () => undefined); // ffmpeg exiting shows up below as no frames
       const pcm = AUDIO ? (ff.child.stdio[3] as Writable) : undefined;
       pcm?.on('error', () => undefined);
@@ -253,6 +312,7 @@ async function main(): Promise<void> {
         const elapsed = Date.now() - start;
         const due = Math.floor((elapsed * FPS) / 1000);
         while (n <= due && ff.child.stdin!.writable) ff.child.stdin!.write(frame(Date.now(), n++));
+        publisherBacklog = Math.max(publisherBacklog, Math.floor(ff.child.stdin!.writableLength / FRAME_BYTES));
         const dueSamples = elapsed * 48;
         if (pcm?.writable && dueSamples > samples) {
           const block = Buffer.alloc((dueSamples - samples) * 4);
@@ -308,9 +368,12 @@ async function main(): Promise<void> {
         await page.evaluate('window.benchFrames = []');
       }
       const measureMs = load === 0 ? SECONDS * 1000 : 4000;
+      const receiverAtStart = PROTOCOL === 'webrtc' && load === 0 ? await receiverTotals(page) : undefined;
+      if (load === 0) publisherBacklog = 0; // counted over the measured window
       if (load === 0 && API_LOAD > 0) startApiLoad(SECONDS);
       await new Promise((r) => setTimeout(r, measureMs));
       if (load === 0) await apiLoad.done;
+      const receiver = PROTOCOL === 'webrtc' && load === 0 && receiverAtStart ? receiverDelays(receiverAtStart, await receiverTotals(page)) : undefined;
       const got = await page.evaluate(() => {
         const w = window as unknown as { benchFrames: { latency: number; at: number }[]; benchFirstFrame: number; benchBad: number; glasscast: { getStats(): { stalls: number }; getQuality(): { current: string | undefined } } };
         return { frames: w.benchFrames, first: w.benchFirstFrame, bad: w.benchBad, stalls: w.glasscast.getStats().stalls, level: w.glasscast.getQuality().current, height: document.querySelector('video')?.videoHeight };
@@ -324,6 +387,7 @@ async function main(): Promise<void> {
         results.playing = `${got.level ?? '?'} (${got.height ?? '?'} lines)`;
         results.frames = got.frames.length;
         results.undecodable = got.bad;
+        results.receiver = receiver;
       }
       await page.close();
     }
@@ -352,6 +416,7 @@ async function main(): Promise<void> {
     stalls: results.stalls,
     undecodableFrames: results.undecodable,
     playing: results.playing,
+    receiverDelayMs: results.receiver,
     apiLoad: API_LOAD > 0 ? { requestsPerSecond: Math.round(apiLoad.sent / SECONDS), ok: apiLoad.ok, failed: apiLoad.failed } : undefined,
   };
   mkdirSync('bench/results', { recursive: true });
@@ -360,6 +425,8 @@ async function main(): Promise<void> {
     `[${opts.row}] ${PROTOCOL === 'webrtc' ? 'WebRTC (WHEP)' : `LL-HLS (${figures.player})`} glass-to-glass, ${SOURCE === 'whip' ? 'WHIP (browser)' : `${SOURCE === 'srt' ? `SRT ${SRT_LATENCY_MS} ms` : 'RTMP'} (x264 ${WIDTH}x${HEIGHT}${AUDIO ? ' + AAC' : ''})`} source, ladder ${figures.server.ladder}, ${figures.rendition} rendition, headless Chromium: median ${figures.latencyMs.median} ms, p95 ${figures.latencyMs.p95} ms ` +
       `over ${figures.latencyMs.samples} frames; time to first frame median ${Math.round(figures.timeToFirstFrameMs.median)} ms ` +
       `(max ${Math.round(figures.timeToFirstFrameMs.max)} ms, ${LOADS} loads); stalls ${figures.stalls}; undecodable frames ${figures.undecodableFrames}; played ${figures.playing}` +
+      (results.receiver ? `; in Chromium: audio jitter buffer ${results.receiver.audioJitterBuffer} ms (playout ${results.receiver.audioPlayout ?? '?'} ms), video jitter buffer ${results.receiver.videoJitterBuffer} ms (lip sync included)` : '') +
+      `; publisher backlog max ${publisherBacklog} frames` +
       (figures.apiLoad ? `; API load ${figures.apiLoad.requestsPerSecond} req/s (${figures.apiLoad.ok} answered 2xx, ${figures.apiLoad.failed} not)` : ''),
   );
 }

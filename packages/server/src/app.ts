@@ -36,6 +36,9 @@ import { Metrics } from './observability/metrics.js';
 import { StreamMonitor } from './observability/stream-monitor.js';
 import { ApiKeyStore, hasScope } from './store/api-key-store.js';
 import { BroadcastStore } from './store/broadcast-store.js';
+import { RecordingStore } from './store/recording-store.js';
+import { Recorder } from './record/recorder.js';
+import { registerVodRoutes } from './record/vod-routes.js';
 import { WebhookStore, enqueueEvent } from './store/webhook-store.js';
 import { WebhookDispatcher } from './webhooks/webhook-dispatcher.js';
 import { chooseVideoEncoder } from './transcode/encoder-detect.js';
@@ -60,6 +63,8 @@ export interface Glasscast {
   tokens: PlaybackTokens;
   monitor: StreamMonitor;
   llhls: LlHlsServer;
+  recordings: RecordingStore;
+  recorder: Recorder;
   whep: WhepServer;
   whip: WhipServer;
   rtmp: RtmpServer;
@@ -109,6 +114,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   const apiKeys = new ApiKeyStore(db);
   const webhooks = new WebhookStore(db);
   const broadcasts = new BroadcastStore(db);
+  const recordings = new RecordingStore(db);
   let createdStream: StreamRecord | undefined;
   if (config.publishAuth === 'key' && (await store.count()) === 0) {
     createdStream = await store.create('main');
@@ -117,6 +123,8 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   if ((await apiKeys.count()) === 0) createdApiToken = (await apiKeys.create('admin (created on first start)', ['admin'])).token;
   // A server that stopped without ending its broadcasts (crash, SIGKILL) left them open.
   await broadcasts.closeDangling();
+  // …and its recordings open: each becomes ready with the segments it had synced to disk.
+  for (const r of await recordings.finishDangling()) log.info({ recording: r.id, stream: r.stream, state: r.state, durationMs: r.durationMs }, 'recording left open by the last run finished');
   const secret = Buffer.from(await settingOnce(db, 'playback_token_secret', () => randomBytes(32).toString('base64url')), 'base64url');
   const tokens = new PlaybackTokens({
     secret,
@@ -169,8 +177,23 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     return { streamName: result.streamName, srtPassphrase: result.record?.srtPassphrase ?? (config.srtPassphrase || undefined) };
   };
   const auth = { authorize: authorizePublish };
+  const recorder = new Recorder(
+    recordings,
+    {
+      dataDir: config.dataDir,
+      mode: config.record,
+      renditions: ['src'],
+      streamConfig: async (name) => {
+        const r = await store.findByName(name);
+        return r && { record: r.record, visibility: r.visibility };
+      },
+      outboxWritten: () => dispatcher.nudge(),
+    },
+    log.child({ record: 'recorder' }),
+  );
   const llhls = new LlHlsServer(
     {
+      segments: recorder,
       partTargetMs: config.partTargetMs,
       segmentTargetMs: config.segmentTargetMs,
       windowSegments: config.playlistSegments,
@@ -314,6 +337,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     return reply.code(webrtc ? 200 : 503).header('cache-control', 'no-store').send(body);
   });
   llhls.registerRoutes(http);
+  registerVodRoutes(http, { recordings, recorder, gate, log: log.child({ record: 'vod' }) });
   whep.registerRoutes(http);
   whip.registerRoutes(http);
   const knownStreams = new Set<string>();
@@ -397,6 +421,8 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     apiKeys,
     webhooks,
     broadcasts,
+    recordings,
+    recorder,
     monitor,
     tokens,
     failures,
@@ -462,6 +488,8 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     tokens,
     monitor,
     llhls,
+    recordings,
+    recorder,
     whep,
     whip,
     rtmp,
@@ -482,6 +510,8 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
         transcode.close();
         whep.close();
         llhls.close();
+        // Recordings end with their last segment (the streams' ends flushed it) before the database closes.
+        await recorder.close();
         await http.close();
         // Broadcast ends (and their stream.ended events) are written before the database closes; a webhook
         // not yet delivered stays in the outbox for the next start.

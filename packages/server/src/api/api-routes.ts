@@ -17,6 +17,8 @@ import { GlasscastError } from '../core/errors.js';
 import type { ApiKeyStore, ApiScope } from '../store/api-key-store.js';
 import { hasScope } from '../store/api-key-store.js';
 import type { BroadcastStore } from '../store/broadcast-store.js';
+import { RecordingStore, type RecordingRecord } from '../store/recording-store.js';
+import type { Recorder } from '../record/recorder.js';
 import type { StreamRecord, StreamStore } from '../store/stream-store.js';
 import type { WebhookStore } from '../store/webhook-store.js';
 import type { StreamMonitor } from '../observability/stream-monitor.js';
@@ -34,6 +36,8 @@ export interface ApiDeps extends StatusDeps {
   apiKeys: ApiKeyStore;
   webhooks: WebhookStore;
   broadcasts: BroadcastStore;
+  recordings: RecordingStore;
+  recorder: Recorder;
   monitor: StreamMonitor;
   tokens: PlaybackTokens;
   failures: FailureLimiter;
@@ -129,6 +133,7 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
       visibility: r.visibility,
       ladder: r.ladder ?? null,
       srtEncrypted: r.srtPassphrase !== undefined,
+      record: r.record,
       createdAt: r.createdAt,
       updatedAt: r.updatedAt,
       previousKeyExpiresAt: r.previousKey?.expiresAt ?? null,
@@ -542,6 +547,63 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
       const m = await deps.webhooks.redeliver(request.params.id, request.params.messageId);
       deps.outboxWritten();
       return reply.code(202).send({ ...m, nextAttemptAt: m.nextAttemptAt ?? null, deliveredAt: m.deliveredAt ?? null, lastStatus: m.lastStatus ?? null, lastError: m.lastError ?? null });
+    });
+
+    // ---- recordings (streams:read to read, streams:write to start, stop and delete) ----
+    const recordingView = (r: RecordingRecord): z.infer<typeof S.recording> => ({
+      ...r,
+      endedAt: r.endedAt ?? null,
+      error: r.error ?? null,
+      playback: { hls: `${deps.base().http}/vod/${r.id}/index.m3u8`, mp4: `${deps.base().http}/vod/${r.id}.mp4` },
+    });
+    api.get('/api/v1/recordings', {
+      schema: { summary: 'List recordings (newest first), by stream and start time', tags: ['recordings'], security: [{ apiKey: [] }], querystring: S.recordingQuery, response: { 200: S.page(S.recording), ...PROBLEMS } },
+    }, async (request) => {
+      await need(request, 'streams:read');
+      const q = request.query;
+      const items = await deps.recordings.list({ stream: q.stream, from: q.from ? Date.parse(q.from) : undefined, to: q.to ? Date.parse(q.to) : undefined, limit: q.limit, after: decodeCursor(q.cursor) });
+      return { items: items.map(recordingView), nextCursor: items.length === q.limit ? encodeCursor(RecordingStore.cursorOf(items[items.length - 1]!)) : null };
+    });
+    api.get('/api/v1/recordings/:id', {
+      schema: { summary: 'One recording', tags: ['recordings'], security: [{ apiKey: [] }], params: S.recordingParams, response: { 200: S.recording, ...PROBLEMS } },
+    }, async (request) => {
+      await need(request, 'streams:read');
+      return recordingView(await deps.recordings.require(request.params.id));
+    });
+    api.delete('/api/v1/recordings/:id', {
+      schema: { summary: 'Delete a recording and its files', description: 'A recording still in progress is stopped first (DELETE /streams/{name}/recording).', tags: ['recordings'], security: [{ apiKey: [] }], params: S.recordingParams, response: { 204: z.null(), ...PROBLEMS } },
+    }, async (request, reply) => {
+      await need(request, 'streams:write');
+      const r = await deps.recordings.require(request.params.id);
+      if (r.state === 'recording' || r.state === 'finalizing') throw new GlasscastError('INVALID_STATE', `recording ${r.id} is in progress; stop it first (DELETE /api/v1/streams/${r.stream}/recording)`);
+      await deps.recorder.deleteFiles(r.id);
+      await deps.recordings.delete(r.id);
+      return reply.code(204).send(null);
+    });
+    api.post('/api/v1/streams/:name/recording', {
+      schema: {
+        summary: 'Start recording a live stream now',
+        description: 'The recording begins with the next segment (a keyframe) and ends with the broadcast or DELETE. Answers 202; the recording appears in GET /recordings (recording.started).',
+        tags: ['recordings'],
+        security: [{ apiKey: [] }],
+        params: S.nameParams,
+        response: { 202: z.object({ stream: z.string(), recordingId: z.string().nullable() }), ...PROBLEMS },
+      },
+    }, async (request, reply) => {
+      await need(request, 'streams:write');
+      const { name } = request.params;
+      const stream = deps.registry.get(name);
+      if (!stream || stream.state === 'ended') throw new GlasscastError('STREAM_NOT_FOUND', `stream ${name} is not live`);
+      deps.recorder.start(stream);
+      return reply.code(202).send({ stream: name, recordingId: deps.recorder.current(name)?.id ?? null });
+    });
+    api.delete('/api/v1/streams/:name/recording', {
+      schema: { summary: 'Stop recording a live stream', description: 'The recording keeps what was written and becomes ready (recording.ready).', tags: ['recordings'], security: [{ apiKey: [] }], params: S.nameParams, response: { 200: S.recording, ...PROBLEMS } },
+    }, async (request) => {
+      await need(request, 'streams:write');
+      const r = await deps.recorder.stop(request.params.name);
+      if (!r) throw new GlasscastError('RECORDING_NOT_FOUND', `stream ${request.params.name} is not being recorded`);
+      return recordingView(r);
     });
   });
 }

@@ -34,6 +34,7 @@ export const adminStream = z.object({
   visibility,
   ladder: z.string().nullable(),
   srtEncrypted: z.boolean().describe('SRT callers must encrypt with the stream passphrase (see /key)'),
+  record: z.boolean().describe('every broadcast of the stream is recorded'),
   createdAt: z.string(),
   updatedAt: z.string(),
   /** When the previous key stops publishing, if a rotation's grace period runs. */
@@ -49,6 +50,7 @@ export const createStreamBody = z.object({
   visibility: visibility.optional(),
   ladder: ladderText.nullable().optional(),
   srtPassphrase: srtPassphrase.nullable().optional(),
+  record: z.boolean().optional().describe('record every broadcast (from the next one; POST /streams/{name}/recording starts now)'),
 });
 
 export const updateStreamBody = z.object({
@@ -57,6 +59,7 @@ export const updateStreamBody = z.object({
   visibility: visibility.optional(),
   ladder: ladderText.nullable().optional(),
   srtPassphrase: srtPassphrase.nullable().optional(),
+  record: z.boolean().optional().describe('record every broadcast (from the next one; POST /streams/{name}/recording starts now)'),
 });
 
 export const streamKey = z.object({
@@ -155,3 +158,27 @@ export const webhookAttempt = z.object({ messageId: z.string(), attempt: z.numbe
 
 /** A page of `item`. */
 export const page = <T extends z.ZodType>(item: T) => z.object({ items: z.array(item), nextCursor: z.string().nullable() });
+
+export const recording = z.object({
+  id: z.string(),
+  stream: z.string(),
+  state: z.enum(['recording', 'finalizing', 'ready', 'failed']),
+  startedAt: z.string(),
+  endedAt: z.string().nullable(),
+  durationMs: z.number().describe('recorded media, ms'),
+  sizeBytes: z.number(),
+  renditions: z.array(z.string()),
+  error: z.string().nullable().describe('why recording stopped early or failed'),
+  visibility: z.string().describe("the stream's visibility when recording began: private recordings need a playback token"),
+  playback: z.object({ hls: z.string().describe('EVENT playlist while recording, VOD after'), mp4: z.string().describe('one-file download, once ready') }),
+});
+
+export const recordingQuery = z.object({
+  stream: z.string().max(64).optional(),
+  from: z.iso.datetime().optional().describe('started at or after'),
+  to: z.iso.datetime().optional().describe('started before'),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z.string().max(200).optional(),
+});
+
+export const recordingParams = z.object({ id: z.string().regex(/^rec_[\w-]{1,40}$/) });

@@ -12,7 +12,9 @@ import type { PlaybackGrant, PlaybackTokens } from './playback-tokens.js';
 /** One play request as an egress sees it. */
 export interface PlayRequest {
   stream: string;
-  protocol: 'whep' | 'llhls' | 'srt';
+  protocol: 'whep' | 'llhls' | 'srt' | 'vod';
+  /** A recording made while the stream was private stays private, whatever the stream is now. */
+  private?: boolean;
   /** The playback token the viewer sent (Bearer or `?token=`), if any. */
   token: string | undefined;
   clientAddress: string;
@@ -49,7 +51,7 @@ export class PlaybackGate {
    *   `ADMISSION_DENIED` (403), `ADMISSION_UNAVAILABLE` (503), `RATE_LIMITED` (429) after many failures.
    */
   async authorize(request: PlayRequest): Promise<PlaybackGrant | undefined> {
-    const visibility = (await this.streams.visibility(request.stream)) ?? 'public';
+    const visibility = request.private ? 'private' : ((await this.streams.visibility(request.stream)) ?? 'public');
     let grant: PlaybackGrant | undefined;
     if (visibility === 'private') {
       this.failures.check(request.clientAddress);

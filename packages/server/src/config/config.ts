@@ -29,6 +29,8 @@ export const configSchema = z
     srtPassphrase: z.string().refine((p) => p === '' || (p.length >= 10 && p.length <= 79), 'an SRT passphrase has 10–79 characters'),
     /** Directory for the SQLite database and other state. Default ./data. */
     dataDir: z.string().min(1),
+    /** `all`: every broadcast is recorded (record/recorder.ts); `none`: only streams with `record` set, or started over the API. */
+    record: z.enum(['none', 'all']),
     /** `key`: publishing needs a stream key; `open`: any key publishes as a stream of that name (development only). */
     publishAuth: z.enum(['key', 'open']),
     /** LL-HLS part target, ms (RFC 8216bis PART-TARGET). 100–1000, default 333. */
@@ -119,6 +121,7 @@ export const DEFAULT_CONFIG: GlasscastConfig = {
   srtDefaultStreamId: '',
   srtPassphrase: '',
   dataDir: './data',
+  record: 'none',
   publishAuth: 'key',
   partTargetMs: 333,
   segmentTargetMs: 2000,

@@ -28,6 +28,8 @@ export interface StreamsPlatformColumns {
   updated_at: string;
   /** Migration 3: the SRT passphrase callers must encrypt with (10–79 characters), or null. */
   srt_passphrase: string | null;
+  /** Migration 4: 1 when every broadcast of this stream is recorded. */
+  record: number;
 }
 
 /** Table `api_keys`: admin API keys; only a SHA-256 of each token is stored. */
@@ -107,6 +109,42 @@ export interface BroadcastsTable {
   bytes_out: number;
 }
 
+/** Table `recordings` (migration 4): one row per recording of a broadcast. */
+export interface RecordingsTable {
+  id: string;
+  stream: string;
+  /** Epoch ms. */
+  started_at: number;
+  ended_at: number | null;
+  /** Sum of the recorded segments of the first rendition, ms. */
+  duration_ms: number;
+  /** Bytes on disk, every rendition. */
+  size_bytes: number;
+  /** JSON array of rendition names (`src`, `480p`, …). */
+  renditions: string;
+  /** `recording` | `finalizing` | `ready` | `failed`. */
+  state: string;
+  error: string | null;
+  /** The stream's visibility when recording began (a private stream's recordings stay private). */
+  visibility: string;
+}
+
+/** Table `recording_segments` (migration 4): each segment on disk, written after its file is synced. */
+export interface RecordingSegmentsTable {
+  recording_id: string;
+  rendition: string;
+  /** 0, 1, 2… within the rendition. */
+  seq: number;
+  /** The init segment it needs (`init<init_id>.mp4`). */
+  init_id: number;
+  /** Seconds. */
+  duration: number;
+  bytes: number;
+  discontinuity: number;
+  /** Epoch ms of its first picture. */
+  program_date_time: number;
+}
+
 /** Table `schema_version`. */
 export interface SchemaVersionTable {
   version: number;
@@ -121,6 +159,8 @@ export interface DatabaseSchema {
   webhook_messages: WebhookMessagesTable;
   webhook_deliveries: WebhookDeliveriesTable;
   broadcasts: BroadcastsTable;
+  recordings: RecordingsTable;
+  recording_segments: RecordingSegmentsTable;
   schema_version: SchemaVersionTable;
 }
 
@@ -206,6 +246,36 @@ const MIGRATIONS: ((db: Kysely<DatabaseSchema>) => Promise<void>)[] = [
   },
   async (db) => {
     await sql`ALTER TABLE streams ADD COLUMN srt_passphrase TEXT`.execute(db);
+  },
+  async (db) => {
+    await sql`ALTER TABLE streams ADD COLUMN record INTEGER NOT NULL DEFAULT 0`.execute(db);
+    await db.schema
+      .createTable('recordings')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('stream', 'text', (c) => c.notNull())
+      .addColumn('started_at', 'integer', (c) => c.notNull())
+      .addColumn('ended_at', 'integer')
+      .addColumn('duration_ms', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('size_bytes', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('renditions', 'text', (c) => c.notNull())
+      .addColumn('state', 'text', (c) => c.notNull())
+      .addColumn('error', 'text')
+      .addColumn('visibility', 'text', (c) => c.notNull().defaultTo('public'))
+      .execute();
+    await sql`CREATE INDEX recordings_by_start ON recordings (started_at, id)`.execute(db);
+    await sql`CREATE INDEX recordings_by_stream ON recordings (stream, started_at)`.execute(db);
+    await db.schema
+      .createTable('recording_segments')
+      .addColumn('recording_id', 'text', (c) => c.notNull())
+      .addColumn('rendition', 'text', (c) => c.notNull())
+      .addColumn('seq', 'integer', (c) => c.notNull())
+      .addColumn('init_id', 'integer', (c) => c.notNull())
+      .addColumn('duration', 'real', (c) => c.notNull())
+      .addColumn('bytes', 'integer', (c) => c.notNull())
+      .addColumn('discontinuity', 'integer', (c) => c.notNull())
+      .addColumn('program_date_time', 'integer', (c) => c.notNull())
+      .addPrimaryKeyConstraint('recording_segments_pk', ['recording_id', 'rendition', 'seq'])
+      .execute();
   },
 ];
 

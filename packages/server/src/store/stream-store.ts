@@ -28,6 +28,8 @@ export interface StreamRecord {
   previousKey: { key: string; expiresAt: string } | undefined;
   /** SRT callers must encrypt with this passphrase (srt-crypto.ts), or undefined. A secret, like `key`. */
   srtPassphrase: string | undefined;
+  /** Every broadcast of the stream is recorded (record/recorder.ts). */
+  record: boolean;
   createdAt: string;
   updatedAt: string;
 }
@@ -41,6 +43,7 @@ export interface StreamFields {
   ladder?: string | null | undefined;
   /** `null` removes it. Checked: 10–79 characters. */
   srtPassphrase?: string | null | undefined;
+  record?: boolean | undefined;
 }
 
 /** A fresh random stream key: 24 bytes, base64url (32 characters). */
@@ -59,6 +62,7 @@ function toRecord(r: StreamsTable & StreamsPlatformColumns, now = Date.now()): S
     ladder: r.ladder ?? undefined,
     previousKey: previousValid ? { key: r.previous_key!, expiresAt: new Date(r.previous_key_expires_at!).toISOString() } : undefined,
     srtPassphrase: r.srt_passphrase ?? undefined,
+    record: r.record === 1,
     createdAt: r.created_at,
     updatedAt: r.updated_at || r.created_at,
   };
@@ -66,7 +70,7 @@ function toRecord(r: StreamsTable & StreamsPlatformColumns, now = Date.now()): S
 
 /** The stream's public event data (never a key). */
 export function streamEventData(r: StreamRecord): Record<string, unknown> {
-  return { name: r.name, title: r.title, description: r.description, visibility: r.visibility, ladder: r.ladder ?? null, srtEncrypted: r.srtPassphrase !== undefined, createdAt: r.createdAt, updatedAt: r.updatedAt };
+  return { name: r.name, title: r.title, description: r.description, visibility: r.visibility, ladder: r.ladder ?? null, srtEncrypted: r.srtPassphrase !== undefined, record: r.record, createdAt: r.createdAt, updatedAt: r.updatedAt };
 }
 
 const sameKey = (a: string, b: string): boolean => {
@@ -144,6 +148,7 @@ export class StreamStore {
         previous_key: null,
         previous_key_expires_at: null,
         srt_passphrase: fields.srtPassphrase ?? null,
+        record: fields.record ? 1 : 0,
       };
       await trx.insertInto('streams').values(row).execute();
       const record = toRecord(row);
@@ -167,6 +172,7 @@ export class StreamStore {
       if (fields.visibility !== undefined) set.visibility = fields.visibility;
       if (fields.ladder !== undefined) set.ladder = fields.ladder;
       if (fields.srtPassphrase !== undefined) set.srt_passphrase = fields.srtPassphrase;
+      if (fields.record !== undefined) set.record = fields.record ? 1 : 0;
       const changed = Object.keys(set).filter((k) => set[k as keyof typeof set] !== before[k as keyof typeof before]);
       if (changed.length === 0) return toRecord(before);
       set.updated_at = new Date().toISOString();

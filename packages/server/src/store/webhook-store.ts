@@ -21,6 +21,9 @@ export const WEBHOOK_EVENTS = [
   'stream.health',
   'viewer.joined',
   'viewer.left',
+  'recording.started',
+  'recording.ready',
+  'recording.failed',
 ] as const;
 
 /** An event type. */

@@ -15,6 +15,25 @@ import { writeFragment, writeInitSegment } from '../../media/formats/fmp4-writer
 import type { MediaPlaylistSnapshot, PlaylistSegment } from './llhls-playlist.js';
 import { renderMediaPlaylist } from './llhls-playlist.js';
 
+/**
+ * A segment as it completes (the recorder's input, record/recorder.ts): its CMAF bytes, the init segment they
+ * need, and where it sits on the timeline. Delivered synchronously, once, in media sequence order.
+ */
+export interface CompletedSegment {
+  msn: number;
+  /** Seconds. */
+  duration: number;
+  /** moof+mdat of every part, concatenated. */
+  bytes: Buffer;
+  /** Which init segment it needs (a new id after a codec change), and its bytes. */
+  initId: number;
+  init: Buffer;
+  /** The first segment after a publisher's reconnect. */
+  discontinuity: boolean;
+  /** Wall-clock time of its first picture, epoch ms. */
+  programDateTime: number;
+}
+
 /** Options of the LL-HLS muxer. */
 export interface LlHlsMuxerOptions {
   /** Part target, ms (default 333). Parts never exceed it. */
@@ -397,7 +416,18 @@ export class LlHlsMuxer implements StreamSink {
     if (seg.duration * 1000 >= this.options.segmentTargetMs / 2) this.peakBitrate = Math.max(this.peakBitrate, (seg.bytes.length * 8) / seg.duration);
     this.pushSegment(seg);
     this.wakeWaiters();
+    const init = this.inits.get(seg.initId);
+    if (this.segmentCompleted && init) {
+      try {
+        this.segmentCompleted({ msn: seg.msn, duration: seg.duration, bytes: seg.bytes, initId: seg.initId, init, discontinuity: seg.discontinuity, programDateTime: seg.programDateTime });
+      } catch (err) {
+        this.log.error({ err }, 'segment listener threw');
+      }
+    }
   }
+
+  /** Told of every segment as it completes (the recorder). Must not throw. */
+  segmentCompleted: ((segment: CompletedSegment) => void) | undefined;
 
   /** Adds a complete segment to the window, dropping the oldest beyond it. */
   private pushSegment(seg: Segment): void {

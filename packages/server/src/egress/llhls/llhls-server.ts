@@ -22,7 +22,7 @@ import type { Rendition, RenditionInfo, Stream } from '../../core/stream.js';
 import type { StreamObserver } from '../../core/stream-registry.js';
 import type { StreamSink } from '../../core/subscriber.js';
 import { sendProblem } from '../../http/problem.js';
-import { LlHlsMuxer, type LlHlsMuxerOptions } from './llhls-muxer.js';
+import { LlHlsMuxer, type CompletedSegment, type LlHlsMuxerOptions } from './llhls-muxer.js';
 import { renderMultivariantPlaylist, renderRenditionReports, withQuery, type PlaylistVariant } from './llhls-playlist.js';
 import { LlHlsViewers, VIEWER_IDLE_MS, type LlHlsViewer } from './llhls-viewers.js';
 
@@ -42,6 +42,14 @@ export interface LlHlsServerOptions extends LlHlsMuxerOptions {
   authorizePlay?: (request: { stream: string; token: string | undefined; clientAddress: string; entry: boolean }) => Promise<{ viewerId: string | undefined; tokenId: string | undefined; expiresAt: number } | undefined>;
   /** Told when a viewer arrives and when it has left (no request for 10 s). Must not throw. */
   onViewer?: (event: 'joined' | 'left', viewer: LlHlsViewer) => void;
+  /**
+   * Told of every completed segment of every variant (`rendition`: `src` or a rung's name) and of each variant's
+   * end (the recorder). Must not throw.
+   */
+  segments?: {
+    completed(stream: Stream, rendition: string, segment: CompletedSegment): void;
+    ended(stream: Stream, rendition: string, reason: string): void;
+  };
 }
 
 /** Longest the multivariant playlist waits for renditions still starting, ms. */
@@ -195,12 +203,16 @@ export class LlHlsServer implements StreamObserver {
   private variant(video: Stream, source: Stream, rendition: RenditionInfo | undefined, leader: LlHlsMuxer | undefined, ended: (reason: string) => void): Variant {
     const log = this.log.child({ stream: video.name, egress: 'llhls' });
     const muxer = new LlHlsMuxer(video.name, this.options, log, leader);
+    const renditionName = rendition?.name ?? SOURCE_RENDITION;
+    const listener = this.options.segments;
+    if (listener) muxer.segmentCompleted = (segment) => listener.completed(source, renditionName, segment);
     const sink: StreamSink = {
       onSessionStart: (s) => muxer.onSessionStart(s),
       onAccessUnit: (au) => muxer.onAccessUnit(au),
       onPublisherLost: () => muxer.onPublisherLost(),
       onEnd: (reason) => {
         muxer.onEnd(reason);
+        listener?.ended(source, renditionName, reason);
         ended(reason);
       },
     };

@@ -1,0 +1,189 @@
+/**
+ * Recording (issue 13) with real parts: ffmpeg publishes over RTMP, the recording is read back over HTTP by
+ * ffprobe (its HLS playlist and its MP4 download), and a server killed with SIGKILL mid-broadcast leaves a
+ * playable recording of what it had synced.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, describe, it } from 'node:test';
+import { ffprobeJson, publishTestPattern, type FfmpegProcess } from '../support/ffmpeg.js';
+import { startTestServer, type TestServer } from '../support/glasscast.js';
+import { waitUntil } from '../support/wait.js';
+
+const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
+
+async function api(base: string, token: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+}
+
+interface Recording {
+  id: string;
+  state: string;
+  durationMs: number;
+  sizeBytes: number;
+  playback: { hls: string; mp4: string };
+}
+
+async function recordings(base: string, token: string): Promise<Recording[]> {
+  const r = await api(base, token, 'GET', '/api/v1/recordings');
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  return r.body['items'] as Recording[];
+}
+
+/** Format duration (s) and per-stream facts ffprobe reads from `input`. */
+async function probe(input: string): Promise<{ duration: number; streams: { codec_type: string; start_time?: string; duration?: string }[] }> {
+  const j = (await ffprobeJson(['-show_entries', 'format=duration:stream=codec_type,start_time,duration', input], 60_000)) as { format: { duration: string }; streams: { codec_type: string; start_time?: string; duration?: string }[] };
+  return { duration: Number(j.format.duration), streams: j.streams };
+}
+
+describe('recording', { timeout: 300_000 }, () => {
+  const servers: TestServer[] = [];
+  const publishers: FfmpegProcess[] = [];
+  after(async () => {
+    for (const p of publishers) await p.stop();
+    for (const s of servers) await s.stop();
+  });
+
+  it('records a 30 s RTMP broadcast: an EVENT playlist while live, then VOD and an MP4 of 30 s with audio and video in sync', async () => {
+    const server = await startTestServer({ record: 'all', reconnectGraceMs: 1000 });
+    servers.push(server);
+    const publisher = publishTestPattern(`${server.rtmpUrl}/${server.key}`, { gopSeconds: 1, seconds: 30, size: '640x360' });
+    publishers.push(publisher);
+
+    // While live: one recording, its playlist an EVENT one whose end moves on.
+    await waitUntil('a recording in progress with segments', async () => {
+      const [r] = await recordings(server.httpUrl, server.apiToken);
+      return r?.state === 'recording' && r.durationMs >= 4000;
+    }, 30_000, 250);
+    const [live] = await recordings(server.httpUrl, server.apiToken);
+    const first = await (await fetch(live!.playback.hls)).text();
+    assert.match(first, /#EXT-X-PLAYLIST-TYPE:EVENT/);
+    assert.doesNotMatch(first, /#EXT-X-ENDLIST/);
+    assert.match(first, /#EXT-X-MAP:URI="src\/init1\.mp4"/);
+    const count = (t: string): number => (t.match(/^src\/seg\d+\.m4s$/gm) ?? []).length;
+    await waitUntil('the live edge to move', async () => count(await (await fetch(live!.playback.hls)).text()) > count(first), 15_000, 500);
+    const seg = await fetch(`${server.httpUrl}/vod/${live!.id}/src/seg0.m4s`);
+    assert.equal(seg.status, 200);
+    assert.equal(seg.headers.get('content-type'), 'video/iso.segment');
+
+    await once(publisher.child, 'exit');
+    await waitUntil('the recording to be ready', async () => (await recordings(server.httpUrl, server.apiToken))[0]?.state === 'ready', 30_000, 250);
+    const [done] = await recordings(server.httpUrl, server.apiToken);
+    const text = await (await fetch(done!.playback.hls)).text();
+    assert.match(text, /#EXT-X-PLAYLIST-TYPE:VOD/);
+    assert.match(text, /#EXT-X-ENDLIST/);
+    assert.ok(Math.abs(done!.durationMs - 30_000) <= 1000, `recorded ${done!.durationMs} ms`);
+
+    const hls = await probe(done!.playback.hls);
+    assert.ok(Math.abs(hls.duration - 30) <= 1, `the playlist lasts ${hls.duration} s`);
+    assert.deepEqual(hls.streams.map((s) => s.codec_type).sort(), ['audio', 'video']);
+
+    const mp4 = await fetch(done!.playback.mp4);
+    assert.equal(mp4.status, 200);
+    assert.equal(mp4.headers.get('content-type'), 'video/mp4');
+    const dir = mkdtempSync(join(tmpdir(), 'glasscast-mp4-'));
+    try {
+      const file = join(dir, 'download.mp4');
+      writeFileSync(file, Buffer.from(await mp4.arrayBuffer()));
+      const m = await probe(file);
+      assert.ok(Math.abs(m.duration - 30) <= 1, `the MP4 lasts ${m.duration} s`);
+      const video = m.streams.find((s) => s.codec_type === 'video')!;
+      const audio = m.streams.find((s) => s.codec_type === 'audio')!;
+      // In sync: both start together and last as long as each other.
+      assert.ok(Math.abs(Number(video.start_time) - Number(audio.start_time)) < 0.1, `starts ${video.start_time} / ${audio.start_time}`);
+      assert.ok(Math.abs(Number(video.duration) - Number(audio.duration)) < 0.25, `durations ${video.duration} / ${audio.duration}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('starts and stops on request, keeps a private stream private, and deletes a recording with its files', async () => {
+    const server = await startTestServer({ reconnectGraceMs: 1000 });
+    servers.push(server);
+    const token = server.apiToken;
+    assert.equal((await api(server.httpUrl, token, 'PATCH', '/api/v1/streams/main', { visibility: 'private' })).status, 200);
+    const publisher = publishTestPattern(`${server.rtmpUrl}/${server.key}`, { gopSeconds: 1, size: '640x360' });
+    publishers.push(publisher);
+    await waitUntil('the stream to be live', async () => server.app.registry.get('main')?.state === 'live', 20_000, 100);
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.deepEqual(await recordings(server.httpUrl, token), [], 'nothing is recorded by default');
+
+    const started = await api(server.httpUrl, token, 'POST', '/api/v1/streams/main/recording');
+    assert.equal(started.status, 202, JSON.stringify(started.body));
+    await waitUntil('a recording with 3 s', async () => ((await recordings(server.httpUrl, token))[0]?.durationMs ?? 0) >= 3000, 20_000, 250);
+    const stopped = await api(server.httpUrl, token, 'DELETE', '/api/v1/streams/main/recording');
+    assert.equal(stopped.status, 200, JSON.stringify(stopped.body));
+    assert.equal(stopped.body['state'], 'ready');
+    const id = String(stopped.body['id']);
+
+    // Private: no token → 401 problem; with a playback token → the playlist, every URI carrying the token.
+    const refused = await fetch(`${server.httpUrl}/vod/${id}/index.m3u8`);
+    assert.equal(refused.status, 401);
+    assert.equal(refused.headers.get('content-type'), 'application/problem+json; charset=utf-8');
+    const minted = await api(server.httpUrl, token, 'POST', '/api/v1/streams/main/playback-tokens', { ttlSeconds: 60 });
+    assert.equal(minted.status, 201, JSON.stringify(minted.body));
+    const q = `token=${encodeURIComponent(String(minted.body['token']))}`;
+    const playlist = await (await fetch(`${server.httpUrl}/vod/${id}/index.m3u8?${q}`)).text();
+    assert.match(playlist, /#EXT-X-ENDLIST/);
+    for (const uri of playlist.split('\n').filter((l) => l && !l.startsWith('#'))) assert.ok(uri.endsWith(q), uri);
+    assert.equal((await fetch(`${server.httpUrl}/vod/${id}/src/seg0.m4s`)).status, 401);
+    assert.equal((await fetch(`${server.httpUrl}/vod/${id}/src/seg0.m4s?${q}`)).status, 200);
+
+    assert.equal((await api(server.httpUrl, token, 'DELETE', `/api/v1/recordings/${id}`)).status, 204);
+    assert.equal((await api(server.httpUrl, token, 'GET', `/api/v1/recordings/${id}`)).status, 404);
+    assert.equal((await fetch(`${server.httpUrl}/vod/${id}/src/seg0.m4s?${q}`)).status, 404);
+    assert.equal((await fetch(`${server.httpUrl}/vod/rec_..%2F..%2Fetc/src/seg0.m4s`)).status, 404);
+  });
+
+  it('keeps what was synced when the server is killed with SIGKILL 20 s into a broadcast', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'glasscast-record-crash-'));
+    let child: ChildProcess | undefined;
+    let publisher: FfmpegProcess | undefined;
+    const start = async (): Promise<{ base: string; rtmp: string; token: string | undefined; key: string | undefined }> => {
+      child = spawn(process.execPath, ['--import', 'tsx', CLI, '--host', '127.0.0.1', '--http-port', '0', '--rtmp-port', '0', '--srt-port', '0', '--data-dir', dataDir, '--log-level', 'warn', '--ladder', 'none', '--record', 'all'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      await waitUntil('the server to start', () => out.includes('Glasscast is running') && /Watch:\s+http/.test(out), 30_000);
+      return { base: /(http:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!, rtmp: /(rtmp:\/\/127\.0\.0\.1:\d+\/live)/.exec(out)?.[1] ?? '', token: /API token:\s+(\S+)/.exec(out)?.[1], key: /[Kk]ey:\s+(\S+)/.exec(out)?.[1] };
+    };
+    try {
+      const first = await start();
+      assert.ok(first.token && first.key && first.rtmp, 'the first start prints the API token, the RTMP server and the key');
+      publisher = publishTestPattern(`${first.rtmp}/${first.key}`, { gopSeconds: 1, size: '640x360' });
+      await waitUntil('a recording', async () => (await recordings(first.base, first.token!)).length === 1, 20_000, 250);
+      const began = Date.now();
+      await new Promise((r) => setTimeout(r, 20_000 - (Date.now() - began)));
+      child!.kill('SIGKILL');
+      await once(child!, 'exit');
+      await publisher.stop();
+
+      const second = await start();
+      const [r] = await recordings(second.base, first.token!);
+      assert.equal(r?.state, 'ready', JSON.stringify(r));
+      assert.ok(r!.durationMs >= 18_000, `recorded ${r!.durationMs} ms`);
+      const p = await probe(`${second.base}/vod/${r!.id}/index.m3u8`);
+      assert.ok(p.duration >= 18, `plays ${p.duration} s`);
+      assert.deepEqual(p.streams.map((s) => s.codec_type).sort(), ['audio', 'video']);
+      child!.kill('SIGTERM');
+      await once(child!, 'exit');
+    } finally {
+      await publisher?.stop();
+      if (child && child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await once(child, 'exit');
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
