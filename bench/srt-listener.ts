@@ -11,11 +11,11 @@
  * Usage: npm run bench:srt-listener [-- --callers 10 --mbps 6 --window 20]
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { freePort } from './bench-support.js';
+import { cpuTicks, endServer, freePort } from './bench-support.js';
 import { FFMPEG, runFfmpeg, type FfmpegProcess } from '../packages/server/test/support/ffmpeg.js';
 import { waitUntil } from '../packages/server/test/support/wait.js';
 
@@ -31,10 +31,6 @@ function udpReceiveBufferDrops(): number {
   return Number(lines[1]!.split(' ')[lines[0]!.split(' ').indexOf('RcvbufErrors')]);
 }
 
-function cpuTicks(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return Number(fields[11]) + Number(fields[12]); // utime + stime
-}
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'glasscast-bench-srt-'));
@@ -112,9 +108,7 @@ async function main(): Promise<void> {
     );
   } finally {
     for (const c of callers) await c.stop();
-    server.kill('SIGTERM');
-    await new Promise((r) => server.once('exit', r));
-    rmSync(dir, { recursive: true, force: true });
+    await endServer(server, dir);
   }
 }
 

@@ -39,6 +39,8 @@ import { BroadcastStore } from './store/broadcast-store.js';
 import { RecordingStore } from './store/recording-store.js';
 import { Recorder } from './record/recorder.js';
 import { registerVodRoutes } from './record/vod-routes.js';
+import { Uploader } from './record/uploader.js';
+import { Thumbnailer } from './record/thumbnailer.js';
 import { WebhookStore, enqueueEvent } from './store/webhook-store.js';
 import { WebhookDispatcher } from './webhooks/webhook-dispatcher.js';
 import { chooseVideoEncoder } from './transcode/encoder-detect.js';
@@ -65,6 +67,8 @@ export interface Glasscast {
   llhls: LlHlsServer;
   recordings: RecordingStore;
   recorder: Recorder;
+  uploader: Uploader | undefined;
+  thumbnails: Thumbnailer;
   whep: WhepServer;
   whip: WhipServer;
   rtmp: RtmpServer;
@@ -124,7 +128,8 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   // A server that stopped without ending its broadcasts (crash, SIGKILL) left them open.
   await broadcasts.closeDangling();
   // …and its recordings open: each becomes ready with the segments it had synced to disk.
-  for (const r of await recordings.finishDangling()) log.info({ recording: r.id, stream: r.stream, state: r.state, durationMs: r.durationMs }, 'recording left open by the last run finished');
+  const dangling = await recordings.finishDangling();
+  for (const r of dangling) log.info({ recording: r.id, stream: r.stream, state: r.state, durationMs: r.durationMs }, 'recording left open by the last run finished');
   const secret = Buffer.from(await settingOnce(db, 'playback_token_secret', () => randomBytes(32).toString('base64url')), 'base64url');
   const tokens = new PlaybackTokens({
     secret,
@@ -177,6 +182,17 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     return { streamName: result.streamName, srtPassphrase: result.record?.srtPassphrase ?? (config.srtPassphrase || undefined) };
   };
   const auth = { authorize: authorizePublish };
+  if (config.s3Endpoint && !config.s3Bucket) throw new GlasscastError('CONFIG_INVALID', '--s3-endpoint needs --s3-bucket');
+  const uploader = config.s3Endpoint
+    ? new Uploader(
+        { endpoint: config.s3Endpoint, region: config.s3Region, bucket: config.s3Bucket, prefix: config.s3Prefix, accessKeyId: config.s3AccessKeyId, secretAccessKey: config.s3SecretAccessKey, pathStyle: config.s3UrlStyle === 'path', keepLocal: config.s3KeepLocal === 'keep' },
+        recordings,
+        (id) => join(config.dataDir, 'recordings', id),
+        log.child({ record: 'uploader' }),
+        () => dispatcher.nudge(),
+      )
+    : undefined;
+  const thumbnails = new Thumbnailer({ intervalMs: 5000, maxHeight: 360 }, log.child({ record: 'thumbnails' }));
   const recorder = new Recorder(
     recordings,
     {
@@ -188,9 +204,22 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
         return r && { record: r.record, visibility: r.visibility };
       },
       outboxWritten: () => dispatcher.nudge(),
+      retentionMs: config.recordingRetentionDays * 86_400_000,
+      quotaBytes: config.recordingQuotaMb * 1_000_000,
+      minFreeBytes: config.recordingMinFreeMb * 1_000_000,
+      uploader,
+      thumbnail: (name) => thumbnails.latest(name)?.jpeg,
+      stopped: (name, reason) => void emit({ type: 'stream.health', stream: name, data: { name, condition: 'recording_stopped', status: 'warning', reason } }).catch(() => undefined),
     },
     log.child({ record: 'recorder' }),
   );
+  void recorder.sweep();
+  if (uploader) {
+    // Uploads the last run left: recordings it finished at this start, and those whose queue it had not emptied.
+    for (const r of dangling) void recorder.finalizeUpload(r).catch((err: unknown) => log.error({ err, recording: r.id }, 'upload could not be finished'));
+    for (const r of await recordings.inState('uploading')) void uploader.maybeComplete(r.id).catch(() => undefined);
+    uploader.nudge();
+  }
   const llhls = new LlHlsServer(
     {
       segments: recorder,
@@ -247,7 +276,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     transcodeLog,
   );
   // Observers in this order: the jobs put renditions in place before the egresses read the session.
-  const registry = new StreamRegistry({ reconnectGraceMs: config.reconnectGraceMs, log, observers: [transcode, llhls, whep] });
+  const registry = new StreamRegistry({ reconnectGraceMs: config.reconnectGraceMs, log, observers: [transcode, llhls, whep, thumbnails] });
   const whip = new WhipServer(
     {
       network,
@@ -337,7 +366,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     return reply.code(webrtc ? 200 : 503).header('cache-control', 'no-store').send(body);
   });
   llhls.registerRoutes(http);
-  registerVodRoutes(http, { recordings, recorder, gate, log: log.child({ record: 'vod' }) });
+  registerVodRoutes(http, { recordings, recorder, uploader, thumbnails, gate, log: log.child({ record: 'vod' }) });
   whep.registerRoutes(http);
   whip.registerRoutes(http);
   const knownStreams = new Set<string>();
@@ -423,6 +452,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     broadcasts,
     recordings,
     recorder,
+    uploader,
     monitor,
     tokens,
     failures,
@@ -490,6 +520,8 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     llhls,
     recordings,
     recorder,
+    uploader,
+    thumbnails,
     whep,
     whip,
     rtmp,
@@ -510,8 +542,10 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
         transcode.close();
         whep.close();
         llhls.close();
+        thumbnails.close();
         // Recordings end with their last segment (the streams' ends flushed it) before the database closes.
         await recorder.close();
+        await uploader?.close();
         await http.close();
         // Broadcast ends (and their stream.ended events) are written before the database closes; a webhook
         // not yet delivered stays in the outbox for the next start.

@@ -19,6 +19,7 @@ import { hasScope } from '../store/api-key-store.js';
 import type { BroadcastStore } from '../store/broadcast-store.js';
 import { RecordingStore, type RecordingRecord } from '../store/recording-store.js';
 import type { Recorder } from '../record/recorder.js';
+import type { Uploader } from '../record/uploader.js';
 import type { StreamRecord, StreamStore } from '../store/stream-store.js';
 import type { WebhookStore } from '../store/webhook-store.js';
 import type { StreamMonitor } from '../observability/stream-monitor.js';
@@ -38,6 +39,8 @@ export interface ApiDeps extends StatusDeps {
   broadcasts: BroadcastStore;
   recordings: RecordingStore;
   recorder: Recorder;
+  /** S3 uploads, when configured (a deleted recording is deleted from the bucket too). */
+  uploader?: Uploader | undefined;
   monitor: StreamMonitor;
   tokens: PlaybackTokens;
   failures: FailureLimiter;
@@ -571,11 +574,18 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
       return recordingView(await deps.recordings.require(request.params.id));
     });
     api.delete('/api/v1/recordings/:id', {
-      schema: { summary: 'Delete a recording and its files', description: 'A recording still in progress is stopped first (DELETE /streams/{name}/recording).', tags: ['recordings'], security: [{ apiKey: [] }], params: S.recordingParams, response: { 204: z.null(), ...PROBLEMS } },
+      schema: { summary: 'Delete a recording and its files (local and in the bucket)', description: 'A recording still in progress must be stopped first (DELETE /streams/{name}/recording).', tags: ['recordings'], security: [{ apiKey: [] }], params: S.recordingParams, response: { 204: z.null(), ...PROBLEMS } },
     }, async (request, reply) => {
       await need(request, 'streams:write');
       const r = await deps.recordings.require(request.params.id);
       if (r.state === 'recording' || r.state === 'finalizing') throw new GlasscastError('INVALID_STATE', `recording ${r.id} is in progress; stop it first (DELETE /api/v1/streams/${r.stream}/recording)`);
+      if (deps.uploader && (await deps.recordings.anyUploaded(r.id))) {
+        try {
+          await deps.uploader.deleteRemote(r.id);
+        } catch (err) {
+          throw new GlasscastError('NOT_READY', `the recording's objects could not be deleted from the bucket (${(err as Error).message.slice(0, 200)}); nothing was deleted, try again`);
+        }
+      }
       await deps.recorder.deleteFiles(r.id);
       await deps.recordings.delete(r.id);
       return reply.code(204).send(null);

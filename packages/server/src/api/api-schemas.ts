@@ -162,7 +162,7 @@ export const page = <T extends z.ZodType>(item: T) => z.object({ items: z.array(
 export const recording = z.object({
   id: z.string(),
   stream: z.string(),
-  state: z.enum(['recording', 'finalizing', 'ready', 'failed']),
+  state: z.enum(['recording', 'finalizing', 'ready', 'failed', 'uploading', 'uploaded']),
   startedAt: z.string(),
   endedAt: z.string().nullable(),
   durationMs: z.number().describe('recorded media, ms'),

@@ -2,6 +2,7 @@
  * The public status of a stream (`GET /api/v1/streams/{name}`): whether and how it plays now, its tracks,
  * renditions, transcoder and every entity's stats. Never a key.
  */
+import type { Recorder } from '../record/recorder.js';
 import type { EntityStats } from '../core/stats.js';
 import type { StreamRegistry } from '../core/stream-registry.js';
 import type { LlHlsServer } from '../egress/llhls/llhls-server.js';
@@ -14,6 +15,8 @@ export interface StatusDeps {
   llhls: LlHlsServer;
   whep: WhepServer;
   transcode: TranscodeManager;
+  /** The recorder, when status should say whether the stream is being recorded. */
+  recorder?: Pick<Recorder, 'current'>;
 }
 
 /** Public view of one stream. */
@@ -37,6 +40,8 @@ export interface StreamStatus {
    * undefined when the stream has none.
    */
   transcode: TranscodeStatus | undefined;
+  /** The recording in progress (its id once created), or null; `error` says why it stopped early. */
+  recording: { id: string | null; error: string | null } | null;
   /** Every entity of the stream in the one stats shape: the stream (publisher, readers, renditions), its jobs, its WebRTC viewers. */
   stats: { stream: EntityStats | undefined; jobs: EntityStats[]; viewers: EntityStats[] };
 }
@@ -83,6 +88,10 @@ export function transcodeStatus(jobs: EntityStats[]): TranscodeStatus | undefine
   };
 }
 
+function recordingStatus(r: ReturnType<Recorder['current']>): StreamStatus['recording'] {
+  return r ? { id: r.id ?? null, error: r.error ?? null } : null;
+}
+
 /** The status of `name` now (offline when it has no stream). */
 export function streamStatus(deps: StatusDeps, name: string): StreamStatus {
   const stream = deps.registry.get(name);
@@ -112,6 +121,7 @@ export function streamStatus(deps: StatusDeps, name: string): StreamStatus {
       hls: `/hls/${encodeURIComponent(name)}/${info.name}/media.m3u8`,
     })),
     transcode: transcodeStatus(jobs),
+    recording: recordingStatus(deps.recorder?.current(name)),
     stats: { stream: stream?.getStats(), jobs, viewers: deps.whep.viewerStats(name) },
   };
 }

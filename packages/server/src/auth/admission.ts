@@ -13,7 +13,7 @@ import type { Logger } from '../core/logger.js';
 /** What the hook is asked. */
 export interface AdmissionRequest {
   action: 'publish' | 'play';
-  protocol: 'rtmp' | 'whip' | 'srt' | 'whep' | 'llhls' | 'vod';
+  protocol: 'rtmp' | 'whip' | 'srt' | 'whep' | 'llhls' | 'vod' | 'thumbnail';
   stream: string;
   clientAddress: string;
   claims: Record<string, unknown> | null;

@@ -12,7 +12,7 @@ import type { PlaybackGrant, PlaybackTokens } from './playback-tokens.js';
 /** One play request as an egress sees it. */
 export interface PlayRequest {
   stream: string;
-  protocol: 'whep' | 'llhls' | 'srt' | 'vod';
+  protocol: 'whep' | 'llhls' | 'srt' | 'vod' | 'thumbnail';
   /** A recording made while the stream was private stays private, whatever the stream is now. */
   private?: boolean;
   /** The playback token the viewer sent (Bearer or `?token=`), if any. */

@@ -31,6 +31,26 @@ export const configSchema = z
     dataDir: z.string().min(1),
     /** `all`: every broadcast is recorded (record/recorder.ts); `none`: only streams with `record` set, or started over the API. */
     record: z.enum(['none', 'all']),
+    /** Recordings older than this many days are deleted (0: kept). */
+    recordingRetentionDays: z.number().min(0).max(36_500),
+    /** Most disk space recordings may use, MB; the oldest ended ones are deleted past it (0: no quota). */
+    recordingQuotaMb: z.number().min(0),
+    /** Recording stops when the data directory's disk has less free space than this, MB. */
+    recordingMinFreeMb: z.number().min(0),
+    /** S3-compatible endpoint recordings are uploaded to (e.g. https://s3.eu-west-1.amazonaws.com); empty: no upload. */
+    s3Endpoint: z.string(),
+    /** S3 region (R2: `auto`). */
+    s3Region: z.string().min(1),
+    /** Bucket for recordings. */
+    s3Bucket: z.string(),
+    /** Key prefix inside the bucket. */
+    s3Prefix: z.string(),
+    s3AccessKeyId: z.string(),
+    s3SecretAccessKey: z.string(),
+    /** `path`: `endpoint/bucket/key` (MinIO, most self-hosted servers); `virtual`: `bucket.endpoint/key`. */
+    s3UrlStyle: z.enum(['path', 'virtual']),
+    /** `keep`: local files stay after upload; `delete`: they are removed and playback redirects to the bucket. */
+    s3KeepLocal: z.enum(['keep', 'delete']),
     /** `key`: publishing needs a stream key; `open`: any key publishes as a stream of that name (development only). */
     publishAuth: z.enum(['key', 'open']),
     /** LL-HLS part target, ms (RFC 8216bis PART-TARGET). 100–1000, default 333. */
@@ -122,6 +142,17 @@ export const DEFAULT_CONFIG: GlasscastConfig = {
   srtPassphrase: '',
   dataDir: './data',
   record: 'none',
+  recordingRetentionDays: 0,
+  recordingQuotaMb: 0,
+  recordingMinFreeMb: 500,
+  s3Endpoint: '',
+  s3Region: 'us-east-1',
+  s3Bucket: '',
+  s3Prefix: 'recordings/',
+  s3AccessKeyId: '',
+  s3SecretAccessKey: '',
+  s3UrlStyle: 'path',
+  s3KeepLocal: 'keep',
   publishAuth: 'key',
   partTargetMs: 333,
   segmentTargetMs: 2000,

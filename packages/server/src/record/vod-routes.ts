@@ -11,39 +11,20 @@
  * playlist); a recording made while its stream was private stays private. Every URI of a playlist served with a
  * token carries it.
  */
-import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { rename, rm, stat, writeFile } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { PlaybackGate } from '../auth/playback-gate.js';
 import { GlasscastError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { withQuery } from '../egress/llhls/llhls-playlist.js';
-import type { RecordingRecord, RecordingSegment, RecordingStore } from '../store/recording-store.js';
-import { ffmpegPath } from '../transcode/ffmpeg-path.js';
+import type { RecordingRecord, RecordingStore } from '../store/recording-store.js';
+import { makeMp4 } from './mp4.js';
+import { renderVodPlaylist } from './vod-playlist.js';
 import type { Recorder } from './recorder.js';
-
-/**
- * An HLS media playlist of recorded segments (RFC 8216bis §4.4): EXT-X-MAP wherever the init segment changes,
- * EXT-X-DISCONTINUITY where the publisher reconnected, the program date-time of each segment, and EXT-X-ENDLIST
- * when `ended`. Pure.
- */
-export function renderVodPlaylist(segments: readonly RecordingSegment[], ended: boolean): string {
-  const target = Math.max(1, Math.ceil(Math.max(0, ...segments.map((s) => s.duration))));
-  const lines = ['#EXTM3U', '#EXT-X-VERSION:7', `#EXT-X-TARGETDURATION:${target}`, `#EXT-X-PLAYLIST-TYPE:${ended ? 'VOD' : 'EVENT'}`, '#EXT-X-MEDIA-SEQUENCE:0', '#EXT-X-INDEPENDENT-SEGMENTS'];
-  let init: number | undefined;
-  for (const s of segments) {
-    if (s.discontinuity) lines.push('#EXT-X-DISCONTINUITY');
-    if (s.initId !== init) {
-      lines.push(`#EXT-X-MAP:URI="init${s.initId}.mp4"`);
-      init = s.initId;
-    }
-    lines.push(`#EXT-X-PROGRAM-DATE-TIME:${new Date(s.programDateTime).toISOString()}`, `#EXTINF:${s.duration.toFixed(5)},`, `seg${s.seq}.m4s`);
-  }
-  if (ended) lines.push('#EXT-X-ENDLIST');
-  return lines.join('\n') + '\n';
-}
+import type { Thumbnailer } from './thumbnailer.js';
+import type { Uploader } from './uploader.js';
 
 const PLAYLIST_TYPE = 'application/vnd.apple.mpegurl';
 const RENDITION = /^(src|\d{3,4}p)$/;
@@ -53,7 +34,10 @@ const MEDIA_FILE = /^(init|seg)(\d{1,9})\.(mp4|m4s)$/;
 export interface VodDeps {
   recordings: RecordingStore;
   recorder: Recorder;
+  /** When recordings are uploaded: files no longer on local disk redirect to signed URLs of the bucket. */
+  uploader?: Uploader | undefined;
   gate: PlaybackGate;
+  thumbnails: Pick<Thumbnailer, 'latest'>;
   log: Logger;
 }
 
@@ -71,7 +55,7 @@ export function registerVodRoutes(app: FastifyInstance, deps: VodDeps): void {
     await deps.gate.authorize({ stream: r.stream, protocol: 'vod', token, clientAddress: request.ip, entry, private: r.visibility === 'private' });
     return { r, query: token ? `token=${encodeURIComponent(token)}` : '' };
   };
-  const ended = (r: RecordingRecord): boolean => r.state === 'ready' || r.state === 'failed';
+  const ended = (r: RecordingRecord): boolean => r.state !== 'recording' && r.state !== 'finalizing';
   const cache = (r: RecordingRecord, query: string, live: string, done: string): string => (query || r.visibility === 'private' ? done.replace('public', 'private') : ended(r) ? done : live);
 
   const mediaPlaylist = async (request: FastifyRequest, reply: FastifyReply, id: string, rendition: string, entry: boolean): Promise<FastifyReply> => {
@@ -102,6 +86,32 @@ export function registerVodRoutes(app: FastifyInstance, deps: VodDeps): void {
     return reply.type(PLAYLIST_TYPE).header('cache-control', cache(r, query, 'public, max-age=1', 'public, max-age=3600')).send(withQuery(lines.join('\n') + '\n', query));
   });
 
+  app.get('/thumbnails/:file', async (request, reply) => {
+    const { file } = request.params as { file: string };
+    const name = /^([\w.-]{1,64})\.jpg$/.exec(file)?.[1];
+    if (!name) throw new GlasscastError('NOT_FOUND', 'thumbnails are /thumbnails/<stream>.jpg');
+    const raw = (request.query as Record<string, unknown>)['token'];
+    const token = typeof raw === 'string' && raw.length > 0 ? raw : undefined;
+    await deps.gate.authorize({ stream: name, protocol: 'thumbnail', token, clientAddress: request.ip, entry: false });
+    const t = deps.thumbnails.latest(name);
+    if (!t) throw new GlasscastError('NOT_FOUND', `no thumbnail of ${name} yet (made every few seconds while it is live)`);
+    return reply
+      .type('image/jpeg')
+      .header('cache-control', `${token ? 'private' : 'public'}, max-age=5`)
+      .header('last-modified', new Date(t.at).toUTCString())
+      .send(t.jpeg);
+  });
+
+  app.get('/vod/:id/thumbnail.jpg', async (request, reply) => {
+    const { id } = request.params as { id: string };
+    const { r, query } = await admit(request, id, false);
+    const path = join(deps.recorder.dirOf(r.id), 'thumbnail.jpg');
+    const info = await stat(path).catch(() => undefined);
+    if (!info && r.state === 'uploaded' && deps.uploader) return reply.header('cache-control', 'private, no-store').redirect(await deps.uploader.signedUrl(r.id, 'thumbnail.jpg'), 302);
+    if (!info) throw new GlasscastError('NOT_FOUND', `recording ${r.id} has no thumbnail`);
+    return reply.type('image/jpeg').header('content-length', info.size).header('cache-control', cache(r, query, 'public, max-age=60', 'public, max-age=86400')).send(createReadStream(path));
+  });
+
   app.get('/vod/:id/:rendition/media.m3u8', async (request, reply) => {
     const { id, rendition } = request.params as { id: string; rendition: string };
     if (!RENDITION.test(rendition)) throw new GlasscastError('RENDITION_NOT_FOUND', 'no such rendition');
@@ -115,6 +125,7 @@ export function registerVodRoutes(app: FastifyInstance, deps: VodDeps): void {
     const { r, query } = await admit(request, id, false);
     const path = join(deps.recorder.dirOf(r.id), rendition, file);
     const info = await stat(path).catch(() => undefined);
+    if (!info && r.state === 'uploaded' && deps.uploader) return reply.header('cache-control', 'private, no-store').redirect(await deps.uploader.signedUrl(r.id, `${rendition}/${file}`), 302);
     if (!info) throw new GlasscastError('NOT_FOUND', `recording ${r.id} has no ${rendition}/${file}`);
     return reply
       .type(m[1] === 'init' ? 'video/mp4' : 'video/iso.segment')
@@ -129,9 +140,12 @@ export function registerVodRoutes(app: FastifyInstance, deps: VodDeps): void {
     if (!id) throw new GlasscastError('NOT_FOUND', 'no such recording');
     const { r, query } = await admit(request, id, true);
     if (!ended(r)) throw new GlasscastError('NOT_READY', `recording ${r.id} is still ${r.state}; its MP4 is made once it is ready (its HLS playlist plays now)`);
+    if (r.state === 'uploaded' && deps.uploader && !(await stat(join(deps.recorder.dirOf(r.id), 'download.mp4')).catch(() => undefined))) {
+      return reply.header('cache-control', 'private, no-store').redirect(await deps.uploader.signedUrl(r.id, 'download.mp4'), 302);
+    }
     let pending = making.get(r.id);
     if (!pending) {
-      pending = makeMp4(deps, r).finally(() => making.delete(r.id));
+      pending = makeMp4(deps.recordings, deps.recorder.dirOf(r.id), r, deps.log).finally(() => making.delete(r.id));
       making.set(r.id, pending);
     }
     const path = await pending;
@@ -143,39 +157,4 @@ export function registerVodRoutes(app: FastifyInstance, deps: VodDeps): void {
       .header('cache-control', cache(r, query, 'public, max-age=3600', 'public, max-age=3600'))
       .send(createReadStream(path));
   });
-}
-
-/** Longest an MP4 remux may take, ms. */
-const MP4_TIMEOUT_MS = 10 * 60_000;
-
-/**
- * `<dir>/download.mp4`: the first rendition's segments remuxed by ffmpeg into one MP4 with its index up front
- * (no re-encode). Made once; later calls find it.
- */
-async function makeMp4(deps: VodDeps, r: RecordingRecord): Promise<string> {
-  const dir = deps.recorder.dirOf(r.id);
-  const out = join(dir, 'download.mp4');
-  if (await stat(out).catch(() => undefined)) return out;
-  const rendition = r.renditions[0]!;
-  const playlist = join(dir, rendition, 'local.m3u8');
-  await writeFile(playlist, renderVodPlaylist(await deps.recordings.segments(r.id, rendition), true));
-  const partial = join(dir, 'download.partial.mp4');
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn(ffmpegPath(), ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y', '-i', playlist, '-map', '0', '-c', 'copy', '-movflags', '+faststart', '-f', 'mp4', partial], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
-    const timer = setTimeout(() => child.kill('SIGKILL'), MP4_TIMEOUT_MS);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve();
-      else reject(new GlasscastError('NOT_READY', `the MP4 could not be made (ffmpeg exited ${code}): ${stderr.trim().slice(-300)}`));
-    });
-  }).catch(async (err: unknown) => {
-    deps.log.error({ err, recording: r.id }, 'MP4 remux failed');
-    await rm(partial, { force: true });
-    throw err;
-  });
-  await rename(partial, out);
-  return out;
 }

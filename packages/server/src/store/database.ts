@@ -122,7 +122,7 @@ export interface RecordingsTable {
   size_bytes: number;
   /** JSON array of rendition names (`src`, `480p`, …). */
   renditions: string;
-  /** `recording` | `finalizing` | `ready` | `failed`. */
+  /** `recording` | `finalizing` | `ready` | `failed` | `uploading` | `uploaded`. */
   state: string;
   error: string | null;
   /** The stream's visibility when recording began (a private stream's recordings stay private). */
@@ -145,6 +145,21 @@ export interface RecordingSegmentsTable {
   program_date_time: number;
 }
 
+/** Table `uploads` (migration 4): the S3 upload queue, one row per file of a recording. */
+export interface UploadsTable {
+  seq: number | null;
+  recording_id: string;
+  /** The file's path inside the recording's directory (`src/seg3.m4s`, `download.mp4`). */
+  file: string;
+  content_type: string;
+  /** `pending` | `done`. */
+  state: string;
+  attempts: number;
+  /** Epoch ms. */
+  next_attempt_at: number;
+  last_error: string | null;
+}
+
 /** Table `schema_version`. */
 export interface SchemaVersionTable {
   version: number;
@@ -161,6 +176,7 @@ export interface DatabaseSchema {
   broadcasts: BroadcastsTable;
   recordings: RecordingsTable;
   recording_segments: RecordingSegmentsTable;
+  uploads: UploadsTable;
   schema_version: SchemaVersionTable;
 }
 
@@ -276,6 +292,19 @@ const MIGRATIONS: ((db: Kysely<DatabaseSchema>) => Promise<void>)[] = [
       .addColumn('program_date_time', 'integer', (c) => c.notNull())
       .addPrimaryKeyConstraint('recording_segments_pk', ['recording_id', 'rendition', 'seq'])
       .execute();
+    await db.schema
+      .createTable('uploads')
+      .addColumn('seq', 'integer', (c) => c.primaryKey().autoIncrement())
+      .addColumn('recording_id', 'text', (c) => c.notNull())
+      .addColumn('file', 'text', (c) => c.notNull())
+      .addColumn('content_type', 'text', (c) => c.notNull())
+      .addColumn('state', 'text', (c) => c.notNull())
+      .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('next_attempt_at', 'integer', (c) => c.notNull())
+      .addColumn('last_error', 'text')
+      .execute();
+    await sql`CREATE INDEX uploads_pending ON uploads (state, next_attempt_at, seq)`.execute(db);
+    await sql`CREATE UNIQUE INDEX uploads_file ON uploads (recording_id, file)`.execute(db);
   },
 ];
 

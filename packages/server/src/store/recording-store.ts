@@ -11,7 +11,16 @@ import type { DatabaseSchema } from './database.js';
 import { enqueueEvent } from './webhook-store.js';
 
 /** Where a recording is in its life. */
-export type RecordingState = 'recording' | 'finalizing' | 'ready' | 'failed';
+export type RecordingState = 'recording' | 'finalizing' | 'ready' | 'failed' | 'uploading' | 'uploaded';
+
+/** One file waiting for (or done with) its upload. */
+export interface UploadJob {
+  seq: number;
+  recordingId: string;
+  file: string;
+  contentType: string;
+  attempts: number;
+}
 
 /** One recording as the API shows it. */
 export interface RecordingRecord {
@@ -179,9 +188,78 @@ export class RecordingStore {
     return rows.map((s) => ({ rendition: s.rendition, seq: s.seq, initId: s.init_id, duration: s.duration, bytes: s.bytes, discontinuity: s.discontinuity === 1, programDateTime: s.program_date_time }));
   }
 
+  /** Ended recordings (`ready` / `failed`), oldest first, the total size of every recording (bytes), and the newest one's id. */
+  async ended(): Promise<{ ended: RecordingRecord[]; totalBytes: number; newestId: string | undefined }> {
+    const rows = await this.db.selectFrom('recordings').selectAll().orderBy('started_at').orderBy('id').execute();
+    return { ended: rows.filter((r) => r.state === 'ready' || r.state === 'failed' || r.state === 'uploaded').map(view), totalBytes: rows.reduce((n, r) => n + r.size_bytes, 0), newestId: rows[rows.length - 1]?.id };
+  }
+
+  // ---- the upload queue ----
+
+  /** Queues `file` of recording `id` for upload (once per file). */
+  async enqueueUpload(id: string, file: string, contentType: string, at = Date.now()): Promise<void> {
+    await this.db
+      .insertInto('uploads')
+      .values({ recording_id: id, file, content_type: contentType, state: 'pending', attempts: 0, next_attempt_at: at, last_error: null })
+      .onConflict((oc) => oc.columns(['recording_id', 'file']).doUpdateSet({ state: 'pending', next_attempt_at: at }))
+      .execute();
+  }
+
+  /** The next pending upload due at `now`, oldest first. */
+  async nextUpload(now = Date.now()): Promise<UploadJob | undefined> {
+    const r = await this.db.selectFrom('uploads').selectAll().where('state', '=', 'pending').where('next_attempt_at', '<=', now).orderBy('next_attempt_at').orderBy('seq').limit(1).executeTakeFirst();
+    return r ? { seq: r.seq!, recordingId: r.recording_id, file: r.file, contentType: r.content_type, attempts: r.attempts } : undefined;
+  }
+
+  async uploadDone(seq: number): Promise<void> {
+    await this.db.updateTable('uploads').set({ state: 'done', last_error: null }).where('seq', '=', seq).execute();
+  }
+
+  async uploadFailed(seq: number, error: string, nextAttemptAt: number): Promise<void> {
+    const r = await this.db.selectFrom('uploads').select('attempts').where('seq', '=', seq).executeTakeFirst();
+    await this.db.updateTable('uploads').set({ attempts: (r?.attempts ?? 0) + 1, last_error: error.slice(0, 500), next_attempt_at: nextAttemptAt }).where('seq', '=', seq).execute();
+  }
+
+  /** Uploads of recording `id` not done yet. */
+  async pendingUploads(id: string): Promise<number> {
+    const r = await this.db.selectFrom('uploads').select((eb) => eb.fn.countAll<number>().as('n')).where('recording_id', '=', id).where('state', '=', 'pending').executeTakeFirst();
+    return Number(r?.n ?? 0);
+  }
+
+  /** Whether any of recording `id`'s files was uploaded. */
+  async anyUploaded(id: string): Promise<boolean> {
+    return (await this.db.selectFrom('uploads').select('seq').where('recording_id', '=', id).where('state', '=', 'done').limit(1).executeTakeFirst()) !== undefined;
+  }
+
+  /** Pending uploads in the whole queue, and the oldest one's last error. */
+  async uploadBacklog(): Promise<{ pending: number; lastError: string | undefined }> {
+    const r = await this.db.selectFrom('uploads').select((eb) => eb.fn.countAll<number>().as('n')).where('state', '=', 'pending').executeTakeFirst();
+    const e = await this.db.selectFrom('uploads').select('last_error').where('state', '=', 'pending').where('last_error', 'is not', null).orderBy('seq').limit(1).executeTakeFirst();
+    return { pending: Number(r?.n ?? 0), lastError: e?.last_error ?? undefined };
+  }
+
+  /** Recordings in `state`. */
+  async inState(state: RecordingState): Promise<RecordingRecord[]> {
+    return (await this.db.selectFrom('recordings').selectAll().where('state', '=', state).execute()).map(view);
+  }
+
+  /**
+   * Moves a recording from `from` to `to`; `uploaded` emits `recording.uploaded`. False when it was not in `from`.
+   */
+  async transition(id: string, from: RecordingState, to: RecordingState): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx.selectFrom('recordings').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!row || row.state !== from) return false;
+      await trx.updateTable('recordings').set({ state: to }).where('id', '=', id).execute();
+      if (to === 'uploaded') await enqueueEvent(trx, { type: 'recording.uploaded', stream: row.stream, data: eventData(view({ ...row, state: to })) });
+      return true;
+    });
+  }
+
   /** Removes a recording's rows (its files are the caller's). */
   async delete(id: string): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('uploads').where('recording_id', '=', id).execute();
       await trx.deleteFrom('recording_segments').where('recording_id', '=', id).execute();
       await trx.deleteFrom('recordings').where('id', '=', id).execute();
     });

@@ -24,6 +24,7 @@ export const WEBHOOK_EVENTS = [
   'recording.started',
   'recording.ready',
   'recording.failed',
+  'recording.uploaded',
 ] as const;
 
 /** An event type. */

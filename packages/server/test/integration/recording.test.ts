@@ -89,6 +89,11 @@ describe('recording', { timeout: 300_000 }, () => {
     assert.ok(Math.abs(hls.duration - 30) <= 1, `the playlist lasts ${hls.duration} s`);
     assert.deepEqual(hls.streams.map((s) => s.codec_type).sort(), ['audio', 'video']);
 
+    const thumb = await fetch(`${server.httpUrl}/vod/${done!.id}/thumbnail.jpg`);
+    assert.equal(thumb.status, 200);
+    assert.equal(thumb.headers.get('content-type'), 'image/jpeg');
+    assert.deepEqual([...Buffer.from(await thumb.arrayBuffer()).subarray(0, 2)], [0xff, 0xd8]);
+
     const mp4 = await fetch(done!.playback.mp4);
     assert.equal(mp4.status, 200);
     assert.equal(mp4.headers.get('content-type'), 'video/mp4');
@@ -144,6 +149,78 @@ describe('recording', { timeout: 300_000 }, () => {
     assert.equal((await api(server.httpUrl, token, 'GET', `/api/v1/recordings/${id}`)).status, 404);
     assert.equal((await fetch(`${server.httpUrl}/vod/${id}/src/seg0.m4s?${q}`)).status, 404);
     assert.equal((await fetch(`${server.httpUrl}/vod/rec_..%2F..%2Fetc/src/seg0.m4s`)).status, 404);
+  });
+
+  it('deletes the oldest ended recording past the disk quota, never the one in progress', async () => {
+    // 640x360 at 2.5 Mb/s: ~0.3 MB a second. A 6 s recording is ~2 MB; the quota is 3 MB.
+    const server = await startTestServer({ record: 'all', reconnectGraceMs: 500, recordingQuotaMb: 3 });
+    servers.push(server);
+    const token = server.apiToken;
+    const one = publishTestPattern(`${server.rtmpUrl}/${server.key}`, { gopSeconds: 1, seconds: 6, size: '640x360' });
+    publishers.push(one);
+    await once(one.child, 'exit');
+    await waitUntil('the first recording ready', async () => (await recordings(server.httpUrl, token))[0]?.state === 'ready', 20_000, 250);
+    const [first] = await recordings(server.httpUrl, token);
+    assert.ok(first!.sizeBytes > 1_000_000 && first!.sizeBytes < 3_000_000, `first recording ${first!.sizeBytes} bytes`);
+
+    const two = publishTestPattern(`${server.rtmpUrl}/${server.key}`, { gopSeconds: 1, size: '640x360' });
+    publishers.push(two);
+    await waitUntil('the first recording deleted for the quota', async () => {
+      const all = await recordings(server.httpUrl, token);
+      return all.length === 1 && all[0]!.id !== first!.id;
+    }, 40_000, 500);
+    assert.equal((await fetch(`${server.httpUrl}/vod/${first!.id}/index.m3u8`)).status, 404);
+    // The one in progress outgrows the quota alone and is kept.
+    await waitUntil('the live recording past the quota', async () => ((await recordings(server.httpUrl, token))[0]?.sizeBytes ?? 0) > 3_200_000, 40_000, 500);
+    const [live] = await recordings(server.httpUrl, token);
+    assert.equal(live!.state, 'recording');
+    await two.stop();
+    await waitUntil('it ends ready and stays (the newest ended one)', async () => (await recordings(server.httpUrl, token))[0]?.state === 'ready', 20_000, 250);
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal((await recordings(server.httpUrl, token)).length, 1);
+  });
+
+  it('stops recording, never the live stream, when the disk has too little free space', async () => {
+    const server = await startTestServer({ record: 'all', reconnectGraceMs: 500, recordingMinFreeMb: 1e12 });
+    servers.push(server);
+    const publisher = publishTestPattern(`${server.rtmpUrl}/${server.key}`, { gopSeconds: 1, size: '640x360' });
+    publishers.push(publisher);
+    await waitUntil('the recording stopped', async () => (await recordings(server.httpUrl, server.apiToken))[0]?.state === 'failed', 20_000, 250);
+    const [r] = (await api(server.httpUrl, server.apiToken, 'GET', '/api/v1/recordings')).body['items'] as { error: string }[];
+    assert.match(r!.error, /free/);
+    assert.equal(server.app.recorder.counters.stoppedForDiskSpace, 1);
+    const status = (await (await fetch(`${server.httpUrl}/api/v1/streams/main`)).json()) as { state: string; playable: boolean };
+    assert.equal(status.state, 'live');
+    assert.equal(status.playable, true);
+    const before = (await (await fetch(`${server.httpUrl}/hls/main/src/media.m3u8`)).text()).match(/#EXTINF/g)?.length ?? 0;
+    await waitUntil('the live playlist going on', async () => ((await (await fetch(`${server.httpUrl}/hls/main/src/media.m3u8`)).text()).match(/#EXTINF/g)?.length ?? 0) > before, 10_000, 250);
+  });
+
+  it('renews a live stream\'s thumbnail, a JPEG that decodes, every few seconds', async () => {
+    const server = await startTestServer({ reconnectGraceMs: 500 });
+    servers.push(server);
+    const publisher = publishTestPattern(`${server.rtmpUrl}/${server.key}`, { gopSeconds: 1, size: '1280x720' });
+    publishers.push(publisher);
+    const url = `${server.httpUrl}/thumbnails/main.jpg`;
+    await waitUntil('a thumbnail', async () => (await fetch(url)).status === 200, 20_000, 250);
+    const first = await fetch(url);
+    assert.equal(first.headers.get('content-type'), 'image/jpeg');
+    const a = Buffer.from(await first.arrayBuffer());
+    const dir = mkdtempSync(join(tmpdir(), 'glasscast-thumb-'));
+    try {
+      writeFileSync(join(dir, 'a.jpg'), a);
+      const probed = (await ffprobeJson(['-show_entries', 'stream=codec_name,width,height', join(dir, 'a.jpg')])) as { streams: { codec_name: string; width: number; height: number }[] };
+      assert.deepEqual(probed.streams[0], { codec_name: 'mjpeg', width: 640, height: 360 });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    let b = a;
+    await waitUntil('a newer thumbnail', async () => {
+      b = Buffer.from(await (await fetch(url)).arrayBuffer());
+      return !b.equals(a);
+    }, 15_000, 500);
+    assert.deepEqual([...b.subarray(0, 2)], [0xff, 0xd8]);
+    assert.equal((await fetch(`${server.httpUrl}/thumbnails/nothing.jpg`)).status, 404);
   });
 
   it('keeps what was synced when the server is killed with SIGKILL 20 s into a broadcast', async () => {

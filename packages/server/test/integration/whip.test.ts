@@ -101,9 +101,14 @@ describe('WHIP with an OBS-like publisher', { timeout: 240_000, skip: isolated ?
       assert.ok(Math.abs(publisher.feedback.rembBitrate! - server.app.config.whipMaxBitrate) / server.app.config.whipMaxBitrate < 0.01);
       const publisherStats = server.app.registry.get('main')!.getStats().children.find((c) => c.type === 'publisher')!;
       assert.equal(publisherStats.info['protocol'], 'whip');
-      const stats = publisherStats.counters as { frames: number; droppedFrames: number };
+      const stats = publisherStats.counters as { frames: number; droppedFrames: number; lostPackets: number };
       assert.ok(stats.frames >= 60, `frames ${stats.frames}`);
-      assert.ok(stats.droppedFrames <= stats.frames * 0.05, `dropped ${stats.droppedFrames} of ${stats.frames}`);
+      // Every dropped packet is NACKed and resent; one whose resend misses the 200 ms gap wait (this process also
+      // runs the publisher, the viewer and ffprobe, so a scheduler stall of that length happens about once in ten
+      // runs) costs the rest of its GOP (≤ 30 frames) until the next keyframe. More than one is a failure.
+      const detail = `dropped ${stats.droppedFrames} of ${stats.frames} frames; ${stats.lostPackets} packets given up of ${publisher.sent.dropped} dropped, ${publisher.sent.retransmitted} resent`;
+      assert.ok(stats.lostPackets <= 1, detail);
+      assert.ok(stats.droppedFrames <= 30 + stats.frames * 0.05, detail);
 
       // A second publisher for the live stream is refused and disturbs nothing.
       const second = new WhipTestClient();

@@ -1,7 +1,7 @@
-/** The VOD playlist of a recording (record/vod-routes.ts): golden text for a recording with a reconnect. */
+/** The VOD playlist of a recording (record/vod-playlist.ts): golden text for a recording with a reconnect. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { renderVodPlaylist } from '../../src/record/vod-routes.js';
+import { renderVodPlaylist } from '../../src/record/vod-playlist.js';
 
 const seg = (seq: number, initId: number, duration: number, discontinuity = false) => ({ rendition: 'src', seq, initId, duration, bytes: 1000, discontinuity, programDateTime: Date.UTC(2026, 11, 1, 12, 0, seq * 2) });
 

@@ -1,0 +1,159 @@
+/**
+ * Thumbnails (issue 13): a JPEG of every live stream every few seconds, for the directory and admin pages
+ * (`/thumbnails/<name>.jpg`) and one per recording.
+ *
+ * Each stream's newest keyframe is kept (a reader of the core that holds one access unit); every
+ * `intervalMs` a stream with a keyframe newer than its thumbnail gets one short ffmpeg run: that keyframe alone,
+ * as MPEG-TS with its parameter sets (media/formats/mpegts-muxer.ts), decoded and scaled to at most `maxHeight`
+ * lines, written as JPEG. Runs go one at a time for all streams, each bounded in time; a failure leaves the last
+ * thumbnail in place. No frame is decoded between runs: the cost is one keyframe decode per stream per interval.
+ */
+import { spawn } from 'node:child_process';
+import type { AccessUnit } from '../core/access-unit.js';
+import type { Logger } from '../core/logger.js';
+import type { Stream } from '../core/stream.js';
+import type { StreamObserver } from '../core/stream-registry.js';
+import type { Subscriber } from '../core/subscriber.js';
+import type { Track, VideoTrack } from '../core/track.js';
+import { MpegTsMuxer } from '../media/formats/mpegts-muxer.js';
+import { ffmpegPath } from '../transcode/ffmpeg-path.js';
+
+/** One stream's thumbnail. */
+export interface Thumbnail {
+  jpeg: Buffer;
+  /** Epoch ms it was made. */
+  at: number;
+}
+
+/** Options of the thumbnailer. */
+export interface ThumbnailerOptions {
+  /** How often a live stream's thumbnail is renewed, ms (default 5000). */
+  intervalMs: number;
+  /** Largest height, lines (default 360); the width keeps the aspect ratio. */
+  maxHeight: number;
+}
+
+/** Longest one ffmpeg run may take, ms. */
+const RUN_TIMEOUT_MS = 5_000;
+/** Largest JPEG kept, bytes. */
+const MAX_JPEG_BYTES = 2 * 1024 * 1024;
+
+interface Watched {
+  stream: Stream;
+  subscriber: Subscriber;
+  video: VideoTrack | undefined;
+  keyframe: AccessUnit | undefined;
+  /** When the kept keyframe arrived (ms), and when the thumbnail was last made from one. */
+  keyframeAt: number;
+  madeFrom: number;
+}
+
+/** Makes and keeps thumbnails of live streams. `close()` is idempotent. */
+export class Thumbnailer implements StreamObserver {
+  private readonly watched = new Map<string, Watched>();
+  private readonly thumbnails = new Map<string, Thumbnail>();
+  private readonly timer: NodeJS.Timeout;
+  private busy = false;
+  private closed = false;
+  readonly counters = { made: 0, failed: 0 };
+
+  constructor(
+    private readonly options: ThumbnailerOptions,
+    private readonly log: Logger,
+  ) {
+    this.timer = setInterval(() => void this.renew(), Math.max(500, options.intervalMs / 5));
+    this.timer.unref();
+  }
+
+  /** The newest thumbnail of `name`, if one was made (it stays after the stream ends). */
+  latest(name: string): Thumbnail | undefined {
+    return this.thumbnails.get(name);
+  }
+
+  streamCreated(stream: Stream): void {
+    this.watched.get(stream.name)?.subscriber.close();
+    const w: Watched = { stream, subscriber: undefined as unknown as Subscriber, video: undefined, keyframe: undefined, keyframeAt: 0, madeFrom: 0 };
+    w.subscriber = stream.subscribe(
+      {
+        onSessionStart: (s) => {
+          w.video = s.tracks.find((t: Track): t is VideoTrack => t.kind === 'video');
+          w.keyframe = undefined;
+        },
+        onAccessUnit: (au) => {
+          if (au.keyframe && au.trackId === w.video?.id) {
+            w.keyframe = au;
+            w.keyframeAt = Date.now();
+          }
+        },
+        onPublisherLost: () => undefined,
+        onEnd: () => {
+          if (this.watched.get(stream.name) === w) this.watched.delete(stream.name);
+          w.subscriber.close();
+        },
+      },
+      { maxQueue: 64, label: 'thumbnails' },
+    );
+    this.watched.set(stream.name, w);
+  }
+
+  /** Makes the thumbnail of the stream that waited longest, if one is due. */
+  private async renew(): Promise<void> {
+    if (this.busy || this.closed) return;
+    const now = Date.now();
+    const due = [...this.watched.values()]
+      .filter((w) => w.keyframe && w.video && w.keyframeAt > w.madeFrom && now - w.madeFrom >= this.options.intervalMs)
+      .sort((a, b) => a.madeFrom - b.madeFrom)[0];
+    if (!due) return;
+    this.busy = true;
+    const au = due.keyframe!;
+    due.madeFrom = now;
+    try {
+      const jpeg = await this.decode(due.video!, au);
+      this.thumbnails.set(due.stream.name, { jpeg, at: Date.now() });
+      this.counters.made++;
+    } catch (err) {
+      this.counters.failed++;
+      this.log.warn({ stream: due.stream.name, err: (err as Error).message }, 'thumbnail could not be made');
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** One keyframe → JPEG through ffmpeg. */
+  private decode(video: VideoTrack, au: AccessUnit): Promise<Buffer> {
+    const ts = new MpegTsMuxer([video]).writeAccessUnit(video.id, au.dts, au.pts, true, au.payload);
+    return new Promise<Buffer>((resolve, reject) => {
+      const child = spawn(
+        ffmpegPath(),
+        ['-hide_banner', '-loglevel', 'error', '-f', 'mpegts', '-i', 'pipe:0', '-frames:v', '1', '-vf', `scale=-2:'min(${this.options.maxHeight},ih)'`, '-q:v', '5', '-f', 'image2', '-c:v', 'mjpeg', 'pipe:1'],
+        { stdio: ['pipe', 'pipe', 'pipe'] },
+      );
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let stderr = '';
+      const timer = setTimeout(() => child.kill('SIGKILL'), RUN_TIMEOUT_MS);
+      child.stdout.on('data', (d: Buffer) => {
+        size += d.length;
+        if (size <= MAX_JPEG_BYTES) chunks.push(d);
+      });
+      child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-500)));
+      child.stdin.on('error', () => undefined);
+      child.on('error', reject);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        const jpeg = Buffer.concat(chunks);
+        if (code === 0 && jpeg.length > 2 && jpeg[0] === 0xff && jpeg[1] === 0xd8 && size <= MAX_JPEG_BYTES) resolve(jpeg);
+        else reject(new Error(`ffmpeg exited ${code}: ${stderr.trim() || 'no picture'}`));
+      });
+      child.stdin.end(ts);
+    });
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    for (const w of this.watched.values()) w.subscriber.close();
+    this.watched.clear();
+  }
+}
