@@ -69,6 +69,8 @@ export interface PlayerStats {
   /** Frames the video element has presented. */
   framesDecoded: number;
   stalls: number;
+  /** Time spent stalled while playing (from `waiting` to playback going on), ms, the current stall included. */
+  stalledMs: number;
   quality: QualityState;
 }
 
@@ -104,6 +106,9 @@ export class GlasscastPlayer {
   private pollTimer: ReturnType<typeof setTimeout> | undefined;
   private destroyed = false;
   private stalls = 0;
+  private stalledMs = 0;
+  /** When the current stall began (performance.now()), while stalled. */
+  private stalledSince: number | undefined;
   private readonly base: string;
   /** WebRTC: the last layer state read from the server (refreshed every second while playing). */
   private layerState: WhepLayerState | undefined;
@@ -115,7 +120,18 @@ export class GlasscastPlayer {
   ) {
     this.base = (options.server ?? window.location.origin).replace(/\/+$/, '');
     video.addEventListener('waiting', () => {
-      if (this.state === 'playing') this.stalls++;
+      if (this.state !== 'playing') return;
+      this.stalls++;
+      this.stalledSince ??= performance.now();
+    });
+    const resumed = (): void => {
+      if (this.stalledSince === undefined) return;
+      this.stalledMs += performance.now() - this.stalledSince;
+      this.stalledSince = undefined;
+    };
+    video.addEventListener('playing', resumed);
+    video.addEventListener('timeupdate', () => {
+      if (!video.paused && video.readyState >= 3) resumed();
     });
     video.addEventListener('ended', () => this.onEnded());
   }
@@ -359,6 +375,7 @@ export class GlasscastPlayer {
       latency: this.protocol === 'll-hls' ? (this.hls?.latency ?? undefined) : undefined,
       framesDecoded: quality?.totalVideoFrames ?? 0,
       stalls: this.stalls,
+      stalledMs: Math.round(this.stalledMs + (this.stalledSince === undefined ? 0 : performance.now() - this.stalledSince)),
       quality: this.getQuality(),
     };
   }

@@ -418,6 +418,8 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     webhookPending: () => webhooks.pendingCount(),
     admissions: () => ({ ...admission.counts }),
     srtSessions: () => srt.publisherStats(),
+    recording: () => ({ counters: { ...recorder.counters }, active: recorder.activeCount }),
+    uploads: async () => (uploader ? { counters: { ...uploader.counters }, pending: (await recordings.uploadBacklog()).pending } : undefined),
   });
   let lastMetrics: { at: number; text: string; contentType: string } | undefined;
   http.get('/metrics', async (request, reply) => {

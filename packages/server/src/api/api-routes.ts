@@ -557,7 +557,7 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
       ...r,
       endedAt: r.endedAt ?? null,
       error: r.error ?? null,
-      playback: { hls: `${deps.base().http}/vod/${r.id}/index.m3u8`, mp4: `${deps.base().http}/vod/${r.id}.mp4` },
+      playback: { hls: `${deps.base().http}/vod/${r.id}/index.m3u8`, mp4: `${deps.base().http}/vod/${r.id}.mp4`, thumbnail: `${deps.base().http}/vod/${r.id}/thumbnail.jpg` },
     });
     api.get('/api/v1/recordings', {
       schema: { summary: 'List recordings (newest first), by stream and start time', tags: ['recordings'], security: [{ apiKey: [] }], querystring: S.recordingQuery, response: { 200: S.page(S.recording), ...PROBLEMS } },
@@ -593,10 +593,11 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
     api.post('/api/v1/streams/:name/recording', {
       schema: {
         summary: 'Start recording a live stream now',
-        description: 'The recording begins with the next segment (a keyframe) and ends with the broadcast or DELETE. Answers 202; the recording appears in GET /recordings (recording.started).',
+        description: 'The recording begins with the next segment (a keyframe) and ends with the broadcast or DELETE. Answers 202; the recording appears in GET /recordings (recording.started). `renditions` adds ladder rungs (e.g. ["480p"]) to the source.',
         tags: ['recordings'],
         security: [{ apiKey: [] }],
         params: S.nameParams,
+        body: z.object({ renditions: z.array(z.string().regex(/^(src|\d{3,4}p)$/)).max(8).optional() }).optional(),
         response: { 202: z.object({ stream: z.string(), recordingId: z.string().nullable() }), ...PROBLEMS },
       },
     }, async (request, reply) => {
@@ -604,7 +605,7 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
       const { name } = request.params;
       const stream = deps.registry.get(name);
       if (!stream || stream.state === 'ended') throw new GlasscastError('STREAM_NOT_FOUND', `stream ${name} is not live`);
-      deps.recorder.start(stream);
+      deps.recorder.start(stream, request.body?.renditions);
       return reply.code(202).send({ stream: name, recordingId: deps.recorder.current(name)?.id ?? null });
     });
     api.delete('/api/v1/streams/:name/recording', {

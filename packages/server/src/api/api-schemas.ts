@@ -170,7 +170,7 @@ export const recording = z.object({
   renditions: z.array(z.string()),
   error: z.string().nullable().describe('why recording stopped early or failed'),
   visibility: z.string().describe("the stream's visibility when recording began: private recordings need a playback token"),
-  playback: z.object({ hls: z.string().describe('EVENT playlist while recording, VOD after'), mp4: z.string().describe('one-file download, once ready') }),
+  playback: z.object({ hls: z.string().describe('EVENT playlist while recording, VOD after'), mp4: z.string().describe('one-file download, once ready'), thumbnail: z.string() }),
 });
 
 export const recordingQuery = z.object({

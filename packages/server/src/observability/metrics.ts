@@ -20,6 +20,10 @@ export interface MetricsSources {
   webhookDeliveries(): Record<string, number>;
   webhookPending(): Promise<number>;
   admissions(): Record<string, number>;
+  /** Recorder counters (segments and bytes written, write failures, stops for disk space, deletions by retention) and recordings in progress. */
+  recording(): { counters: Record<string, number>; active: number };
+  /** S3 upload counters (files and bytes uploaded, failed attempts) and files waiting; undefined without S3. */
+  uploads(): Promise<{ counters: Record<string, number>; pending: number } | undefined>;
   /** SRT publisher sessions now: stream, round-trip time (ms), negotiated latency (ms), packet counters. */
   srtSessions(): { stream: string; rttMs: number; latencyMs: number; stats: { packetsReceived: number; packetsLost: number; packetsRetransmitted: number; packetsDropped: number; bitsPerSecond: number } }[];
 }
@@ -140,6 +144,7 @@ export class Metrics {
       },
     });
     this.srt(sources);
+    this.recording(sources);
     new Counter({
       name: 'glasscast_admission_decisions_total',
       help: 'Admission hook answers: allowed, denied, failed (timeout or error; fail mode decided).',
@@ -153,6 +158,46 @@ export class Metrics {
   }
 
   /** Adds the SRT series (one per live SRT publisher's stream; a stream has one publisher). */
+  private recording(sources: MetricsSources): void {
+    const r = [this.registry];
+    new Gauge({
+      name: 'glasscast_recordings_active',
+      help: 'Recordings in progress.',
+      registers: r,
+      collect() {
+        this.set(sources.recording().active);
+      },
+    });
+    new Counter({
+      name: 'glasscast_recorder_events_total',
+      help: 'Recorder events by kind: segmentsWritten, bytesWritten, writeFailures, stoppedForDiskSpace, deletedByRetention.',
+      labelNames: ['kind'],
+      registers: r,
+      collect() {
+        this.reset();
+        for (const [kind, n] of Object.entries(sources.recording().counters)) this.inc({ kind }, n);
+      },
+    });
+    new Counter({
+      name: 'glasscast_uploads_total',
+      help: 'S3 uploads by kind: uploaded (files), bytesUploaded, failures (attempts that will be retried).',
+      labelNames: ['kind'],
+      registers: r,
+      async collect() {
+        this.reset();
+        for (const [kind, n] of Object.entries((await sources.uploads())?.counters ?? {})) this.inc({ kind }, n);
+      },
+    });
+    new Gauge({
+      name: 'glasscast_uploads_pending',
+      help: 'Files waiting in the S3 upload queue.',
+      registers: r,
+      async collect() {
+        this.set((await sources.uploads())?.pending ?? 0);
+      },
+    });
+  }
+
   private srt(sources: MetricsSources): void {
     const r = [this.registry];
     new Gauge({

@@ -37,7 +37,7 @@ export interface RecorderOptions {
   dataDir: string;
   /** `all`: every stream is recorded; `none`: only streams with their flag set, or started over the API. */
   mode: 'all' | 'none';
-  /** Renditions recorded (default `['src']`). */
+  /** Renditions recorded (default `['src']`; `src` first: a recording begins with a source segment). */
   renditions: readonly string[];
   /** The stream's configuration (undefined for a stream published without one, in open mode). */
   streamConfig(name: string): Promise<RecordedStreamConfig | undefined>;
@@ -96,6 +96,8 @@ export class Recorder {
   private readonly decided = new WeakMap<Stream, Promise<boolean>>();
   /** Streams an operator asked to record (from their next segment) or to stop recording, by name. */
   private readonly requested = new Map<string, boolean>();
+  /** Renditions an operator asked for, by stream name (else the configured ones). */
+  private readonly requestedRenditions = new Map<string, readonly string[]>();
   readonly counters = { segmentsWritten: 0, bytesWritten: 0, writeFailures: 0, stoppedForDiskSpace: 0, deletedByRetention: 0 };
   private readonly timer: NodeJS.Timeout;
   private lastSweep = 0;
@@ -145,16 +147,25 @@ export class Recorder {
     return join(this.options.dataDir, 'recordings', id);
   }
 
+  /** Recordings in progress. */
+  get activeCount(): number {
+    return this.active.size;
+  }
+
   /** The recording in progress of `name`, if any. */
   current(name: string): { id: string | undefined; stopping: boolean; error: string | undefined } | undefined {
     const a = this.active.get(name);
     return a && { id: a.id, stopping: a.stopping, error: a.error };
   }
 
-  /** An operator starts recording live `stream` from its next source segment (idempotent). */
-  start(stream: Stream): void {
+  /**
+   * An operator starts recording live `stream` from its next source segment (idempotent), of `renditions`
+   * (`src` first; default the configured ones).
+   */
+  start(stream: Stream, renditions?: readonly string[]): void {
     if (this.active.get(stream.name)?.stream === stream) return;
     this.requested.set(stream.name, true);
+    if (renditions && renditions.length > 0) this.requestedRenditions.set(stream.name, ['src', ...renditions.filter((r) => r !== 'src')]);
     this.decided.delete(stream);
   }
 
@@ -175,7 +186,7 @@ export class Recorder {
       return;
     }
     // Recordings begin with a source segment, so every rendition starts at the same point in time.
-    if (rendition !== this.options.renditions[0]) return;
+    if (rendition !== 'src') return;
     if (a && a.stream !== stream) void this.finish(a, undefined); // an old stream object of that name
     let decision = this.decided.get(stream);
     if (!decision) {
@@ -193,10 +204,11 @@ export class Recorder {
 
   /** LlHlsServer's listener: `stream`'s `rendition` ended (the stream is over). */
   ended(stream: Stream, rendition: string, reason: string): void {
-    if (rendition !== this.options.renditions[0]) return;
+    if (rendition !== 'src') return;
     const a = this.active.get(stream.name);
     if (a && a.stream === stream) void this.finish(a, undefined).catch((err: unknown) => this.log.error({ err, reason }, 'recording could not be finished'));
     this.requested.delete(stream.name);
+    this.requestedRenditions.delete(stream.name);
   }
 
   private async shouldRecord(name: string): Promise<boolean> {
@@ -217,7 +229,7 @@ export class Recorder {
       stream,
       record: Promise.resolve(undefined),
       id: undefined,
-      renditions: this.options.renditions,
+      renditions: this.requestedRenditions.get(stream.name) ?? this.options.renditions,
       seq: new Map(),
       inits: new Set(),
       chain: Promise.resolve(),

@@ -2,16 +2,18 @@
  * Thumbnails (issue 13): a JPEG of every live stream every few seconds, for the directory and admin pages
  * (`/thumbnails/<name>.jpg`) and one per recording.
  *
- * Each stream's newest keyframe is kept (a reader of the core that holds one access unit); every
- * `intervalMs` a stream with a keyframe newer than its thumbnail gets one short ffmpeg run: that keyframe alone,
- * as MPEG-TS with its parameter sets (media/formats/mpegts-muxer.ts), decoded and scaled to at most `maxHeight`
- * lines, written as JPEG. Runs go one at a time for all streams, each bounded in time; a failure leaves the last
- * thumbnail in place. No frame is decoded between runs: the cost is one keyframe decode per stream per interval.
+ * The newest keyframe of each stream and of each of its ladder rungs is kept (readers of the core that hold one
+ * access unit each); every `intervalMs` a stream with a keyframe newer than its thumbnail gets one short ffmpeg
+ * run on the keyframe of its lowest rendition (a 360p rung decodes ~9× cheaper than a 1080p source): that
+ * keyframe alone, as MPEG-TS with its parameter sets (media/formats/mpegts-muxer.ts), decoded and scaled to at
+ * most `maxHeight` lines, written as JPEG. Runs go one at a time for all streams, at the lowest CPU priority (the
+ * live transcoders come first), each bounded in time; a failure leaves the last thumbnail in place.
  */
 import { spawn } from 'node:child_process';
+import { setPriority } from 'node:os';
 import type { AccessUnit } from '../core/access-unit.js';
 import type { Logger } from '../core/logger.js';
-import type { Stream } from '../core/stream.js';
+import type { Rendition, Stream } from '../core/stream.js';
 import type { StreamObserver } from '../core/stream-registry.js';
 import type { Subscriber } from '../core/subscriber.js';
 import type { Track, VideoTrack } from '../core/track.js';
@@ -38,15 +40,25 @@ const RUN_TIMEOUT_MS = 5_000;
 /** Largest JPEG kept, bytes. */
 const MAX_JPEG_BYTES = 2 * 1024 * 1024;
 
-interface Watched {
+/** One picture source of a stream: the stream itself or a ladder rung. */
+interface Source {
   stream: Stream;
   subscriber: Subscriber;
   video: VideoTrack | undefined;
   keyframe: AccessUnit | undefined;
-  /** When the kept keyframe arrived (ms), and when the thumbnail was last made from one. */
+  /** When the kept keyframe arrived, ms. */
   keyframeAt: number;
+}
+
+interface Watched {
+  stream: Stream;
+  sources: Source[];
+  /** When the thumbnail was last made, ms. */
   madeFrom: number;
 }
+
+/** A source's keyframe older than this is not used (its rung may have been shed), ms. */
+const KEYFRAME_FRESH_MS = 10_000;
 
 /** Makes and keeps thumbnails of live streams. `close()` is idempotent. */
 export class Thumbnailer implements StreamObserver {
@@ -71,29 +83,57 @@ export class Thumbnailer implements StreamObserver {
   }
 
   streamCreated(stream: Stream): void {
-    this.watched.get(stream.name)?.subscriber.close();
-    const w: Watched = { stream, subscriber: undefined as unknown as Subscriber, video: undefined, keyframe: undefined, keyframeAt: 0, madeFrom: 0 };
-    w.subscriber = stream.subscribe(
+    this.forget(stream.name);
+    const w: Watched = { stream, sources: [], madeFrom: 0 };
+    this.watched.set(stream.name, w);
+    this.addSource(w, stream, () => this.forget(stream.name, w));
+  }
+
+  /** A ladder rung of a watched stream: its keyframes are cheaper to decode. */
+  renditionCreated(source: Stream, rendition: Rendition): void {
+    const w = this.watched.get(source.name);
+    if (!w || w.stream !== source || rendition.info.role !== 'ladder') return;
+    this.addSource(w, rendition.stream, () => undefined);
+  }
+
+  private addSource(w: Watched, stream: Stream, ended: () => void): void {
+    const src: Source = { stream, subscriber: undefined as unknown as Subscriber, video: undefined, keyframe: undefined, keyframeAt: 0 };
+    src.subscriber = stream.subscribe(
       {
         onSessionStart: (s) => {
-          w.video = s.tracks.find((t: Track): t is VideoTrack => t.kind === 'video');
-          w.keyframe = undefined;
+          src.video = s.tracks.find((t: Track): t is VideoTrack => t.kind === 'video');
+          src.keyframe = undefined;
         },
         onAccessUnit: (au) => {
-          if (au.keyframe && au.trackId === w.video?.id) {
-            w.keyframe = au;
-            w.keyframeAt = Date.now();
+          if (au.keyframe && au.trackId === src.video?.id) {
+            src.keyframe = au;
+            src.keyframeAt = Date.now();
           }
         },
         onPublisherLost: () => undefined,
         onEnd: () => {
-          if (this.watched.get(stream.name) === w) this.watched.delete(stream.name);
-          w.subscriber.close();
+          src.subscriber.close();
+          w.sources = w.sources.filter((x) => x !== src);
+          ended();
         },
       },
       { maxQueue: 64, label: 'thumbnails' },
     );
-    this.watched.set(stream.name, w);
+    w.sources.push(src);
+  }
+
+  private forget(name: string, only?: Watched): void {
+    const w = this.watched.get(name);
+    if (!w || (only && w !== only)) return;
+    this.watched.delete(name);
+    for (const s of w.sources) s.subscriber.close();
+  }
+
+  /** The freshest keyframe of the stream's lowest rendition, if any. */
+  private pick(w: Watched, now: number): Source | undefined {
+    return w.sources
+      .filter((s) => s.keyframe && s.video && now - s.keyframeAt < KEYFRAME_FRESH_MS)
+      .sort((a, b) => (a.video!.info.height ?? 0) - (b.video!.info.height ?? 0))[0];
   }
 
   /** Makes the thumbnail of the stream that waited longest, if one is due. */
@@ -101,14 +141,14 @@ export class Thumbnailer implements StreamObserver {
     if (this.busy || this.closed) return;
     const now = Date.now();
     const due = [...this.watched.values()]
-      .filter((w) => w.keyframe && w.video && w.keyframeAt > w.madeFrom && now - w.madeFrom >= this.options.intervalMs)
+      .filter((w) => now - w.madeFrom >= this.options.intervalMs && w.sources.some((s) => s.keyframeAt > w.madeFrom))
       .sort((a, b) => a.madeFrom - b.madeFrom)[0];
-    if (!due) return;
+    const source = due && this.pick(due, now);
+    if (!due || !source) return;
     this.busy = true;
-    const au = due.keyframe!;
     due.madeFrom = now;
     try {
-      const jpeg = await this.decode(due.video!, au);
+      const jpeg = await this.decode(source.video!, source.keyframe!);
       this.thumbnails.set(due.stream.name, { jpeg, at: Date.now() });
       this.counters.made++;
     } catch (err) {
@@ -128,6 +168,14 @@ export class Thumbnailer implements StreamObserver {
         ['-hide_banner', '-loglevel', 'error', '-f', 'mpegts', '-i', 'pipe:0', '-frames:v', '1', '-vf', `scale=-2:'min(${this.options.maxHeight},ih)'`, '-q:v', '5', '-f', 'image2', '-c:v', 'mjpeg', 'pipe:1'],
         { stdio: ['pipe', 'pipe', 'pipe'] },
       );
+      // Behind the live transcoders for the CPU: a thumbnail may wait, a rendition may not.
+      if (child.pid) {
+        try {
+          setPriority(child.pid, 19);
+        } catch {
+          // not allowed: it runs at normal priority
+        }
+      }
       const chunks: Buffer[] = [];
       let size = 0;
       let stderr = '';
@@ -153,7 +201,6 @@ export class Thumbnailer implements StreamObserver {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
-    for (const w of this.watched.values()) w.subscriber.close();
-    this.watched.clear();
+    for (const name of [...this.watched.keys()]) this.forget(name);
   }
 }

@@ -196,6 +196,46 @@ describe('recording', { timeout: 300_000 }, () => {
     await waitUntil('the live playlist going on', async () => ((await (await fetch(`${server.httpUrl}/hls/main/src/media.m3u8`)).text()).match(/#EXTINF/g)?.length ?? 0) > before, 10_000, 250);
   });
 
+  it('keeps a publisher\'s reconnect within the grace period in one recording, with a discontinuity', async () => {
+    const server = await startTestServer({ record: 'all', reconnectGraceMs: 8000 });
+    servers.push(server);
+    const one = publishTestPattern(`${server.rtmpUrl}/${server.key}`, { gopSeconds: 1, size: '640x360' });
+    publishers.push(one);
+    await waitUntil('4 s recorded', async () => ((await recordings(server.httpUrl, server.apiToken))[0]?.durationMs ?? 0) >= 4000, 20_000, 250);
+    await one.stop();
+    const two = publishTestPattern(`${server.rtmpUrl}/${server.key}`, { gopSeconds: 1, size: '640x360' });
+    publishers.push(two);
+    const [r] = await recordings(server.httpUrl, server.apiToken);
+    await waitUntil('the second session recorded', async () => /#EXT-X-DISCONTINUITY\n(#EXT-X-MAP[^\n]*\n)?#EXT-X-PROGRAM-DATE-TIME[^\n]*\n#EXTINF[^\n]*\nsrc\/seg\d+\.m4s\n#EXT-X-PROGRAM-DATE-TIME/.test(await (await fetch(r!.playback.hls)).text()), 20_000, 250);
+    await two.stop();
+    await waitUntil('one ready recording', async () => (await recordings(server.httpUrl, server.apiToken))[0]?.state === 'ready', 20_000, 250);
+    const all = await recordings(server.httpUrl, server.apiToken);
+    assert.equal(all.length, 1, 'one recording for the broadcast');
+    const p = await probe(all[0]!.playback.hls);
+    assert.ok(Math.abs(p.duration - all[0]!.durationMs / 1000) < 1.5, `${p.duration} s vs ${all[0]!.durationMs} ms`);
+    // Recorder figures in /metrics.
+    const metrics = await (await fetch(`${server.httpUrl}/metrics`, { headers: { authorization: `Bearer ${server.apiToken}` } })).text();
+    assert.match(metrics, /^glasscast_recorder_events_total\{kind="segmentsWritten"\} [1-9]\d*$/m);
+    assert.match(metrics, /^glasscast_recordings_active 0$/m);
+  });
+
+  it('records ladder renditions asked for, served under a multivariant playlist', async () => {
+    const server = await startTestServer({ ladder: '240p=300k', reconnectGraceMs: 500 });
+    servers.push(server);
+    const publisher = publishTestPattern(`${server.rtmpUrl}/${server.key}`, { gopSeconds: 1, size: '640x360' });
+    publishers.push(publisher);
+    await waitUntil('the 240p rendition', async () => ((await (await fetch(`${server.httpUrl}/api/v1/streams/main`)).json()) as { renditions: unknown[] }).renditions.length === 1, 40_000, 250);
+    assert.equal((await api(server.httpUrl, server.apiToken, 'POST', '/api/v1/streams/main/recording', { renditions: ['240p'] })).status, 202);
+    await waitUntil('4 s recorded', async () => ((await recordings(server.httpUrl, server.apiToken))[0]?.durationMs ?? 0) >= 4000, 20_000, 250);
+    const stopped = await api(server.httpUrl, server.apiToken, 'DELETE', '/api/v1/streams/main/recording');
+    assert.deepEqual(stopped.body['renditions'], ['src', '240p']);
+    const id = String(stopped.body['id']);
+    const index = await (await fetch(`${server.httpUrl}/vod/${id}/index.m3u8`)).text();
+    assert.deepEqual(index.match(/^(src|240p)\/media\.m3u8$/gm), ['src/media.m3u8', '240p/media.m3u8']);
+    const low = (await ffprobeJson(['-show_entries', 'stream=codec_type,height', `${server.httpUrl}/vod/${id}/240p/media.m3u8`])) as { streams: { codec_type: string; height?: number }[] };
+    assert.equal(low.streams.find((s) => s.codec_type === 'video')?.height, 240);
+  });
+
   it('renews a live stream\'s thumbnail, a JPEG that decodes, every few seconds', async () => {
     const server = await startTestServer({ reconnectGraceMs: 500 });
     servers.push(server);
