@@ -597,7 +597,7 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
         tags: ['recordings'],
         security: [{ apiKey: [] }],
         params: S.nameParams,
-        body: z.object({ renditions: z.array(z.string().regex(/^(src|\d{3,4}p)$/)).max(8).optional() }).optional(),
+        body: z.object({ renditions: z.array(z.string().regex(/^(src|\d{3,4}p)$/)).max(8).optional() }).nullish(),
         response: { 202: z.object({ stream: z.string(), recordingId: z.string().nullable() }), ...PROBLEMS },
       },
     }, async (request, reply) => {
