@@ -286,8 +286,10 @@ export class Recorder {
           await this.store.enqueueUpload(a.id, `${rendition}/seg${seq}.m4s`, 'video/iso.segment');
           uploader.nudge();
         }
-        // The recording's thumbnail: the stream's a few seconds in (a first picture is often black).
-        if (rendition === a.renditions[0] && seq === THUMBNAIL_AFTER_SEGMENTS) await this.saveThumbnail(a);
+        // The recording's thumbnail: the stream's a few seconds in (a first picture is often black). Asking
+        // from the first segment on has the thumbnailer make one.
+        if (rendition === a.renditions[0] && seq < THUMBNAIL_AFTER_SEGMENTS) this.options.thumbnail?.(a.stream.name);
+        if (rendition === a.renditions[0] && seq >= THUMBNAIL_AFTER_SEGMENTS && !a.thumbnail) await this.saveThumbnail(a);
         this.counters.segmentsWritten++;
         this.counters.bytesWritten += segment.bytes.length;
         if (this.options.quotaBytes > 0 && Date.now() - this.lastSweep >= SWEEP_SPACING_MS) void this.sweep();

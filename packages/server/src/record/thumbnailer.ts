@@ -1,6 +1,7 @@
 /**
- * Thumbnails (issue 13): a JPEG of every live stream every few seconds, for the directory and admin pages
- * (`/thumbnails/<name>.jpg`) and one per recording.
+ * Thumbnails (issue 13): a JPEG of a live stream every few seconds, for the directory and admin pages
+ * (`/thumbnails/<name>.jpg`) and one per recording — made only while someone asks for them (a page, the recorder
+ * of a recording in progress), so a box nobody browses spends nothing on them.
  *
  * The newest keyframe of each stream and of each of its ladder rungs is kept (readers of the core that hold one
  * access unit each); every `intervalMs` a stream with a keyframe newer than its thumbnail gets one short ffmpeg
@@ -55,7 +56,12 @@ interface Watched {
   sources: Source[];
   /** When the thumbnail was last made, ms. */
   madeFrom: number;
+  /** When someone last asked for the thumbnail (a page, the recorder), ms: only wanted ones are renewed. */
+  wantedAt: number;
 }
+
+/** A thumbnail nobody asked for in this long is no longer renewed, ms. */
+const WANTED_FOR_MS = 60_000;
 
 /** A source's keyframe older than this is not used (its rung may have been shed), ms. */
 const KEYFRAME_FRESH_MS = 10_000;
@@ -77,14 +83,19 @@ export class Thumbnailer implements StreamObserver {
     this.timer.unref();
   }
 
-  /** The newest thumbnail of `name`, if one was made (it stays after the stream ends). */
+  /**
+   * The newest thumbnail of `name`, if one was made (it stays after the stream ends). Asking keeps it renewed for
+   * a minute: no ffmpeg runs for streams nobody looks at.
+   */
   latest(name: string): Thumbnail | undefined {
+    const w = this.watched.get(name);
+    if (w) w.wantedAt = Date.now();
     return this.thumbnails.get(name);
   }
 
   streamCreated(stream: Stream): void {
     this.forget(stream.name);
-    const w: Watched = { stream, sources: [], madeFrom: 0 };
+    const w: Watched = { stream, sources: [], madeFrom: 0, wantedAt: 0 };
     this.watched.set(stream.name, w);
     this.addSource(w, stream, () => this.forget(stream.name, w));
   }
@@ -141,7 +152,7 @@ export class Thumbnailer implements StreamObserver {
     if (this.busy || this.closed) return;
     const now = Date.now();
     const due = [...this.watched.values()]
-      .filter((w) => now - w.madeFrom >= this.options.intervalMs && w.sources.some((s) => s.keyframeAt > w.madeFrom))
+      .filter((w) => now - w.wantedAt < WANTED_FOR_MS && now - w.madeFrom >= this.options.intervalMs && w.sources.some((s) => s.keyframeAt > w.madeFrom))
       .sort((a, b) => a.madeFrom - b.madeFrom)[0];
     const source = due && this.pick(due, now);
     if (!due || !source) return;
