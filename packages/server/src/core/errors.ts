@@ -73,7 +73,6 @@ export const ERROR_CATALOGUE = {
   BAD_CANDIDATE: e(400, 'Malformed ICE candidate', CALL_FAILED, 1400, false),
   // Recordings (record/).
   RECORDING_NOT_FOUND: e(404, 'Recording not found', CALL_FAILED, 1404, false),
-  RECORDING_WRITE_FAILED: e(507, 'Recording could not be written', CALL_FAILED, 1500, true),
   // Supervised ffmpeg jobs (transcode/ffmpeg-job.ts): `fatal` means the job gives up.
   JOB_START_FAILED: e(503, 'Transcoder could not start', PUBLISH_FAILED, 1503, true),
   JOB_EXITED: e(503, 'Transcoder exited', PUBLISH_FAILED, 1503, false),

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { GlasscastError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { RecordingRecord, RecordingStore } from '../store/recording-store.js';
-import { ffmpegPath } from '../transcode/ffmpeg-path.js';
+import { ffmpegPath, trackChild } from '../transcode/ffmpeg-path.js';
 import { renderVodPlaylist } from './vod-playlist.js';
 
 /** Longest an MP4 remux may take, ms. */
@@ -24,6 +24,7 @@ export async function makeMp4(recordings: RecordingStore, dir: string, r: Record
   const partial = join(dir, 'download.partial.mp4');
   await new Promise<void>((resolve, reject) => {
     const child = spawn(ffmpegPath(), ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y', '-i', playlist, '-map', '0', '-c', 'copy', '-movflags', '+faststart', '-f', 'mp4', partial], { stdio: ['ignore', 'ignore', 'pipe'] });
+    trackChild(child);
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
     const timer = setTimeout(() => child.kill('SIGKILL'), MP4_TIMEOUT_MS);

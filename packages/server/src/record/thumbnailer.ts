@@ -10,7 +10,7 @@
  * most `maxHeight` lines, written as JPEG. Runs go one at a time for all streams, at the lowest CPU priority (the
  * live transcoders come first), each bounded in time; a failure leaves the last thumbnail in place.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { setPriority } from 'node:os';
 import type { AccessUnit } from '../core/access-unit.js';
 import type { Logger } from '../core/logger.js';
@@ -19,7 +19,7 @@ import type { StreamObserver } from '../core/stream-registry.js';
 import type { Subscriber } from '../core/subscriber.js';
 import type { Track, VideoTrack } from '../core/track.js';
 import { MpegTsMuxer } from '../media/formats/mpegts-muxer.js';
-import { ffmpegPath } from '../transcode/ffmpeg-path.js';
+import { ffmpegPath, trackChild } from '../transcode/ffmpeg-path.js';
 
 /** One stream's thumbnail. */
 export interface Thumbnail {
@@ -72,6 +72,8 @@ export class Thumbnailer implements StreamObserver {
   private readonly thumbnails = new Map<string, Thumbnail>();
   private readonly timer: NodeJS.Timeout;
   private busy = false;
+  /** The ffmpeg run in flight, killed by close(). */
+  private running: ChildProcess | undefined;
   private closed = false;
   readonly counters = { made: 0, failed: 0 };
 
@@ -179,6 +181,11 @@ export class Thumbnailer implements StreamObserver {
         ['-hide_banner', '-loglevel', 'error', '-f', 'mpegts', '-i', 'pipe:0', '-frames:v', '1', '-vf', `scale=-2:'min(${this.options.maxHeight},ih)'`, '-q:v', '5', '-f', 'image2', '-c:v', 'mjpeg', 'pipe:1'],
         { stdio: ['pipe', 'pipe', 'pipe'] },
       );
+      trackChild(child);
+      this.running = child;
+      child.once('exit', () => {
+        if (this.running === child) this.running = undefined;
+      });
       // Behind the live transcoders for the CPU: a thumbnail may wait, a rendition may not.
       if (child.pid) {
         try {
@@ -212,6 +219,7 @@ export class Thumbnailer implements StreamObserver {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
+    this.running?.kill('SIGKILL');
     for (const name of [...this.watched.keys()]) this.forget(name);
   }
 }

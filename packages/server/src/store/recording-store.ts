@@ -97,11 +97,9 @@ export class RecordingStore {
         .insertInto('recording_segments')
         .values({ recording_id: id, rendition: segment.rendition, seq: segment.seq, init_id: segment.initId, duration: segment.duration, bytes: segment.bytes, discontinuity: segment.discontinuity ? 1 : 0, program_date_time: segment.programDateTime })
         .execute();
-      const row = await trx.selectFrom('recordings').select(['duration_ms', 'size_bytes']).where('id', '=', id).executeTakeFirst();
-      if (!row) return;
       await trx
         .updateTable('recordings')
-        .set({ size_bytes: row.size_bytes + segment.bytes, duration_ms: row.duration_ms + (countsDuration ? Math.round(segment.duration * 1000) : 0) })
+        .set((eb) => ({ size_bytes: eb('size_bytes', '+', segment.bytes), duration_ms: eb('duration_ms', '+', countsDuration ? Math.round(segment.duration * 1000) : 0) }))
         .where('id', '=', id)
         .execute();
     });
@@ -109,8 +107,7 @@ export class RecordingStore {
 
   /** Adds bytes written besides segments (init segments). */
   async addBytes(id: string, bytes: number): Promise<void> {
-    const row = await this.db.selectFrom('recordings').select('size_bytes').where('id', '=', id).executeTakeFirst();
-    if (row) await this.db.updateTable('recordings').set({ size_bytes: row.size_bytes + bytes }).where('id', '=', id).execute();
+    await this.db.updateTable('recordings').set((eb) => ({ size_bytes: eb('size_bytes', '+', bytes) })).where('id', '=', id).execute();
   }
 
   /**
@@ -216,8 +213,7 @@ export class RecordingStore {
   }
 
   async uploadFailed(seq: number, error: string, nextAttemptAt: number): Promise<void> {
-    const r = await this.db.selectFrom('uploads').select('attempts').where('seq', '=', seq).executeTakeFirst();
-    await this.db.updateTable('uploads').set({ attempts: (r?.attempts ?? 0) + 1, last_error: error.slice(0, 500), next_attempt_at: nextAttemptAt }).where('seq', '=', seq).execute();
+    await this.db.updateTable('uploads').set((eb) => ({ attempts: eb('attempts', '+', 1), last_error: error.slice(0, 500), next_attempt_at: nextAttemptAt })).where('seq', '=', seq).execute();
   }
 
   /** Uploads of recording `id` not done yet. */
