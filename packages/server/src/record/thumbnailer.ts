@@ -7,8 +7,9 @@
  * access unit each); every `intervalMs` a stream with a keyframe newer than its thumbnail gets one short ffmpeg
  * run on the keyframe of its lowest rendition (a 360p rung decodes ~9× cheaper than a 1080p source): that
  * keyframe alone, as MPEG-TS with its parameter sets (media/formats/mpegts-muxer.ts), decoded and scaled to at
- * most `maxHeight` lines, written as JPEG. Runs go one at a time for all streams, at the lowest CPU priority (the
- * live transcoders come first), each bounded in time; a failure leaves the last thumbnail in place.
+ * most `maxHeight` lines, written as JPEG. Runs go one at a time for all streams, at a low CPU priority (nice 10: the
+ * live transcoders come first, yet a saturated box still makes a thumbnail within seconds; at nice 19 it got
+ * ~1.5 % of a core and none came), each bounded in time; a failure leaves the last thumbnail in place.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { setPriority } from 'node:os';
@@ -37,7 +38,9 @@ export interface ThumbnailerOptions {
 }
 
 /** Longest one ffmpeg run may take, ms. */
-const RUN_TIMEOUT_MS = 5_000;
+const RUN_TIMEOUT_MS = 10_000;
+/** Nice value of a thumbnail run (the live transcoders run at 0). */
+const RUN_NICE = 10;
 /** Largest JPEG kept, bytes. */
 const MAX_JPEG_BYTES = 2 * 1024 * 1024;
 
@@ -189,7 +192,7 @@ export class Thumbnailer implements StreamObserver {
       // Behind the live transcoders for the CPU: a thumbnail may wait, a rendition may not.
       if (child.pid) {
         try {
-          setPriority(child.pid, 19);
+          setPriority(child.pid, RUN_NICE);
         } catch {
           // not allowed: it runs at normal priority
         }

@@ -58,7 +58,8 @@ describe('derived media of an OBS-like B-frame source: one video job, one audio 
 
     client = new WhepTestClient();
     assert.equal((await client.connect(`${server.httpUrl}/whep/main`)).status, 201);
-    await waitUntil('4 s of video', () => client!.packets.filter((p) => p.kind === 'video' && p.marker).length >= 120, 20_000);
+    // The audio job starts beside the video job, not in step with it: wait for both.
+    await waitUntil('4 s of video and 3 s of Opus', () => client!.packets.filter((p) => p.kind === 'video' && p.marker).length >= 120 && client!.packets.filter((p) => p.kind === 'audio').length > 150, 20_000);
     const video = client.packets.filter((p) => p.kind === 'video');
     // Frames in arrival order: presentation times never go back (no B-frame reordering reaches WebRTC), 30 fps,
     // and the first second aside, no frame arrives more than 250 ms after the one before.
