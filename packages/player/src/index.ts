@@ -3,11 +3,39 @@
  * low-latency mode) by itself when WebRTC cannot connect or no frame arrives in time. Shows an offline state
  * until the stream is live, picks it up when it goes live, and reports the protocol and measured latency.
  */
-import Hls from 'hls.js';
+import type Hls from 'hls.js';
 import { connectWhep, type WhepConnection, type WhepLayerState } from './whep-client.js';
+import { QoeReporter } from './qoe-reporter.js';
 
 export { connectWhep, iceServersFromLink, WhepError, type WhepConnection, type WhepLayer, type WhepLayerState } from './whep-client.js';
 export { publishWhip, WhipError, type WhipPublish, type WhipPublishOptions } from './whip-publisher.js';
+export { QoeReporter, type QoeSnapshot } from './qoe-reporter.js';
+
+/** What the server pushes about a stream (`event: stream` of `/api/v1/streams/<name>/events`). */
+export interface StreamSummary {
+  name: string;
+  state: 'live' | 'reconnecting' | 'offline';
+  playable: boolean;
+  webrtc: boolean;
+  /** Viewers now, every protocol. */
+  viewers: number;
+  title: string;
+  /** ISO 8601, while live. */
+  startedAt: string | null;
+  /** `/thumbnails/<name>.jpg?v=…`, once one was made. */
+  thumbnail: string | null;
+}
+
+/**
+ * hls.js, loaded the first time a page plays LL-HLS: a WebRTC viewer (the usual case) never downloads or
+ * evaluates it, and the page starts ~100 ms sooner on a phone-class CPU. One load per page.
+ */
+let hlsModule: Promise<{ default: typeof Hls }> | undefined;
+/** Starts loading hls.js (idempotent); resolves its default export. */
+export function loadHls(): Promise<typeof Hls> {
+  hlsModule ??= import('hls.js');
+  return hlsModule.then((m) => m.default);
+}
 
 /** Player states, in the order a viewer usually sees them. */
 export type PlayerState = 'offline' | 'connecting' | 'playing' | 'reconnecting' | 'ended';
@@ -18,8 +46,17 @@ export interface PlayerOptions {
   stream: string;
   /** Base URL of the Glasscast server; default the page's origin. */
   server?: string;
-  /** How often to check whether an offline stream went live, ms. Default 2000. */
+  /**
+   * How often to check whether an offline stream went live, ms. Default 2000; 10 000 while the server's event
+   * stream is open (it says at once when the stream becomes playable).
+   */
   pollIntervalMs?: number;
+  /** Listen to the server's event stream (`/api/v1/streams/<name>/events`) to start the moment the stream is playable. Default true. */
+  events?: boolean;
+  /** Called with every summary the server pushes (viewer count, title, state). */
+  onSummary?: (summary: StreamSummary) => void;
+  /** Send quality-of-experience beacons (join time, stalls, switches, latency) every 10 s while playing. Default true. */
+  qoe?: boolean;
   /** Called on every state change. */
   onStateChange?: (state: PlayerState, detail: string) => void;
   /** `auto` tries WebRTC then LL-HLS; the others force one. Default `auto`. */
@@ -71,7 +108,34 @@ export interface PlayerStats {
   stalls: number;
   /** Time spent stalled while playing (from `waiting` to playback going on), ms, the current stall included. */
   stalledMs: number;
+  /** From starting to connect to the first frame, ms, for the first play of this page; undefined before. */
+  joinMs: number | undefined;
+  /** Rendition switches while playing. */
+  switches: number;
   quality: QualityState;
+}
+
+/** Figures for a "stats for nerds" panel (read on demand: WebRTC's come from getStats()). */
+export interface DetailedStats {
+  protocol: PlayerStats['protocol'];
+  /** Level playing (`src`, `720p`). */
+  rendition: string | undefined;
+  width: number;
+  height: number;
+  /** Video received, bits/s, over the time since the previous call (WebRTC) or the level's bitrate (LL-HLS). */
+  bitrate: number | undefined;
+  framesDecoded: number;
+  framesDropped: number;
+  /** WebRTC: average jitter buffer delay of video, ms; LL-HLS: media buffered ahead, ms. */
+  bufferMs: number | undefined;
+  /** WebRTC: round-trip time to the server, ms. */
+  rttMs: number | undefined;
+  /**
+   * Glass-to-glass estimate, ms: LL-HLS — distance from the live edge (program date time); WebRTC — jitter buffer
+   * plus half the round trip (the encoder and the publisher's path are not seen from here).
+   */
+  latencyMs: number | undefined;
+  packetsLost: number | undefined;
 }
 
 /** `src/media.m3u8` or `…/720p/media.m3u8` → `src` / `720p`. */
@@ -113,6 +177,20 @@ export class GlasscastPlayer {
   /** WebRTC: the last layer state read from the server (refreshed every second while playing). */
   private layerState: WhepLayerState | undefined;
   private layerTimer: ReturnType<typeof setInterval> | undefined;
+  private events: EventSource | undefined;
+  /** A status check is running (an event and the timer may both ask for one). */
+  private polling = false;
+  /** Connecting started (performance.now()), for the join time of the first play. */
+  private joinStartedAt: number | undefined;
+  private joinMs: number | undefined;
+  /** Time playing, ms, up to `playingSince`. */
+  private playedMs = 0;
+  private playingSince: number | undefined;
+  private switches = 0;
+  private lastLevel: string | undefined;
+  private qoe: QoeReporter | undefined;
+  /** WebRTC video bytes at the last detailed reading, for the bitrate. */
+  private lastBytes: { bytes: number; at: number } | undefined;
 
   constructor(
     private readonly video: HTMLVideoElement,
@@ -136,13 +214,76 @@ export class GlasscastPlayer {
     video.addEventListener('ended', () => this.onEnded());
   }
 
-  /** Starts: checks the stream, plays it if live, otherwise waits for it. */
+  /** Starts: checks the stream, plays it if live, otherwise waits for it (told by the server's events). */
   start(): void {
+    performance.mark('glasscast:player-start');
+    this.openEvents();
+    if (this.options.qoe !== false && typeof document !== 'undefined') {
+      const token = this.options.token;
+      this.qoe = new QoeReporter(
+        () => `${this.base}/api/v1/streams/${encodeURIComponent(this.options.stream)}/qoe${token ? `?token=${encodeURIComponent(token)}` : ''}`,
+        () => {
+          const s = this.getStats();
+          if (this.joinStartedAt === undefined || !this.lastProtocol) return undefined;
+          return {
+            protocol: this.lastProtocol,
+            joinMs: s.joinMs === undefined ? null : Math.round(s.joinMs),
+            playingMs: Math.max(0, Math.round(this.playingMs() - s.stalledMs)),
+            rebuffers: s.stalls,
+            rebufferMs: s.stalledMs,
+            switches: s.switches,
+            latencyMs: s.latency !== undefined ? Math.round(s.latency * 1000) : (this.webrtcLatencyMs ?? null),
+          };
+        },
+        10_000,
+        async () => {
+          // WebRTC's latency estimate comes from getStats(), read just before each beacon.
+          if (this.protocol === 'webrtc') this.webrtcLatencyMs = (await this.getDetailedStats()).latencyMs;
+        },
+      );
+    }
     void this.poll();
+  }
+
+  /** WebRTC's last glass-to-glass estimate, ms (for the beacon). */
+  private webrtcLatencyMs: number | undefined;
+  /** The protocol of the last play (kept after it stops, for the beacon). */
+  private lastProtocol: 'webrtc' | 'll-hls' | undefined;
+
+  /** Time in the playing state, ms, stalls included. */
+  private playingMs(): number {
+    return this.playedMs + (this.playingSince === undefined ? 0 : performance.now() - this.playingSince);
+  }
+
+  /** Subscribes to the stream's server-sent events: a change to playable starts playback at once. */
+  private openEvents(): void {
+    if (this.options.events === false || typeof EventSource === 'undefined') return;
+    const token = this.options.token;
+    const es = new EventSource(`${this.base}/api/v1/streams/${encodeURIComponent(this.options.stream)}/events${token ? `?token=${encodeURIComponent(token)}` : ''}`);
+    es.addEventListener('stream', (event) => {
+      let summary: StreamSummary;
+      try {
+        summary = JSON.parse((event as MessageEvent<string>).data) as StreamSummary;
+      } catch {
+        return;
+      }
+      this.options.onSummary?.(summary);
+      if ((summary.webrtc || summary.playable) && !this.hls && !this.whep) void this.poll();
+    });
+    this.events = es;
   }
 
   private setState(state: PlayerState, detail = ''): void {
     if (state === this.state && !detail) return;
+    const now = performance.now();
+    if (state === 'connecting' && this.joinMs === undefined) this.joinStartedAt ??= now;
+    if (state === 'playing' && this.joinMs === undefined && this.joinStartedAt !== undefined) this.joinMs = now - this.joinStartedAt;
+    if (state === 'playing') this.playingSince ??= now;
+    else if (this.playingSince !== undefined) {
+      this.playedMs += now - this.playingSince;
+      this.playingSince = undefined;
+    }
+    if (state === 'reconnecting' && detail) this.qoe?.error(detail);
     this.state = state;
     this.options.onStateChange?.(state, detail);
   }
@@ -150,11 +291,21 @@ export class GlasscastPlayer {
   private schedulePoll(): void {
     if (this.destroyed) return;
     clearTimeout(this.pollTimer);
-    this.pollTimer = setTimeout(() => void this.poll(), this.options.pollIntervalMs ?? 2000);
+    const open = this.events !== undefined && this.events.readyState === EventSource.OPEN;
+    this.pollTimer = setTimeout(() => void this.poll(), this.options.pollIntervalMs ?? (open ? 10_000 : 2000));
   }
 
   private async poll(): Promise<void> {
-    if (this.destroyed || this.hls || this.whep) return;
+    if (this.destroyed || this.hls || this.whep || this.polling) return;
+    this.polling = true;
+    try {
+      await this.check();
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  private async check(): Promise<void> {
     try {
       const token = this.options.token;
       const res = await fetch(`${this.base}/api/v1/streams/${encodeURIComponent(this.options.stream)}`, { cache: 'no-store', headers: token ? { authorization: `Bearer ${token}` } : {} });
@@ -177,7 +328,7 @@ export class GlasscastPlayer {
           }
         }
         if (status.playable && mode !== 'webrtc') {
-          this.play(`${this.base}${status.playback.hls}${token ? `?token=${encodeURIComponent(token)}` : ''}`);
+          await this.play(`${this.base}${status.playback.hls}${token ? `?token=${encodeURIComponent(token)}` : ''}`);
           return;
         }
       }
@@ -196,10 +347,12 @@ export class GlasscastPlayer {
       conn = await connectWhep(url, undefined, this.options.token);
     } catch {
       this.webrtcFailed = true;
+      this.qoe?.error('webrtc-connect-failed');
       return false;
     }
     this.whep = conn;
     this.protocol = 'webrtc';
+    this.lastProtocol = 'webrtc';
     this.video.srcObject = conn.stream;
     void this.video.play().catch(() => undefined);
     const firstFrame = await new Promise<boolean>((resolve) => {
@@ -227,6 +380,7 @@ export class GlasscastPlayer {
     if (!firstFrame || this.whep !== conn) {
       this.teardown();
       this.webrtcFailed = true;
+      this.qoe?.error('webrtc-no-frames');
       return false;
     }
     this.setState('playing', 'webrtc');
@@ -253,17 +407,29 @@ export class GlasscastPlayer {
     return true;
   }
 
-  private play(url: string): void {
+  private async play(url: string): Promise<void> {
     this.protocol = 'll-hls';
+    this.lastProtocol = 'll-hls';
     this.setState('connecting', 'll-hls');
-    if (!Hls.isSupported()) {
+    let HlsJs: typeof Hls;
+    try {
+      HlsJs = await loadHls();
+    } catch {
+      // The script could not be fetched (the server restarting, a flaky phone network): try again later.
+      this.protocol = undefined;
+      this.setState('reconnecting', 'the LL-HLS player could not be loaded');
+      this.schedulePoll();
+      return;
+    }
+    if (this.destroyed) return;
+    if (!HlsJs.isSupported()) {
       // Safari plays LL-HLS natively.
       this.video.src = url;
       void this.video.play().catch(() => undefined);
       this.video.addEventListener('playing', () => this.setState('playing'), { once: true });
       return;
     }
-    const hls = new Hls(
+    const hls = new HlsJs(
       this.options.hlsDefaults
         ? {}
         : {
@@ -276,9 +442,10 @@ export class GlasscastPlayer {
           },
     );
     this.hls = hls;
-    hls.on(Hls.Events.ERROR, (_event, data) => {
+    hls.on(HlsJs.Events.ERROR, (_event, data) => {
+      this.qoe?.error(`hls:${data.details}`);
       if (!data.fatal) return;
-      if (data.type === Hls.ErrorTypes.MEDIA_ERROR) {
+      if (data.type === HlsJs.ErrorTypes.MEDIA_ERROR) {
         hls.recoverMediaError();
         return;
       }
@@ -286,10 +453,10 @@ export class GlasscastPlayer {
       this.setState('reconnecting', data.details);
       this.schedulePoll();
     });
-    hls.on(Hls.Events.LEVEL_UPDATED, (_event, data) => {
+    hls.on(HlsJs.Events.LEVEL_UPDATED, (_event, data) => {
       if (!data.details.live) this.setState('ended');
     });
-    hls.on(Hls.Events.FRAG_BUFFERED, () => {
+    hls.on(HlsJs.Events.FRAG_BUFFERED, () => {
       if (this.state === 'connecting') void this.video.play().catch(() => undefined);
     });
     this.video.addEventListener('playing', () => this.setState('playing'), { once: true });
@@ -369,6 +536,11 @@ export class GlasscastPlayer {
   /** Current figures. */
   getStats(): PlayerStats {
     const quality = this.video.getVideoPlaybackQuality?.();
+    const q = this.getQuality();
+    if (this.state === 'playing' && q.current !== undefined && q.current !== this.lastLevel) {
+      if (this.lastLevel !== undefined) this.switches++;
+      this.lastLevel = q.current;
+    }
     return {
       state: this.state,
       protocol: this.protocol,
@@ -376,8 +548,65 @@ export class GlasscastPlayer {
       framesDecoded: quality?.totalVideoFrames ?? 0,
       stalls: this.stalls,
       stalledMs: Math.round(this.stalledMs + (this.stalledSince === undefined ? 0 : performance.now() - this.stalledSince)),
-      quality: this.getQuality(),
+      joinMs: this.joinMs,
+      switches: this.switches,
+      quality: q,
     };
+  }
+
+  /** Sends the QoE beacon now instead of at the next 10 s tick (tests, and a page about to navigate away). */
+  reportQoe(): void {
+    this.qoe?.send(false);
+  }
+
+  /** Figures for a "stats for nerds" panel; call about once a second (the bitrate is over the interval). */
+  async getDetailedStats(): Promise<DetailedStats> {
+    const playback = this.video.getVideoPlaybackQuality?.();
+    const q = this.getQuality();
+    const base: DetailedStats = {
+      protocol: this.protocol,
+      rendition: q.current,
+      width: this.video.videoWidth,
+      height: this.video.videoHeight,
+      bitrate: undefined,
+      framesDecoded: playback?.totalVideoFrames ?? 0,
+      framesDropped: playback?.droppedVideoFrames ?? 0,
+      bufferMs: undefined,
+      rttMs: undefined,
+      latencyMs: undefined,
+      packetsLost: undefined,
+    };
+    if (this.protocol === 'll-hls' && this.hls) {
+      const hls = this.hls;
+      const level = hls.levels[hls.currentLevel];
+      const buffered = this.video.buffered;
+      const end = buffered.length > 0 ? buffered.end(buffered.length - 1) : this.video.currentTime;
+      return { ...base, bitrate: level?.bitrate, bufferMs: Math.max(0, Math.round((end - this.video.currentTime) * 1000)), latencyMs: Number.isFinite(hls.latency) ? Math.round(hls.latency * 1000) : undefined };
+    }
+    const pc = this.whep?.pc;
+    if (this.protocol === 'webrtc' && pc) {
+      const report = await pc.getStats();
+      let bytes = 0;
+      let at = 0;
+      let jitterMs: number | undefined;
+      let rttMs: number | undefined;
+      let lost = 0;
+      report.forEach((r: { type?: string; kind?: string; bytesReceived?: number; timestamp?: number; jitterBufferDelay?: number; jitterBufferEmittedCount?: number; packetsLost?: number; state?: string; nominated?: boolean; currentRoundTripTime?: number }) => {
+        if (r.type === 'inbound-rtp' && r.kind === 'video') {
+          bytes = r.bytesReceived ?? 0;
+          at = r.timestamp ?? 0;
+          if (r.jitterBufferEmittedCount) jitterMs = ((r.jitterBufferDelay ?? 0) / r.jitterBufferEmittedCount) * 1000;
+        }
+        if (r.type === 'inbound-rtp') lost += r.packetsLost ?? 0;
+        if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded' && r.currentRoundTripTime !== undefined) rttMs = r.currentRoundTripTime * 1000;
+      });
+      const previous = this.lastBytes;
+      this.lastBytes = { bytes, at };
+      const bitrate = previous && at > previous.at && bytes >= previous.bytes ? ((bytes - previous.bytes) * 8 * 1000) / (at - previous.at) : undefined;
+      const latencyMs = jitterMs === undefined ? undefined : Math.round(jitterMs + (rttMs ?? 0) / 2);
+      return { ...base, bitrate, bufferMs: jitterMs === undefined ? undefined : Math.round(jitterMs), rttMs: rttMs === undefined ? undefined : Math.round(rttMs), latencyMs, packetsLost: lost };
+    }
+    return base;
   }
 
   /** Stops playback and polling. Idempotent. */
@@ -385,6 +614,9 @@ export class GlasscastPlayer {
     if (this.destroyed) return;
     this.destroyed = true;
     clearTimeout(this.pollTimer);
+    this.qoe?.send(false);
+    this.qoe?.stop();
+    this.events?.close();
     this.teardown();
   }
 }

@@ -12,7 +12,7 @@ import fastifyStatic from '@fastify/static';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import { jsonSchemaTransform } from 'fastify-type-provider-zod';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Kysely } from 'kysely';
 import { AdmissionHook } from './auth/admission.js';
 import { FailureLimiter } from './auth/failure-limiter.js';
@@ -41,6 +41,8 @@ import { Recorder } from './record/recorder.js';
 import { registerVodRoutes } from './record/vod-routes.js';
 import { Uploader } from './record/uploader.js';
 import { Thumbnailer } from './record/thumbnailer.js';
+import { StreamEvents } from './api/stream-events.js';
+import { ViewerQoe } from './observability/viewer-qoe.js';
 import { WebhookStore, enqueueEvent } from './store/webhook-store.js';
 import { WebhookDispatcher } from './webhooks/webhook-dispatcher.js';
 import { chooseVideoEncoder } from './transcode/encoder-detect.js';
@@ -91,7 +93,7 @@ function webDistDir(): string | undefined {
   try {
     const pkg = createRequire(import.meta.url).resolve('@glasscast/web/package.json');
     const dir = join(dirname(pkg), 'dist');
-    return existsSync(join(dir, 'watch.html')) ? dir : undefined;
+    return existsSync(join(dir, 'index.html')) ? dir : undefined;
   } catch {
     return undefined;
   }
@@ -149,10 +151,10 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     if ((await enqueueEvent(db, event)) > 0) dispatcher.nudge();
   };
   // Per-stream settings read when a stream is authorized or changed: visibility (cached briefly) and ladder.
-  const visibilities = new Map<string, { value: Visibility | undefined; at: number }>();
+  const visibilities = new Map<string, { value: Visibility | undefined; title: string; at: number }>();
   const ladderOverrides = new Map<string, string>();
   const remember = (name: string, record: StreamRecord | undefined): void => {
-    visibilities.set(name, { value: record?.visibility, at: Date.now() });
+    visibilities.set(name, { value: record?.visibility, title: record?.title ?? '', at: Date.now() });
     if (record?.ladder) ladderOverrides.set(name, record.ladder);
     else ladderOverrides.delete(name);
   };
@@ -345,7 +347,9 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     const path = request.url.split('?')[0]!;
     let limiter: typeof limiters.api;
     if (request.method === 'POST' && path.endsWith('/playback-tokens')) limiter = limiters.tokens;
-    else if (path.startsWith('/api/') || path === '/metrics') limiter = limiters.api;
+    // QoE beacons and event streams are exempt: a venue's viewers behind one NAT address send more than a person
+    // would, and both are bounded on their own (ignored when too frequent per viewer; listeners capped).
+    else if ((path.startsWith('/api/') && !path.endsWith('/qoe') && !path.endsWith('/events')) || path === '/metrics') limiter = limiters.api;
     else if (request.method === 'POST' && (path.startsWith('/whip/') || path.startsWith('/whep/'))) limiter = limiters.offers;
     if (!limiter) return;
     const verdict = await limiter(request);
@@ -401,6 +405,37 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     { noKeyframeMs: config.healthNoKeyframeMs, intervalMs: 1000 },
     log.child({ observability: 'monitor' }),
   );
+  const qoe = new ViewerQoe({ windowMs: 300_000, maxViewersPerStream: 5000, maxStreams: 1000 });
+  const viewerCount = (name: string): number => Object.values(viewersOf(name).byProtocol).reduce((a, b) => a + b, 0);
+  const events = new StreamEvents(
+    {
+      live: () => registry.list().map((s) => s.name),
+      summary: (name) => {
+        // Visibility and title from the short-lived cache, refreshed in the background; a stream not looked up
+        // yet counts as private (its page hears of it a tick later, never a private one too early).
+        const cached = visibilities.get(name);
+        if (!cached || Date.now() - cached.at >= VISIBILITY_CACHE_MS) void visibility(name).catch(() => undefined);
+        const stream = registry.get(name);
+        const state = stream?.state === 'live' ? 'live' : stream?.state === 'reconnecting' ? 'reconnecting' : 'offline';
+        const muxer = llhls.muxer(name);
+        const madeAt = thumbnails.madeAt(name);
+        return {
+          visibility: cached ? (cached.value ?? 'public') : 'private',
+          summary: {
+            name,
+            state,
+            playable: state !== 'offline' && muxer !== undefined && muxer.ready && !muxer.ended,
+            webrtc: state === 'live' && whep.playable(name),
+            viewers: state === 'offline' ? 0 : viewerCount(name),
+            title: cached?.title ?? '',
+            startedAt: state === 'offline' || !stream ? null : new Date(stream.createdAt).toISOString(),
+            thumbnail: madeAt === undefined ? null : `/thumbnails/${encodeURIComponent(name)}.jpg?v=${madeAt}`,
+          },
+        };
+      },
+    },
+    { tickMs: 100, viewerIntervalMs: 2000, maxListeners: 10_000 },
+  );
   const metrics = new Metrics({
     liveStreams: () => registry.list().map((s) => s.name),
     knownStreams: () => [...knownStreams],
@@ -419,6 +454,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     admissions: () => ({ ...admission.counts }),
     srtSessions: () => srt.publisherStats(),
     recording: () => ({ counters: { ...recorder.counters }, active: recorder.activeCount }),
+    qoe: () => ({ streams: qoe.reporting().map((stream) => ({ stream, figures: qoe.figures(stream)! })), beacons: qoe.counters.beacons }),
     uploads: async () => (uploader ? { counters: { ...uploader.counters }, pending: (await recordings.uploadBacklog()).pending } : undefined),
   });
   let lastMetrics: { at: number; text: string; contentType: string } | undefined;
@@ -461,16 +497,26 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     base: () => base,
     streamChanged: (name, record) => remember(name, record),
     outboxWritten: () => dispatcher.nudge(),
+    events,
+    qoe,
+    viewerCount,
   });
   const webDir = webDistDir();
   if (webDir) {
-    await http.register(fastifyStatic, { root: webDir, prefix: '/', index: false, wildcard: true });
-    http.get('/watch/:name', async (_request, reply) => reply.header('cache-control', 'no-cache').sendFile('watch.html'));
-    http.get('/broadcast', async (_request, reply) => reply.header('cache-control', 'no-cache').sendFile('broadcast.html'));
-    http.get('/', async (_request, reply) => reply.redirect('/watch/main'));
+    // Vite names every asset by its content hash: cached for good. The page itself is revalidated each time.
+    await http.register(fastifyStatic, {
+      root: webDir,
+      prefix: '/',
+      index: false,
+      wildcard: true,
+      setHeaders: (res, path) => res.setHeader('cache-control', /[\\/]assets[\\/]/.test(path) ? 'public, max-age=31536000, immutable' : 'no-cache'),
+    });
+    // The web app's routes (client-side): one page, the app picks the view from the URL.
+    const page = async (_request: unknown, reply: FastifyReply): Promise<FastifyReply> => reply.header('cache-control', 'no-cache').sendFile('index.html');
+    for (const route of ['/', '/watch/:name', '/watch/:name/:recording', '/broadcast', '/admin', '/admin/*']) http.get(route, page);
   } else {
-    log.warn({}, 'web app not built (packages/web/dist missing); /watch pages are unavailable — run npm run build');
-    http.get('/watch/:name', async (_request, reply) => sendProblem(reply, 'NOT_READY', 'the web app is not built; run npm run build'));
+    log.warn({}, 'web app not built (packages/web/dist missing); its pages are unavailable — run npm run build');
+    for (const route of ['/', '/watch/:name', '/broadcast', '/admin']) http.get(route, async (_request, reply) => sendProblem(reply, 'NOT_READY', 'the web app is not built; run npm run build'));
   }
 
   let rtmpPort: number;
@@ -545,6 +591,8 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
         whep.close();
         llhls.close();
         thumbnails.close();
+        // Pages listening for events hold their connections open: end them, or the HTTP server never closes.
+        events.close();
         // Recordings end with their last segment (the streams' ends flushed it) before the database closes.
         await recorder.close();
         await uploader?.close();

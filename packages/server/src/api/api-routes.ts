@@ -27,6 +27,8 @@ import type { SrtServer } from '../ingest/srt/srt-server.js';
 import { srtPublishUrl } from '../ingest/srt/srt-stream-id.js';
 import * as S from './api-schemas.js';
 import type { StatusDeps } from './stream-status.js';
+import type { StreamEvents } from './stream-events.js';
+import type { ViewerQoe } from '../observability/viewer-qoe.js';
 import { streamStatus, transcodeStatus } from './stream-status.js';
 
 /** What the API reads and changes. */
@@ -50,6 +52,10 @@ export interface ApiDeps extends StatusDeps {
   streamChanged(name: string, record: StreamRecord | undefined): void;
   /** Something was written to the webhook outbox. */
   outboxWritten(): void;
+  /** Live state pushed to pages (Server-Sent Events). */
+  events: StreamEvents;
+  /** Viewer QoE beacons, aggregated per stream. */
+  qoe: ViewerQoe;
 }
 
 /** The authenticated caller. */
@@ -150,6 +156,19 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
       whip: { url: `${deps.base().http}/whip/${encodeURIComponent(r.name)}`, bearerToken: r.key },
       srt: { server: deps.base().srt, streamId: r.key, url: srtPublishUrl(deps.base().srt, r.key), passphrase: r.srtPassphrase ?? null },
     });
+    /**
+     * Throws unless the caller may see stream `name` (configuration `r`): public and unlisted streams are open; a
+     * private one needs a playback token for it (`token`, or Bearer) or an API key with streams:read.
+     */
+    const mayView = async (request: FastifyRequest, name: string, r: StreamRecord | undefined, queryToken: string | undefined): Promise<void> => {
+      if (r?.visibility !== 'private') return;
+      const token = queryToken ?? bearer(request);
+      const who = token?.startsWith('gcs_') ? await caller(request) : undefined;
+      if (who && hasScope(who.scopes, 'streams:read')) return;
+      deps.failures.check(request.ip);
+      if (!token || token.startsWith('gcs_')) throw new GlasscastError('PLAYBACK_TOKEN_REQUIRED', `stream ${name} is private: a playback token is required`);
+      await deps.tokens.verify(token, name);
+    };
     const publicAnswers = new MicroCache();
     const changed = (name: string, r: StreamRecord | undefined): void => {
       publicAnswers.clear();
@@ -208,19 +227,70 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
       const cached = publicAnswers.get(`status ${name}`, now);
       if (cached) return reply.header('cache-control', 'no-store').send(cached);
       const r = await deps.store.findByName(name);
-      if (r?.visibility === 'private') {
-        const token = request.query.token ?? bearer(request);
-        const who = token?.startsWith('gcs_') ? await caller(request) : undefined;
-        if (!who || !hasScope(who.scopes, 'streams:read')) {
-          deps.failures.check(request.ip);
-          if (!token || token.startsWith('gcs_')) throw new GlasscastError('PLAYBACK_TOKEN_REQUIRED', `stream ${name} is private: a playback token is required`);
-          await deps.tokens.verify(token, name);
-        }
-      }
+      await mayView(request, name, r, request.query.token);
       const body = { ...streamStatus(deps, name), title: r?.title ?? '', description: r?.description ?? '', visibility: r?.visibility ?? 'public' };
       // A private stream's status is computed for each authorized caller, never shared.
       if (r?.visibility !== 'private') publicAnswers.set(`status ${name}`, body, now);
       return reply.header('cache-control', 'no-store').send(body);
+    });
+
+    api.get('/api/v1/server', {
+      schema: {
+        summary: 'Where to publish: the RTMP, SRT and WHIP addresses of this server',
+        description: 'Open to anyone (the same addresses the quick start prints); never a key.',
+        tags: ['streams'],
+        response: { 200: z.object({ rtmp: z.string(), srt: z.string(), whip: z.string(), http: z.string() }) },
+      },
+    }, async () => {
+      const b = deps.base();
+      return { rtmp: b.rtmp, srt: b.srt, whip: `${b.http}/whip/<stream>`, http: b.http };
+    });
+
+    // ---- live state pushed to pages (Server-Sent Events) and viewer QoE beacons ----
+    api.get('/api/v1/events', {
+      schema: {
+        summary: 'Live changes of public streams (text/event-stream)',
+        description: 'Server-Sent Events: `streams` once (every public live stream), then `stream` for each change (state, playability, viewer count at most every 2 s, title, thumbnail). What the directory page listens to.',
+        tags: ['streams'],
+        response: { 503: S.problem },
+      },
+    }, async (request, reply) => {
+      if (!deps.events.listen(reply.raw)) throw new GlasscastError('LIMIT_EXCEEDED', 'too many pages listening for events; try again later');
+      reply.hijack();
+    });
+    api.get('/api/v1/streams/:name/events', {
+      schema: {
+        summary: "One stream's live changes (text/event-stream)",
+        description: "Server-Sent Events: `stream` at once and on each change. A watch page starts playing when this says the stream is playable, instead of polling. A private stream needs ?token= (EventSource sends no headers).",
+        tags: ['streams'],
+        params: S.nameParams,
+        querystring: z.object({ token: z.string().max(4096).optional() }),
+        response: { ...PROBLEMS, 503: S.problem },
+      },
+    }, async (request, reply) => {
+      const { name } = request.params;
+      await mayView(request, name, await deps.store.findByName(name), request.query.token);
+      if (!deps.events.listen(reply.raw, name)) throw new GlasscastError('LIMIT_EXCEEDED', 'too many pages listening for events; try again later');
+      reply.hijack();
+    });
+    api.post('/api/v1/streams/:name/qoe', {
+      schema: {
+        summary: "A player's quality-of-experience beacon",
+        description: 'Sent by the watch page every 10 s and when it closes: cumulative figures since the page loaded, under a random id per page load. Aggregated per stream in GET /streams/{name}/stats (qoe) and /metrics (glasscast_qoe_*). A private stream needs ?token=.',
+        tags: ['stats'],
+        params: S.nameParams,
+        querystring: z.object({ token: z.string().max(4096).optional() }),
+        body: S.qoeBeacon,
+        response: { 204: z.null(), ...PROBLEMS },
+      },
+      bodyLimit: 4096,
+    }, async (request, reply) => {
+      const { name } = request.params;
+      const r = await deps.store.findByName(name);
+      if (!r && !deps.registry.get(name)) throw new GlasscastError('STREAM_NOT_FOUND', `no stream ${name}`);
+      await mayView(request, name, r, request.query.token);
+      deps.qoe.report(name, request.body);
+      return reply.code(204).send(null);
     });
 
     api.post('/api/v1/streams', {
@@ -411,6 +481,7 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
         bytesOut: f?.bytesOut ?? 0,
         health: f?.health ?? [],
         transcode: t ? { degraded: t.degraded, shed: t.shed ?? null, reason: t.degradeReason ?? null } : null,
+        qoe: deps.qoe.figures(name) ?? null,
       });
     });
 
@@ -543,6 +614,14 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
       const items = await deps.webhooks.attempts(request.params.messageId);
       return { items: items.map((a) => ({ ...a, status: a.status ?? null, error: a.error ?? null })) };
     });
+    api.post('/api/v1/webhooks/:id/test', {
+      schema: { summary: 'Send a test message (webhook.test) to this subscription now', tags: ['webhooks'], security: [{ apiKey: [] }], params: webhookParams, response: { 202: S.webhookMessage, ...PROBLEMS } },
+    }, async (request, reply) => {
+      await need(request, 'webhooks');
+      const m = await deps.webhooks.test(request.params.id);
+      deps.outboxWritten();
+      return reply.code(202).send({ ...m, nextAttemptAt: m.nextAttemptAt ?? null, deliveredAt: m.deliveredAt ?? null, lastStatus: m.lastStatus ?? null, lastError: m.lastError ?? null });
+    });
     api.post('/api/v1/webhooks/:id/messages/:messageId/redeliver', {
       schema: { summary: 'Send a message again now (same webhook-id)', tags: ['webhooks'], security: [{ apiKey: [] }], params: webhookParams.extend({ messageId: z.string().max(60) }), response: { 202: S.webhookMessage, ...PROBLEMS } },
     }, async (request, reply) => {
@@ -560,18 +639,25 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
       playback: { hls: `${deps.base().http}/vod/${r.id}/index.m3u8`, mp4: `${deps.base().http}/vod/${r.id}.mp4`, thumbnail: `${deps.base().http}/vod/${r.id}/thumbnail.jpg` },
     });
     api.get('/api/v1/recordings', {
-      schema: { summary: 'List recordings (newest first), by stream and start time', tags: ['recordings'], security: [{ apiKey: [] }], querystring: S.recordingQuery, response: { 200: S.page(S.recording), ...PROBLEMS } },
+      schema: { summary: 'List recordings (newest first), by stream and start time', description: 'Without an API key: recordings of public broadcasts only. With streams:read: every one.', tags: ['recordings'], querystring: S.recordingQuery, response: { 200: S.page(S.recording), ...PROBLEMS } },
     }, async (request) => {
-      await need(request, 'streams:read');
+      // Without an API key: recordings of public broadcasts only (the directory lists them).
+      const who = await caller(request);
+      const all = who !== undefined && hasScope(who.scopes, 'streams:read');
       const q = request.query;
-      const items = await deps.recordings.list({ stream: q.stream, from: q.from ? Date.parse(q.from) : undefined, to: q.to ? Date.parse(q.to) : undefined, limit: q.limit, after: decodeCursor(q.cursor) });
+      const items = await deps.recordings.list({ stream: q.stream, from: q.from ? Date.parse(q.from) : undefined, to: q.to ? Date.parse(q.to) : undefined, limit: q.limit, after: decodeCursor(q.cursor), ...(all ? {} : { visibility: 'public' }) });
       return { items: items.map(recordingView), nextCursor: items.length === q.limit ? encodeCursor(RecordingStore.cursorOf(items[items.length - 1]!)) : null };
     });
     api.get('/api/v1/recordings/:id', {
-      schema: { summary: 'One recording', tags: ['recordings'], security: [{ apiKey: [] }], params: S.recordingParams, response: { 200: S.recording, ...PROBLEMS } },
+      schema: { summary: 'One recording', description: 'Open for a public broadcast; others need streams:read.', tags: ['recordings'], params: S.recordingParams, response: { 200: S.recording, ...PROBLEMS } },
     }, async (request) => {
-      await need(request, 'streams:read');
-      return recordingView(await deps.recordings.require(request.params.id));
+      const who = await caller(request);
+      const r = await deps.recordings.require(request.params.id);
+      if (r.visibility !== 'public' && !(who && hasScope(who.scopes, 'streams:read'))) {
+        if (!who) throw new GlasscastError('RECORDING_NOT_FOUND', `no public recording ${r.id}`);
+        throw new GlasscastError('SCOPE_MISSING', 'this API key lacks the streams:read scope');
+      }
+      return recordingView(r);
     });
     api.delete('/api/v1/recordings/:id', {
       schema: { summary: 'Delete a recording and its files (local and in the bucket)', description: 'A recording still in progress must be stopped first (DELETE /streams/{name}/recording).', tags: ['recordings'], security: [{ apiKey: [] }], params: S.recordingParams, response: { 204: z.null(), ...PROBLEMS } },

@@ -105,6 +105,33 @@ export const streamStats = z.object({
   bytesOut: z.number().describe('this broadcast, all protocols'),
   health: z.array(z.string()).describe('conditions now: no_keyframe, bitrate_drop, transcode_degraded'),
   transcode: z.object({ degraded: z.boolean(), shed: z.string().nullable(), reason: z.string().nullable() }).nullable(),
+  qoe: z
+    .object({
+      viewers: z.number().describe('viewers whose player reported in the last 5 minutes'),
+      beacons: z.number(),
+      joinMs: z.object({ p50: z.number(), p95: z.number() }).nullable().describe('time to first frame, ms'),
+      latencyMs: z.object({ p50: z.number(), p95: z.number() }).nullable().describe('distance from the live edge, ms'),
+      rebufferRatio: z.number().describe('time stalled / (time stalled + playing), 0–1'),
+      rebuffers: z.number(),
+      switches: z.number(),
+      protocols: z.record(z.string(), z.number()),
+      errors: z.array(z.object({ code: z.string(), count: z.number() })),
+    })
+    .nullable()
+    .describe("what viewers' players report (POST /streams/{name}/qoe)"),
+});
+
+/** A player's QoE beacon (observability/viewer-qoe.ts): cumulative since the page loaded. */
+export const qoeBeacon = z.object({
+  viewerId: z.string().regex(/^[\w-]{8,64}$/).describe('random per page load'),
+  protocol: z.enum(['webrtc', 'll-hls']),
+  joinMs: z.number().int().min(0).max(600_000).nullable().describe('to the first frame, ms'),
+  playingMs: z.number().int().min(0).max(7 * 86_400_000),
+  rebuffers: z.number().int().min(0).max(1_000_000),
+  rebufferMs: z.number().int().min(0).max(7 * 86_400_000),
+  switches: z.number().int().min(0).max(1_000_000),
+  latencyMs: z.number().int().min(0).max(3_600_000).nullable(),
+  errors: z.array(z.string().max(80)).max(5),
 });
 
 export const broadcast = z.object({

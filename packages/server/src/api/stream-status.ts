@@ -15,6 +15,8 @@ export interface StatusDeps {
   llhls: LlHlsServer;
   whep: WhepServer;
   transcode: TranscodeManager;
+  /** Viewers of `name` now, every protocol. */
+  viewerCount(name: string): number;
   /** The recorder, when status should say whether the stream is being recorded. */
   recorder?: Pick<Recorder, 'current'>;
 }
@@ -31,6 +33,8 @@ export interface StreamStatus {
   playback: { hls: string; whep: string; watch: string };
   /** Codec strings (RFC 6381) of the current (or last) publisher session's tracks; null for a missing kind. */
   tracks: { video: string | null; audio: string | null };
+  /** Viewers now, every protocol (WebRTC, LL-HLS, SRT). */
+  viewers: number;
   /** WebRTC viewers now and their counters (see `WhepServer.streamStats`). */
   webrtcStats: WhepStreamStats;
   /** Ladder renditions playable now besides the source: name (`720p`), size, target bits/s and LL-HLS media playlist. */
@@ -112,6 +116,7 @@ export function streamStatus(deps: StatusDeps, name: string): StreamStatus {
       video: stream?.tracks.find((t) => t.kind === 'video')?.info.codecString ?? null,
       audio: stream?.tracks.find((t) => t.kind === 'audio')?.info.codecString ?? null,
     },
+    viewers: state === 'offline' ? 0 : deps.viewerCount(name),
     webrtcStats: deps.whep.streamStats(name),
     renditions: deps.llhls.renditions(name).map(({ info }) => ({
       name: info.name,

@@ -6,6 +6,7 @@
  * descriptors) come from prom-client's defaults.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { QoeFigures } from './viewer-qoe.js';
 
 /** What the metrics read when scraped. */
 export interface MetricsSources {
@@ -25,6 +26,8 @@ export interface MetricsSources {
   /** S3 upload counters (files and bytes uploaded, failed attempts) and files waiting; undefined without S3. */
   uploads(): Promise<{ counters: Record<string, number>; pending: number } | undefined>;
   /** SRT publisher sessions now: stream, round-trip time (ms), negotiated latency (ms), packet counters. */
+  /** Viewer QoE per stream reporting now (observability/viewer-qoe.ts), and beacons received in all. */
+  qoe(): { streams: { stream: string; figures: QoeFigures }[]; beacons: number };
   srtSessions(): { stream: string; rttMs: number; latencyMs: number; stats: { packetsReceived: number; packetsLost: number; packetsRetransmitted: number; packetsDropped: number; bitsPerSecond: number } }[];
 }
 
@@ -145,6 +148,7 @@ export class Metrics {
     });
     this.srt(sources);
     this.recording(sources);
+    this.qoe(sources);
     new Counter({
       name: 'glasscast_admission_decisions_total',
       help: 'Admission hook answers: allowed, denied, failed (timeout or error; fail mode decided).',
@@ -157,7 +161,45 @@ export class Metrics {
     });
   }
 
-  /** Adds the SRT series (one per live SRT publisher's stream; a stream has one publisher). */
+  /** Adds the viewer QoE series: one per stream that viewers report on (and one quantile label per figure). */
+  private qoe(sources: MetricsSources): void {
+    const r = [this.registry];
+    const perStream = (name: string, help: string, set: (g: Gauge, stream: string, f: QoeFigures) => void, quantiles = false): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: quantiles ? ['stream', 'quantile'] : ['stream'],
+        registers: r,
+        collect() {
+          this.reset();
+          for (const { stream, figures } of sources.qoe().streams) set(this, stream, figures);
+        },
+      });
+    };
+    perStream('glasscast_qoe_viewers_reporting', 'Viewers whose player reported in the last 5 minutes.', (g, stream, f) => g.set({ stream }, f.viewers));
+    perStream('glasscast_qoe_rebuffer_ratio', 'Time stalled over time stalled plus playing, reported by players (0–1).', (g, stream, f) => g.set({ stream }, f.rebufferRatio));
+    perStream('glasscast_qoe_join_seconds', 'Time from starting to play to the first frame, as players report it (quantile 0.5 and 0.95).', (g, stream, f) => {
+      if (!f.joinMs) return;
+      g.set({ stream, quantile: '0.5' }, f.joinMs.p50 / 1000);
+      g.set({ stream, quantile: '0.95' }, f.joinMs.p95 / 1000);
+    }, true);
+    perStream('glasscast_qoe_latency_seconds', 'Distance from the live edge, as players estimate it (quantile 0.5 and 0.95).', (g, stream, f) => {
+      if (!f.latencyMs) return;
+      g.set({ stream, quantile: '0.5' }, f.latencyMs.p50 / 1000);
+      g.set({ stream, quantile: '0.95' }, f.latencyMs.p95 / 1000);
+    }, true);
+    new Counter({
+      name: 'glasscast_qoe_beacons_total',
+      help: 'QoE beacons received from players.',
+      registers: r,
+      collect() {
+        this.reset();
+        this.inc(sources.qoe().beacons);
+      },
+    });
+  }
+
+  /** Adds the recorder and upload series. */
   private recording(sources: MetricsSources): void {
     const r = [this.registry];
     new Gauge({
@@ -198,6 +240,7 @@ export class Metrics {
     });
   }
 
+  /** Adds the SRT series (one per live SRT publisher's stream; a stream has one publisher). */
   private srt(sources: MetricsSources): void {
     const r = [this.registry];
     new Gauge({

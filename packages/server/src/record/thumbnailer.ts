@@ -98,6 +98,11 @@ export class Thumbnailer implements StreamObserver {
     return this.thumbnails.get(name);
   }
 
+  /** When the newest thumbnail of `name` was made (epoch ms), without asking for it to be renewed. */
+  madeAt(name: string): number | undefined {
+    return this.thumbnails.get(name)?.at;
+  }
+
   streamCreated(stream: Stream): void {
     this.forget(stream.name);
     const w: Watched = { stream, sources: [], madeFrom: 0, wantedAt: 0 };

@@ -159,8 +159,9 @@ export class RecordingStore {
    * Recordings newest first, optionally of one stream and started within [from, to) (epoch ms), `limit` at a
    * time after the cursor (the last item's `started_at:id` of the previous page).
    */
-  async list(filter: { stream?: string; from?: number; to?: number; limit: number; after?: string }): Promise<RecordingRecord[]> {
+  async list(filter: { stream?: string; from?: number; to?: number; limit: number; after?: string; visibility?: string }): Promise<RecordingRecord[]> {
     let q = this.db.selectFrom('recordings').selectAll();
+    if (filter.visibility !== undefined) q = q.where('visibility', '=', filter.visibility);
     if (filter.stream !== undefined) q = q.where('stream', '=', filter.stream);
     if (filter.from !== undefined) q = q.where('started_at', '>=', filter.from);
     if (filter.to !== undefined) q = q.where('started_at', '<', filter.to);

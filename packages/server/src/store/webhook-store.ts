@@ -88,31 +88,36 @@ const iso = (ms: number | null | undefined): string | undefined => (ms === null 
  */
 export async function enqueueEvent(trx: Executor, event: WebhookEvent, now = Date.now()): Promise<number> {
   const hooks = await trx.selectFrom('webhooks').select(['id', 'events']).where('disabled', '=', 0).execute();
-  const body = JSON.stringify({ type: event.type, timestamp: new Date(now).toISOString(), data: event.data });
   let written = 0;
   for (const hook of hooks) {
     const wanted = JSON.parse(hook.events) as string[];
     if (!wanted.includes('*') && !wanted.includes(event.type)) continue;
-    await trx
-      .insertInto('webhook_messages')
-      .values({
-        id: `msg_${randomBytes(12).toString('base64url')}`,
-        webhook_id: hook.id,
-        type: event.type,
-        stream: event.stream,
-        payload: body,
-        created_at: now,
-        state: 'pending',
-        attempts: 0,
-        next_attempt_at: now,
-        last_status: null,
-        last_error: null,
-        delivered_at: null,
-      })
-      .execute();
+    await insertMessage(trx, hook.id, event.type, event.stream, event.data, now);
     written++;
   }
   return written;
+}
+
+/** Writes one pending message for subscription `webhookId`, due now. */
+async function insertMessage(trx: Executor, webhookId: string, type: string, stream: string, data: Record<string, unknown>, now: number): Promise<WebhookMessagesTable> {
+  return trx
+    .insertInto('webhook_messages')
+    .values({
+      id: `msg_${randomBytes(12).toString('base64url')}`,
+      webhook_id: webhookId,
+      type,
+      stream,
+      payload: JSON.stringify({ type, timestamp: new Date(now).toISOString(), data }),
+      created_at: now,
+      state: 'pending',
+      attempts: 0,
+      next_attempt_at: now,
+      last_status: null,
+      last_error: null,
+      delivered_at: null,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
 }
 
 function toMessage(r: WebhookMessagesTable): WebhookMessageRecord {
@@ -185,6 +190,17 @@ export class WebhookStore {
   async attempts(messageId: string): Promise<WebhookAttemptRecord[]> {
     const rows = await this.db.selectFrom('webhook_deliveries').selectAll().where('message_id', '=', messageId).orderBy('seq').limit(1000).execute();
     return rows.map((r) => ({ messageId: r.message_id, attempt: r.attempt, at: iso(r.at)!, status: r.status ?? undefined, error: r.error ?? undefined, durationMs: r.duration_ms }));
+  }
+
+  /**
+   * Queues a `webhook.test` message for this subscription alone (the admin page's "send a test"), whatever events
+   * it names; it is delivered, signed and logged like any other.
+   * @throws GlasscastError `NOT_FOUND` when there is no such subscription.
+   */
+  async test(webhookId: string, now = Date.now()): Promise<WebhookMessageRecord> {
+    const hook = await this.get(webhookId);
+    if (!hook) throw new GlasscastError('NOT_FOUND', `no webhook ${webhookId.slice(0, 40)}`);
+    return toMessage(await insertMessage(this.db, hook.id, 'webhook.test', '', { webhookId: hook.id, url: hook.url }, now));
   }
 
   /**

@@ -91,24 +91,28 @@ export async function ffprobeJson(args: string[], timeoutMs = 30_000): Promise<u
  * stereo), 12 s of a moving test pattern, encoded once into the temp directory and reused (tests and benches
  * stream-copy it so an encoder does not compete with the ladder for the 2 cores). `bFrames: false` makes the same
  * clip without B-frames (x264's zerolatency-like `-bf 0`): its stream needs no B-frame-free copy for WebRTC.
+ * `size: '1280x720'` makes a 720p clip at 3 Mb/s instead.
  */
-export async function ladderSourceClip(options: { bFrames?: boolean } = {}): Promise<string> {
+export async function ladderSourceClip(options: { bFrames?: boolean; size?: '1920x1080' | '1280x720' } = {}): Promise<string> {
   const { existsSync, renameSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');
   const bFrames = options.bFrames ?? true;
-  const file = join(tmpdir(), bFrames ? 'glasscast-1080p30-v1.mp4' : 'glasscast-1080p30-nobf-v1.mp4');
+  const size = options.size ?? '1920x1080';
+  const rate = size === '1920x1080' ? '6000k' : '3000k';
+  const lines = size.split('x')[1];
+  const file = join(tmpdir(), `glasscast-${lines}p30${bFrames ? '' : '-nobf'}-v1.mp4`);
   if (existsSync(file)) return file;
   const partial = `${file}.${process.pid}.tmp.mp4`;
   const ff = runFfmpeg([
-    '-f', 'lavfi', '-i', 'testsrc2=size=1920x1080:rate=30',
+    '-f', 'lavfi', '-i', `testsrc2=size=${size}:rate=30`,
     '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
     '-t', '12', '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'high', '-pix_fmt', 'yuv420p', '-bf', bFrames ? '2' : '0',
-    '-b:v', '6000k', '-maxrate', '6000k', '-bufsize', '6000k', '-g', '60', '-keyint_min', '60', '-sc_threshold', '0',
+    '-b:v', rate, '-maxrate', rate, '-bufsize', rate, '-g', '60', '-keyint_min', '60', '-sc_threshold', '0',
     '-c:a', 'aac', '-b:a', '160k', '-ac', '2', '-movflags', '+faststart', '-y', partial,
   ]);
   const [code] = (await once(ff.child, 'exit')) as [number | null];
-  if (code !== 0) throw new Error(`could not encode the 1080p clip: ${ff.stderr()}`);
+  if (code !== 0) throw new Error(`could not encode the ${lines}p clip: ${ff.stderr()}`);
   renameSync(partial, file);
   return file;
 }
