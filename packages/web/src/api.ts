@@ -54,17 +54,8 @@ export async function api<T>(path: string, init: { method?: string; body?: unkno
   return data as T;
 }
 
-/** A stream's public summary, as the list, the status and the event stream give it. */
-export interface StreamSummary {
-  name: string;
-  state: 'live' | 'reconnecting' | 'offline';
-  playable: boolean;
-  webrtc: boolean;
-  viewers: number;
-  title: string;
-  startedAt: string | null;
-  thumbnail: string | null;
-}
+/** A stream's public summary, as the event stream gives it. */
+export type { StreamSummary } from '@glasscast/player';
 
 /** A recording as `GET /recordings` lists it. */
 export interface Recording {

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium } from '../support/browser.js';
-import { ladderSourceClip, publishClip, publishTestPattern, type FfmpegProcess } from '../support/ffmpeg.js';
+import { ladderSourceClip, publishClip, type FfmpegProcess } from '../support/ffmpeg.js';
 import { startTestServer, waitForRenditions, type TestServer } from '../support/glasscast.js';
 import { waitUntil } from '../support/wait.js';
 import { LossyUdpProxy } from '../support/lossy-udp-proxy.js';
@@ -273,7 +273,10 @@ describe('ABR in headless Chromium', { timeout: 300_000, skip: isolated ? false 
     let publisher: FfmpegProcess;
     const start = async (): Promise<void> => {
       server = await startTestServer({ webrtcBindAddress: '127.0.0.1', ladder: '480p=1200k,360p=600k' });
-      publisher = publishTestPattern(`${server.rtmpUrl}/${server.key}`, { gopSeconds: 1, zerolatency: true, size: '1280x720' });
+      // A 720p clip without B-frames, 1 s GOP, stream-copied: a live x264 encoder beside the ladder and Chromium
+      // took the cores the switches are timed on (frame gaps a few tens of ms over the bound, switches that missed
+      // their rung's keyframe).
+      publisher = publishClip(`${server.rtmpUrl}/${server.key}`, await ladderSourceClip({ bFrames: false, size: '1280x720', gopSeconds: 1 }));
       await waitForRenditions(server.httpUrl, 'main', 2);
     };
     const stop = async (): Promise<void> => {

@@ -226,7 +226,7 @@ describe('web app in headless Chromium', { timeout: 420_000, skip: isolated ? fa
     await calm.close();
   });
 
-  it('passes the accessibility audit on every page (no serious or critical violations)', () => {
+  it('passes the accessibility audit on every page (no serious or critical violations) and fits a phone screen', () => {
     assert.deepEqual(a11y, []);
   });
 });

@@ -91,9 +91,9 @@ export async function ffprobeJson(args: string[], timeoutMs = 30_000): Promise<u
  * stereo), 12 s of a moving test pattern, encoded once into the temp directory and reused (tests and benches
  * stream-copy it so an encoder does not compete with the ladder for the 2 cores). `bFrames: false` makes the same
  * clip without B-frames (x264's zerolatency-like `-bf 0`): its stream needs no B-frame-free copy for WebRTC.
- * `size: '1280x720'` makes a 720p clip at 3 Mb/s instead.
+ * `size: '1280x720'` makes a 720p clip at 3 Mb/s instead; `gopSeconds` changes the keyframe interval.
  */
-export async function ladderSourceClip(options: { bFrames?: boolean; size?: '1920x1080' | '1280x720' } = {}): Promise<string> {
+export async function ladderSourceClip(options: { bFrames?: boolean; size?: '1920x1080' | '1280x720'; gopSeconds?: 1 | 2 } = {}): Promise<string> {
   const { existsSync, renameSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');
@@ -101,14 +101,15 @@ export async function ladderSourceClip(options: { bFrames?: boolean; size?: '192
   const size = options.size ?? '1920x1080';
   const rate = size === '1920x1080' ? '6000k' : '3000k';
   const lines = size.split('x')[1];
-  const file = join(tmpdir(), `glasscast-${lines}p30${bFrames ? '' : '-nobf'}-v1.mp4`);
+  const gop = String(30 * (options.gopSeconds ?? 2));
+  const file = join(tmpdir(), `glasscast-${lines}p30${bFrames ? '' : '-nobf'}${gop === '60' ? '' : `-g${gop}`}-v1.mp4`);
   if (existsSync(file)) return file;
   const partial = `${file}.${process.pid}.tmp.mp4`;
   const ff = runFfmpeg([
     '-f', 'lavfi', '-i', `testsrc2=size=${size}:rate=30`,
     '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
     '-t', '12', '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'high', '-pix_fmt', 'yuv420p', '-bf', bFrames ? '2' : '0',
-    '-b:v', rate, '-maxrate', rate, '-bufsize', rate, '-g', '60', '-keyint_min', '60', '-sc_threshold', '0',
+    '-b:v', rate, '-maxrate', rate, '-bufsize', rate, '-g', gop, '-keyint_min', gop, '-sc_threshold', '0',
     '-c:a', 'aac', '-b:a', '160k', '-ac', '2', '-movflags', '+faststart', '-y', partial,
   ]);
   const [code] = (await once(ff.child, 'exit')) as [number | null];

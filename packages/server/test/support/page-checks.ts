@@ -44,8 +44,8 @@ export async function screenshot(page: Page, name: string, viewport: keyof typeo
 }
 
 /**
- * At each viewport: screenshot, then the axe audit. Returns the violations found (empty when clean), named by
- * page and viewport for the assertion message.
+ * At each viewport: screenshot, no sideways overflow, then the axe audit. Returns the problems found (empty when
+ * clean), named by page and viewport for the assertion message.
  */
 export async function checkPage(page: Page, name: string): Promise<string[]> {
   const found: string[] = [];
@@ -54,6 +54,9 @@ export async function checkPage(page: Page, name: string): Promise<string[]> {
     await page.setViewportSize(VIEWPORTS[viewport]);
     await page.waitForTimeout(300);
     await screenshot(page, name, viewport);
+    // On a phone nothing may stick out sideways (a page that scrolls sideways is broken on touch).
+    const width = (await page.evaluate('document.documentElement.scrollWidth')) as number;
+    if (width > VIEWPORTS[viewport].width) found.push(`${name} (${viewport}): the page is ${width} px wide, wider than the screen`);
     for (const v of await seriousA11yViolations(page)) found.push(`${name} (${viewport}): ${v.id} [${v.impact}] ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).slice(0, 3).join(', ')}`);
   }
   if (original) await page.setViewportSize(original);

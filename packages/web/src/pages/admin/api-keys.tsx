@@ -3,7 +3,7 @@ import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
 import { api, type Page } from '../../api.js';
 import { CopyButton } from '../../components/copy-button.js';
-import { ErrorLine, useAction } from './common.js';
+import { ConfirmButton, ErrorLine, Table, useAction } from './common.js';
 
 const SCOPES = ['admin', 'streams:read', 'streams:write', 'stats:read', 'webhooks', 'playback-tokens', 'api-keys'] as const;
 
@@ -60,49 +60,31 @@ export function ApiKeys() {
         </p>
       ) : null}
       <ErrorLine error={keys.error ?? action.error} />
-      <div className="table-wrap">
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Scopes</th>
-              <th scope="col">Created</th>
-              <th scope="col">Last used</th>
-              <th scope="col">
-                <span className="visually-hidden">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {(keys.data?.items ?? []).map((k) => (
-              <tr key={k.id}>
-                <td>{k.name}</td>
-                <td>{k.scopes.join(', ')}</td>
-                <td>{new Date(k.createdAt).toLocaleDateString()}</td>
-                <td>{k.revokedAt ? 'revoked' : k.lastUsedAt ? new Date(k.lastUsedAt).toLocaleString() : 'never'}</td>
-                <td>
-                  {k.revokedAt ? null : (
-                    <button
-                      type="button"
-                      className="small danger"
-                      disabled={action.busy}
-                      onClick={() => {
-                        if (!window.confirm(`Revoke the key ${k.name}? Whatever uses it stops working.`)) return;
-                        void action.run(async () => {
-                          await api(`/api-keys/${k.id}`, { method: 'DELETE' });
-                          await client.invalidateQueries({ queryKey: ['admin', 'api-keys'] });
-                        });
-                      }}
-                    >
-                      Revoke
-                    </button>
-                  )}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <Table columns={['Name', 'Scopes', 'Created', 'Last used', '']}>
+        {(keys.data?.items ?? []).map((k) => (
+          <tr key={k.id}>
+            <td>{k.name}</td>
+            <td>{k.scopes.join(', ')}</td>
+            <td>{new Date(k.createdAt).toLocaleDateString()}</td>
+            <td>{k.revokedAt ? 'revoked' : k.lastUsedAt ? new Date(k.lastUsedAt).toLocaleString() : 'never'}</td>
+            <td>
+              {k.revokedAt ? null : (
+                <ConfirmButton
+                  label="Revoke"
+                  question={`Revoke the key ${k.name}? Whatever uses it stops working.`}
+                  disabled={action.busy}
+                  onConfirm={() =>
+                    void action.run(async () => {
+                      await api(`/api-keys/${k.id}`, { method: 'DELETE' });
+                      await client.invalidateQueries({ queryKey: ['admin', 'api-keys'] });
+                    })
+                  }
+                />
+              )}
+            </td>
+          </tr>
+        ))}
+      </Table>
     </section>
   );
 }

@@ -1,5 +1,5 @@
-/** Pieces the admin pages share: an error line for a failed query or action, and an action runner. */
-import { useState } from 'react';
+/** Pieces the admin pages share: an error line, an action runner, a table, a button that asks first. */
+import { useState, type ReactNode } from 'react';
 import { ApiError } from '../../api.js';
 
 /** A sentence for an error from the API. */
@@ -34,4 +34,40 @@ export function useAction(): { run: (fn: () => Promise<unknown>) => Promise<void
     }
   };
   return { run, error, busy };
+}
+
+/** A table that scrolls sideways on a phone; `columns` are the header cells, '' an actions column (named for screen readers). */
+export function Table({ columns, id, className, webhook, children }: { columns: string[]; id?: string; className?: string; webhook?: string; children: ReactNode }) {
+  return (
+    <div className="table-wrap">
+      <table id={id} className={className} data-webhook={webhook}>
+        <thead>
+          <tr>
+            {columns.map((c, i) => (
+              <th scope="col" key={i}>
+                {c || <span className="visually-hidden">Actions</span>}
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>{children}</tbody>
+      </table>
+    </div>
+  );
+}
+
+/** A destructive button: asks `question` first, then runs `onConfirm`. */
+export function ConfirmButton({ label, question, onConfirm, disabled, small = true }: { label: string; question: string; onConfirm: () => void; disabled?: boolean; small?: boolean }) {
+  return (
+    <button
+      type="button"
+      className={small ? 'small danger' : 'danger'}
+      disabled={disabled}
+      onClick={() => {
+        if (window.confirm(question)) onConfirm();
+      }}
+    >
+      {label}
+    </button>
+  );
 }

@@ -3,7 +3,7 @@ import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { Link } from 'wouter';
 import { api, type Page, type Recording } from '../../api.js';
 import { bytes, duration } from '../../format.js';
-import { ErrorLine, useAction } from './common.js';
+import { ConfirmButton, ErrorLine, Table, useAction } from './common.js';
 
 const STATE: Record<Recording['state'], string> = {
   recording: 'recording now',
@@ -24,58 +24,39 @@ export function Recordings() {
       <h2 id="recordings-title">Recordings</h2>
       <ErrorLine error={list.error ?? action.error} />
       {items.length === 0 && list.data ? <p className="hint">No recordings yet. Turn on “Record” for a stream, or run Glasscast with --record all.</p> : null}
-      <div className="table-wrap">
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">Stream</th>
-              <th scope="col">Started</th>
-              <th scope="col">Length</th>
-              <th scope="col">Size</th>
-              <th scope="col">State</th>
-              <th scope="col">
-                <span className="visually-hidden">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {items.map((r) => (
-              <tr key={r.id} data-recording={r.id}>
-                <td>{r.stream}</td>
-                <td>{new Date(r.startedAt).toLocaleString()}</td>
-                <td>{duration(r.durationMs)}</td>
-                <td>{bytes(r.sizeBytes)}</td>
-                <td>
-                  {STATE[r.state]}
-                  {r.error ? ` (${r.error})` : ''}
-                </td>
-                <td className="actions">
-                  <Link href={`~/watch/${encodeURIComponent(r.stream)}/${r.id}`}>Play</Link>
-                  {r.state !== 'recording' && r.state !== 'finalizing' && r.state !== 'failed' ? (
-                    <a href={`/vod/${encodeURIComponent(r.id)}.mp4`} download>
-                      Download
-                    </a>
-                  ) : null}
-                  <button
-                    type="button"
-                    className="small danger"
-                    disabled={action.busy || r.state === 'recording' || r.state === 'finalizing'}
-                    onClick={() => {
-                      if (!window.confirm(`Delete this recording of ${r.stream}? Its files go too.`)) return;
-                      void action.run(async () => {
-                        await api(`/recordings/${encodeURIComponent(r.id)}`, { method: 'DELETE' });
-                        await client.invalidateQueries({ queryKey: ['admin', 'recordings'] });
-                      });
-                    }}
-                  >
-                    Delete
-                  </button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <Table columns={['Stream', 'Started', 'Length', 'Size', 'State', '']}>
+        {items.map((r) => (
+          <tr key={r.id} data-recording={r.id}>
+            <td>{r.stream}</td>
+            <td>{new Date(r.startedAt).toLocaleString()}</td>
+            <td>{duration(r.durationMs)}</td>
+            <td>{bytes(r.sizeBytes)}</td>
+            <td>
+              {STATE[r.state]}
+              {r.error ? ` (${r.error})` : ''}
+            </td>
+            <td className="actions">
+              <Link href={`~/watch/${encodeURIComponent(r.stream)}/${r.id}`}>Play</Link>
+              {r.state !== 'recording' && r.state !== 'finalizing' && r.state !== 'failed' ? (
+                <a href={`/vod/${encodeURIComponent(r.id)}.mp4`} download>
+                  Download
+                </a>
+              ) : null}
+              <ConfirmButton
+                label="Delete"
+                question={`Delete this recording of ${r.stream}? Its files go too.`}
+                disabled={action.busy || r.state === 'recording' || r.state === 'finalizing'}
+                onConfirm={() =>
+                  void action.run(async () => {
+                    await api(`/recordings/${encodeURIComponent(r.id)}`, { method: 'DELETE' });
+                    await client.invalidateQueries({ queryKey: ['admin', 'recordings'] });
+                  })
+                }
+              />
+            </td>
+          </tr>
+        ))}
+      </Table>
     </section>
   );
 }

@@ -11,7 +11,7 @@ import { CopyButton } from '../../components/copy-button.js';
 import { bitrate, bytes, uptime } from '../../format.js';
 import { useNow } from '../../events.js';
 import { Chart } from './chart.js';
-import { ErrorLine, useAction } from './common.js';
+import { ConfirmButton, ErrorLine, Table, useAction } from './common.js';
 
 interface AdminStream {
   name: string;
@@ -72,7 +72,7 @@ const HISTORY = 150;
 
 function LiveView({ name }: { name: string }) {
   const stats = useQuery({ queryKey: ['admin', 'stats', name], queryFn: () => api<Stats>(`/streams/${encodeURIComponent(name)}/stats`), refetchInterval: 2000 });
-  const history = useRef<{ t: number[]; bitrate: number[]; fps: number[]; whep: number[]; llhls: number[]; srt: number[] }>({ t: [], bitrate: [], fps: [], whep: [], llhls: [], srt: [] });
+  const history = useRef<{ t: number[]; bitrate: number[]; fps: number[]; whep: number[]; llhls: number[]; srt: number[]; renditions: Map<string, number[]> }>({ t: [], bitrate: [], fps: [], whep: [], llhls: [], srt: [], renditions: new Map() });
   const [, setVersion] = useState(0);
   const now = useNow();
   useEffect(() => {
@@ -85,7 +85,12 @@ function LiveView({ name }: { name: string }) {
     h.whep.push(s.viewers['whep'] ?? 0);
     h.llhls.push(s.viewers['llhls'] ?? 0);
     h.srt.push(s.viewers['srt'] ?? 0);
-    for (const a of Object.values(h)) if (a.length > HISTORY) a.shift();
+    // Viewers per rendition, every protocol together; a rendition seen for the first time starts at 0.
+    const byRendition = new Map<string, number>();
+    for (const v of s.viewersByRendition) byRendition.set(v.rendition, (byRendition.get(v.rendition) ?? 0) + v.viewers);
+    for (const id of byRendition.keys()) if (!h.renditions.has(id)) h.renditions.set(id, new Array<number>(h.t.length - 1).fill(0));
+    for (const [id, values] of h.renditions) values.push(byRendition.get(id) ?? 0);
+    for (const a of [h.t, h.bitrate, h.fps, h.whep, h.llhls, h.srt, ...h.renditions.values()]) if (a.length > HISTORY) a.shift();
     setVersion((v) => v + 1);
   }, [stats.data, stats.dataUpdatedAt]);
   const s = stats.data;
@@ -134,12 +139,8 @@ function LiveView({ name }: { name: string }) {
       <div className="charts">
         <Chart title="Ingest bitrate (Mb/s) and frame rate" x={h.t} series={[{ label: 'Mb/s', values: h.bitrate }, { label: 'fps', values: h.fps }]} />
         <Chart title="Viewers per protocol" x={h.t} series={[{ label: 'WebRTC', values: h.whep }, { label: 'LL-HLS', values: h.llhls }, { label: 'SRT', values: h.srt }]} />
+        {h.renditions.size > 0 ? <Chart title="Viewers per rendition" x={h.t} series={[...h.renditions].map(([label, values]) => ({ label, values }))} /> : null}
       </div>
-      {s && s.viewersByRendition.length > 0 ? (
-        <p className="hint">
-          By rendition: {s.viewersByRendition.map((v) => `${v.protocol} ${v.rendition}: ${v.viewers}`).join(' · ')}
-        </p>
-      ) : null}
       <h3>Viewers' experience (last 5 minutes)</h3>
       {q ? (
         <dl className="figures" id="qoe">
@@ -196,42 +197,24 @@ function Sessions({ name }: { name: string }) {
       {items.length === 0 ? (
         <p className="hint">No publisher and no viewers right now.</p>
       ) : (
-        <div className="table-wrap">
-          <table id="sessions">
-            <thead>
-              <tr>
-                <th scope="col">Role</th>
-                <th scope="col">Protocol</th>
-                <th scope="col">Rendition</th>
-                <th scope="col">Viewer</th>
-                <th scope="col">Address</th>
-                <th scope="col">Since</th>
-                <th scope="col">Bytes</th>
-                <th scope="col">
-                  <span className="visually-hidden">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {items.map((s) => (
-                <tr key={s.id} data-session={s.id} data-role={s.role} data-protocol={s.protocol}>
-                  <td>{s.role}</td>
-                  <td>{s.protocol}</td>
-                  <td>{s.rendition ?? '–'}</td>
-                  <td>{s.viewerId ?? '–'}</td>
-                  <td>{s.address ?? '–'}</td>
-                  <td>{new Date(s.startedAt).toLocaleTimeString()}</td>
-                  <td>{bytes(s.bytes)}</td>
-                  <td>
-                    <button type="button" className="small danger" onClick={() => void kick(s.id)} disabled={action.busy}>
-                      {s.role === 'publisher' ? 'Disconnect' : 'Kick'}
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <Table columns={['Role', 'Protocol', 'Rendition', 'Viewer', 'Address', 'Since', 'Bytes', '']} id="sessions">
+          {items.map((s) => (
+            <tr key={s.id} data-session={s.id} data-role={s.role} data-protocol={s.protocol}>
+              <td>{s.role}</td>
+              <td>{s.protocol}</td>
+              <td>{s.rendition ?? '–'}</td>
+              <td>{s.viewerId ?? '–'}</td>
+              <td>{s.address ?? '–'}</td>
+              <td>{new Date(s.startedAt).toLocaleTimeString()}</td>
+              <td>{bytes(s.bytes)}</td>
+              <td>
+                <button type="button" className="small danger" onClick={() => void kick(s.id)} disabled={action.busy}>
+                  {s.role === 'publisher' ? 'Disconnect' : 'Kick'}
+                </button>
+              </td>
+            </tr>
+          ))}
+        </Table>
       )}
     </section>
   );
@@ -427,21 +410,18 @@ export function StreamDetail({ name }: { name: string }) {
             <PublishSettings name={name} />
             <section aria-labelledby="danger-title">
               <h2 id="danger-title">Delete</h2>
-              <button
-                type="button"
-                className="danger"
-                disabled={action.busy}
-                onClick={() => {
-                  if (!window.confirm(`Delete stream ${name}? Its publisher and viewers are disconnected.`)) return;
+              <ConfirmButton
+                label="Delete stream"
+                question={`Delete stream ${name}? Its publisher and viewers are disconnected.`}
+                disabled={action.busy} small={false}
+                onConfirm={() =>
                   void action.run(async () => {
                     await api(`/streams/${encodeURIComponent(name)}`, { method: 'DELETE' });
                     await client.invalidateQueries({ queryKey: ['admin', 'streams'] });
                     navigate('/');
-                  });
-                }}
-              >
-                Delete stream
-              </button>
+                  })
+                }
+              />
             </section>
           </div>
         </div>

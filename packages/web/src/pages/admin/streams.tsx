@@ -4,7 +4,7 @@ import { useState } from 'react';
 import { Link, useLocation } from 'wouter';
 import { api } from '../../api.js';
 import { viewers } from '../../format.js';
-import { ErrorLine, useAction } from './common.js';
+import { ErrorLine, Table, useAction } from './common.js';
 
 interface ListedStream {
   name: string;
@@ -70,32 +70,20 @@ export function Streams() {
       <h2 id="streams-title">Streams</h2>
       <CreateStream />
       <ErrorLine error={streams.error} />
-      <div className="table-wrap">
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">Stream</th>
-              <th scope="col">Visibility</th>
-              <th scope="col">State</th>
-              <th scope="col">Viewers</th>
-            </tr>
-          </thead>
-          <tbody>
-            {(streams.data?.streams ?? []).map((s) => (
-              <tr key={s.name} data-stream={s.name}>
-                <td>
-                  <Link href={`/streams/${encodeURIComponent(s.name)}`}>{s.title ? `${s.title} (${s.name})` : s.name}</Link>
-                </td>
-                <td>{s.visibility}</td>
-                <td>
-                  <span className={`badge ${s.state === 'offline' ? 'offline' : 'live'}`}>{s.state}</span>
-                </td>
-                <td>{s.state === 'offline' ? '–' : viewers(s.viewers)}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <Table columns={['Stream', 'Visibility', 'State', 'Viewers']}>
+        {(streams.data?.streams ?? []).map((s) => (
+          <tr key={s.name} data-stream={s.name}>
+            <td>
+              <Link href={`/streams/${encodeURIComponent(s.name)}`}>{s.title ? `${s.title} (${s.name})` : s.name}</Link>
+            </td>
+            <td>{s.visibility}</td>
+            <td>
+              <span className={`badge ${s.state === 'offline' ? 'offline' : 'live'}`}>{s.state}</span>
+            </td>
+            <td>{s.state === 'offline' ? '–' : viewers(s.viewers)}</td>
+          </tr>
+        ))}
+      </Table>
       {streams.data && streams.data.streams.length === 0 ? <p className="hint">No streams yet: create one above, then publish to it with its key.</p> : null}
     </section>
   );

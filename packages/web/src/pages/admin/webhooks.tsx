@@ -3,7 +3,7 @@ import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
 import { api, type Page } from '../../api.js';
 import { CopyButton } from '../../components/copy-button.js';
-import { ErrorLine, useAction } from './common.js';
+import { ConfirmButton, ErrorLine, Table, useAction } from './common.js';
 
 interface Webhook {
   id: string;
@@ -36,50 +36,33 @@ function DeliveryLog({ hook }: { hook: Webhook }) {
       {items.length === 0 ? (
         <p className="hint">Nothing sent yet.</p>
       ) : (
-        <div className="table-wrap">
-          <table className="delivery-log" data-webhook={hook.id}>
-            <thead>
-              <tr>
-                <th scope="col">Event</th>
-                <th scope="col">Stream</th>
-                <th scope="col">Created</th>
-                <th scope="col">State</th>
-                <th scope="col">Attempts</th>
-                <th scope="col">Last answer</th>
-                <th scope="col">
-                  <span className="visually-hidden">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {items.map((m) => (
-                <tr key={m.id} data-message={m.id} data-type={m.type} data-state={m.state}>
-                  <td>{m.type}</td>
-                  <td>{m.stream || '–'}</td>
-                  <td>{new Date(m.createdAt).toLocaleTimeString()}</td>
-                  <td>{m.state}</td>
-                  <td>{m.attempts}</td>
-                  <td>{m.lastStatus ?? m.lastError ?? '–'}</td>
-                  <td>
-                    <button
-                      type="button"
-                      className="small"
-                      disabled={action.busy}
-                      onClick={() =>
-                        void action.run(async () => {
-                          await api(`/webhooks/${hook.id}/messages/${m.id}/redeliver`, { method: 'POST' });
-                          await client.invalidateQueries({ queryKey: ['admin', 'webhook-log', hook.id] });
-                        })
-                      }
-                    >
-                      Redeliver
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <Table columns={['Event', 'Stream', 'Created', 'State', 'Attempts', 'Last answer', '']} className="delivery-log" webhook={hook.id}>
+          {items.map((m) => (
+            <tr key={m.id} data-message={m.id} data-type={m.type} data-state={m.state}>
+              <td>{m.type}</td>
+              <td>{m.stream || '–'}</td>
+              <td>{new Date(m.createdAt).toLocaleTimeString()}</td>
+              <td>{m.state}</td>
+              <td>{m.attempts}</td>
+              <td>{m.lastStatus ?? m.lastError ?? '–'}</td>
+              <td>
+                <button
+                  type="button"
+                  className="small"
+                  disabled={action.busy}
+                  onClick={() =>
+                    void action.run(async () => {
+                      await api(`/webhooks/${hook.id}/messages/${m.id}/redeliver`, { method: 'POST' });
+                      await client.invalidateQueries({ queryKey: ['admin', 'webhook-log', hook.id] });
+                    })
+                  }
+                >
+                  Redeliver
+                </button>
+              </td>
+            </tr>
+          ))}
+        </Table>
       )}
     </div>
   );
@@ -159,20 +142,17 @@ export function Webhooks() {
               <button type="button" className="small" aria-expanded={open === h.id} onClick={() => setOpen(open === h.id ? undefined : h.id)}>
                 Delivery log
               </button>
-              <button
-                type="button"
-                className="small danger"
+              <ConfirmButton
+                label="Remove"
+                question={`Remove the webhook to ${h.url}?`}
                 disabled={action.busy}
-                onClick={() => {
-                  if (!window.confirm(`Remove the webhook to ${h.url}?`)) return;
+                onConfirm={() =>
                   void action.run(async () => {
                     await api(`/webhooks/${h.id}`, { method: 'DELETE' });
                     await client.invalidateQueries({ queryKey: ['admin', 'webhooks'] });
-                  });
-                }}
-              >
-                Remove
-              </button>
+                  })
+                }
+              />
             </div>
             {open === h.id ? <DeliveryLog hook={h} /> : null}
           </li>
