@@ -106,7 +106,7 @@ async function main(): Promise<void> {
   } else if (!app.createdStream) {
     lines.push(`  RTMP server: ${base.rtmp}   (keys: glasscast streams --data-dir ${config.dataDir})`, `  Watch:       ${base.http}/watch/<name>`);
   }
-  lines.push(`  Channels:     ${base.http}/   ·   Admin: ${base.http}/admin (sign in with an API token)`);
+  lines.push(`  Channels:     ${base.http}/   ·   Admin: ${base.http}/admin (sign in with an API key)`);
   process.stdout.write(lines.join('\n') + '\n\n');
 
   let stopping = false;
