@@ -150,7 +150,7 @@ function retryScenario(scenario: () => Promise<void>, fresh: () => Promise<void>
  */
 const ATTEMPTS = 3;
 
-describe('ABR in headless Chromium', { timeout: 300_000, skip: isolated ? false : 'needs the loopback-only network namespace (run as root via npm test)' }, () => {
+describe('ABR in headless Chromium', { timeout: 600_000, skip: isolated ? false : 'needs the loopback-only network namespace (run as root via npm test)' }, () => {
   let browser: Browser;
 
   before(async () => {
@@ -374,7 +374,11 @@ describe('ABR in headless Chromium', { timeout: 300_000, skip: isolated ? false 
   });
 
   describe('WebRTC (WHEP) on a network that gets worse', () => {
-    it('steps down by itself when the viewer’s link becomes a lossy bottleneck, frames decoding throughout', async () => {
+    // Tried up to three times, each in a fresh namespace with a fresh server: Chromium's bandwidth estimate (REMB)
+    // sometimes ramps up slower than the server's start-up grace, and the server then steps down and probes back up
+    // on the clean link (seen 2026-12-02: REMB 1.2–1.8 Mb/s under a 2.5 Mb/s source, src → 480p → src → 240p in
+    // 12 s); such a try cannot show a bottleneck's effect and is run again.
+    it('steps down by itself when the viewer’s link becomes a lossy bottleneck, frames decoding throughout', retryScenario(async () => {
       // Glasscast and its publisher run in a second namespace; only the link from there to the browser gets the
       // bottleneck, so the publisher's own upload is untouched. Until the switch lands (at the lower rendition's
       // next keyframe) the link carries less than is sent: frames queue and get lost, and the browser's jitter
@@ -404,6 +408,24 @@ describe('ABR in headless Chromium', { timeout: 300_000, skip: isolated ? false 
           return f.state === 'playing' && f.protocol === 'webrtc' && f.quality.current === 'src' && f.frames > 90 ? f : undefined;
         }, 30_000, 250);
         await new Promise((r) => setTimeout(r, 4000)); // past the start-up settling of the automatic choice
+        // Settled: on the source, no switch pending, and no adaptation in the server's log for 3 s. (Once, in CI,
+        // the server had already decided to step down during start-up — a switch pending when the bottleneck
+        // came, landing before any packet was lost — and the test measured nothing.)
+        const adaptations = (): number => (log.match(/WHEP viewer adapting rendition/g) ?? []).length;
+        let quietSince = Date.now();
+        let seen = adaptations();
+        let layers: { current: string; pending?: string } | undefined;
+        await waitUntil('the automatic choice settled on the source', async () => {
+          if (adaptations() !== seen) {
+            seen = adaptations();
+            quietSince = Date.now();
+          }
+          layers = (await page.evaluate('window.glasscast.whep.getLayers()')) as { current: string; pending?: string };
+          return layers.current === 'src' && !layers.pending && Date.now() - quietSince >= 3000;
+        }, 30_000, 250).catch((err: Error) => {
+          const decisions = log.split('\n').filter((l) => /WHEP viewer (adapting|switched) rendition/.test(l)).slice(-6);
+          throw new Error(`${err.message}: layers ${JSON.stringify(layers)}, ${seen} adaptations; last: ${decisions.join(' | ')}`);
+        });
         const before = await figures(page);
         assert.equal(before.quality.current, 'src', 'a clean link keeps the source');
         await resetGap(page);
@@ -430,6 +452,6 @@ describe('ABR in headless Chromium', { timeout: 300_000, skip: isolated ? false 
         ns.close();
         rmSync(dir, { recursive: true, force: true });
       }
-    });
+    }, async () => undefined));
   });
 });
