@@ -113,6 +113,33 @@ export interface PlayerStats {
   /** Rendition switches while playing. */
   switches: number;
   quality: QualityState;
+  /** WebRTC: the path its media takes, once known (see {@link WebRtcTransport}). */
+  transport: WebRtcTransport | undefined;
+  /** True when the stream offered WebRTC but it could not connect here, so LL-HLS plays instead (the watch page then links to /diagnostics). */
+  webrtcFailed: boolean;
+}
+
+/**
+ * The selected ICE candidate pair's transport as a viewer reads it: `udp`, `tcp` (the server's ICE-TCP candidate,
+ * RFC 6544), or `relay-udp`/`relay-tcp`/`relay-tls` through a TURN server (RFC 8656; the protocol to the TURN server).
+ */
+export type WebRtcTransport = 'udp' | 'tcp' | 'relay-udp' | 'relay-tcp' | 'relay-tls';
+
+/** The transport of `pc`'s selected candidate pair (getStats: transport → candidate-pair → local-candidate), if any. */
+export async function selectedTransport(pc: RTCPeerConnection): Promise<WebRtcTransport | undefined> {
+  const report = await pc.getStats();
+  let pairId: string | undefined;
+  report.forEach((r: { type?: string; selectedCandidatePairId?: string }) => {
+    if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
+  });
+  const pair = pairId ? (report.get(pairId) as { localCandidateId?: string } | undefined) : undefined;
+  const local = pair?.localCandidateId ? (report.get(pair.localCandidateId) as { protocol?: string; candidateType?: string; relayProtocol?: string } | undefined) : undefined;
+  if (!local?.protocol) return undefined;
+  if (local.candidateType === 'relay') {
+    const via = local.relayProtocol === 'tls' ? 'tls' : local.relayProtocol === 'tcp' ? 'tcp' : 'udp';
+    return `relay-${via}`;
+  }
+  return local.protocol === 'tcp' ? 'tcp' : 'udp';
 }
 
 /** Figures for a "stats for nerds" panel (read on demand: WebRTC's come from getStats()). */
@@ -136,6 +163,8 @@ export interface DetailedStats {
    */
   latencyMs: number | undefined;
   packetsLost: number | undefined;
+  /** WebRTC: the path its media takes. */
+  transport: WebRtcTransport | undefined;
 }
 
 /** `src/media.m3u8` or `…/720p/media.m3u8` → `src` / `720p`. */
@@ -191,6 +220,8 @@ export class GlasscastPlayer {
   private qoe: QoeReporter | undefined;
   /** WebRTC video bytes at the last detailed reading, for the bitrate. */
   private lastBytes: { bytes: number; at: number } | undefined;
+  /** WebRTC: the selected pair's transport, read once playing and on each detailed reading. */
+  private transport: WebRtcTransport | undefined;
 
   constructor(
     private readonly video: HTMLVideoElement,
@@ -384,6 +415,9 @@ export class GlasscastPlayer {
       return false;
     }
     this.setState('playing', 'webrtc');
+    void selectedTransport(conn.pc).then((t) => {
+      if (this.whep === conn) this.transport = t;
+    }, () => undefined);
     if (conn.layerUrl) {
       const refresh = (): void => {
         conn.getLayers().then(
@@ -531,6 +565,7 @@ export class GlasscastPlayer {
       this.video.srcObject = null;
     }
     this.protocol = undefined;
+    this.transport = undefined;
   }
 
   /** Current figures. */
@@ -551,6 +586,8 @@ export class GlasscastPlayer {
       joinMs: this.joinMs,
       switches: this.switches,
       quality: q,
+      transport: this.protocol === 'webrtc' ? this.transport : undefined,
+      webrtcFailed: this.webrtcFailed,
     };
   }
 
@@ -575,6 +612,7 @@ export class GlasscastPlayer {
       rttMs: undefined,
       latencyMs: undefined,
       packetsLost: undefined,
+      transport: undefined,
     };
     if (this.protocol === 'll-hls' && this.hls) {
       const hls = this.hls;
@@ -604,7 +642,8 @@ export class GlasscastPlayer {
       this.lastBytes = { bytes, at };
       const bitrate = previous && at > previous.at && bytes >= previous.bytes ? ((bytes - previous.bytes) * 8 * 1000) / (at - previous.at) : undefined;
       const latencyMs = jitterMs === undefined ? undefined : Math.round(jitterMs + (rttMs ?? 0) / 2);
-      return { ...base, bitrate, bufferMs: jitterMs === undefined ? undefined : Math.round(jitterMs), rttMs: rttMs === undefined ? undefined : Math.round(rttMs), latencyMs, packetsLost: lost };
+      this.transport = (await selectedTransport(pc).catch(() => undefined)) ?? this.transport;
+      return { ...base, transport: this.transport, bitrate, bufferMs: jitterMs === undefined ? undefined : Math.round(jitterMs), rttMs: rttMs === undefined ? undefined : Math.round(rttMs), latencyMs, packetsLost: lost };
     }
     return base;
   }

@@ -5,7 +5,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { hostname } from 'node:os';
+import { hostname, networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
 import fastifyRateLimit from '@fastify/rate-limit';
 import fastifyStatic from '@fastify/static';
@@ -48,6 +48,9 @@ import { WebhookDispatcher } from './webhooks/webhook-dispatcher.js';
 import { chooseVideoEncoder } from './transcode/encoder-detect.js';
 import { parseLadder } from './transcode/ladder.js';
 import { TranscodeManager } from './transcode/transcode-manager.js';
+import { ConnectionJournal } from './webrtc/connection-journal.js';
+import { WebRtcDiagnostics } from './webrtc/diagnostics.js';
+import { IceTcpListener } from './webrtc/ice-tcp.js';
 import { releaseWebRtc, retainWebRtc, webRtcHealthy } from './webrtc/webrtc-peer.js';
 import type { DatabaseSchema } from './store/database.js';
 import { openDatabase, settingOnce } from './store/database.js';
@@ -58,7 +61,7 @@ import { StreamStore } from './store/stream-store.js';
 export interface Glasscast {
   config: GlasscastConfig;
   /** Bound ports (useful when configured as 0). */
-  ports: { http: number; rtmp: number; srt: number };
+  ports: { http: number; rtmp: number; srt: number; webrtcTcp: number };
   registry: StreamRegistry;
   store: StreamStore;
   apiKeys: ApiKeyStore;
@@ -99,9 +102,36 @@ function webDistDir(): string | undefined {
   }
 }
 
+/**
+ * The machine's LAN addresses (non-internal IPv4 first, then global IPv6; link-local left out): what other
+ * machines on the network can reach without a DNS name (the host name often does not resolve there).
+ */
+export function lanAddresses(interfaces = networkInterfaces()): string[] {
+  const v4: string[] = [];
+  const v6: string[] = [];
+  for (const list of Object.values(interfaces)) {
+    for (const a of list ?? []) {
+      if (a.internal) continue;
+      if (a.family === 'IPv4') v4.push(a.address);
+      else if (!a.address.toLowerCase().startsWith('fe80:')) v6.push(a.address);
+    }
+  }
+  return [...v4, ...v6];
+}
+
+/** `host` as it goes in a URL (IPv6 in brackets). */
+export function urlHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+/** The address links name for a server listening on every interface: its first LAN address, else its host name. */
+export function localHostForLinks(): string {
+  return lanAddresses()[0] ?? hostname();
+}
+
 /** Links as a user types them, for a server on `host` with bound `ports` (publicUrl wins when set). */
 export function publicBase(config: GlasscastConfig, ports: { http: number; rtmp: number; srt: number }, localHost: string): { http: string; rtmp: string; srt: string } {
-  const host = config.host === '0.0.0.0' || config.host === '::' ? localHost : config.host;
+  const host = urlHost(config.host === '0.0.0.0' || config.host === '::' ? localHost : config.host);
   const publicHost = config.publicUrl ? new URL(config.publicUrl).hostname : host;
   return {
     http: config.publicUrl?.replace(/\/+$/, '') ?? `http://${host}:${ports.http}`,
@@ -236,12 +266,17 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     log,
   );
   const iceServers = listSetting(config.iceServers);
+  // WebRTC over TCP listens where the media does: on the bind address, else on the HTTP host.
+  const iceTcp = config.webrtcTcp === 'on' ? new IceTcpListener({ host: config.webrtcBindAddress || config.host, port: config.webrtcTcpPort, log: log.child({ webrtc: 'ice-tcp' }) }) : undefined;
   const network = {
     bindAddress: config.webrtcBindAddress || undefined,
     portRange: { min: config.webrtcPortMin, max: config.webrtcPortMax },
     publicAddresses: listSetting(config.webrtcPublicAddresses),
     iceServers,
+    iceTcp,
+    journal: new ConnectionJournal(),
   };
+  const diagnostics = new WebRtcDiagnostics(network, network.journal, () => false, log.child({ webrtc: 'diagnostics' }));
   const whep = new WhepServer(
     {
       network,
@@ -499,6 +534,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     outboxWritten: () => dispatcher.nudge(),
     events,
     qoe,
+    diagnostics,
     viewerCount,
   });
   const webDir = webDistDir();
@@ -513,18 +549,20 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     });
     // The web app's routes (client-side): one page, the app picks the view from the URL.
     const page = async (_request: unknown, reply: FastifyReply): Promise<FastifyReply> => reply.header('cache-control', 'no-cache').sendFile('index.html');
-    for (const route of ['/', '/watch/:name', '/watch/:name/:recording', '/broadcast', '/admin', '/admin/*']) http.get(route, page);
+    for (const route of ['/', '/watch/:name', '/watch/:name/:recording', '/broadcast', '/diagnostics', '/admin', '/admin/*']) http.get(route, page);
   } else {
     log.warn({}, 'web app not built (packages/web/dist missing); its pages are unavailable — run npm run build');
-    for (const route of ['/', '/watch/:name', '/broadcast', '/admin']) http.get(route, async (_request, reply) => sendProblem(reply, 'NOT_READY', 'the web app is not built; run npm run build'));
+    for (const route of ['/', '/watch/:name', '/broadcast', '/diagnostics', '/admin']) http.get(route, async (_request, reply) => sendProblem(reply, 'NOT_READY', 'the web app is not built; run npm run build'));
   }
 
   let rtmpPort: number;
   let srtPort: number;
   let httpPort: number;
+  let iceTcpPort: number;
   try {
     rtmpPort = await rtmp.listen();
     srtPort = await srt.listen();
+    iceTcpPort = iceTcp ? await iceTcp.listen() : 0;
     await http.listen({ host: config.host, port: config.httpPort });
     const address = http.server.address();
     httpPort = typeof address === 'object' && address ? address.port : config.httpPort;
@@ -532,6 +570,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   } catch (err) {
     await rtmp.close();
     await srt.close();
+    await iceTcp?.close();
     await http.close();
     await monitor.close();
     dispatcher.close();
@@ -541,7 +580,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     releaseWebRtc();
     throw err;
   }
-  base = publicBase(config, { http: httpPort, rtmp: rtmpPort, srt: srtPort }, hostname());
+  base = publicBase(config, { http: httpPort, rtmp: rtmpPort, srt: srtPort }, localHostForLinks());
   dispatcher.start();
   // A stream deleted from another process (the CLI) loses its publisher here within a few seconds.
   const deletedCheck = setInterval(() => {
@@ -557,7 +596,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   let closed: Promise<void> | undefined;
   return {
     config,
-    ports: { http: httpPort, rtmp: rtmpPort, srt: srtPort },
+    ports: { http: httpPort, rtmp: rtmpPort, srt: srtPort, webrtcTcp: iceTcpPort },
     registry,
     store,
     apiKeys,
@@ -589,6 +628,8 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
         registry.close();
         transcode.close();
         whep.close();
+        diagnostics.close();
+        await iceTcp?.close();
         llhls.close();
         thumbnails.close();
         // Pages listening for events hold their connections open: end them, or the HTTP server never closes.

@@ -1,9 +1,8 @@
 #!/usr/bin/env node
 /** The `glasscast` command: `glasscast [serve|streams] [--flags]` (see `glasscast --help`). */
-import { hostname } from 'node:os';
 import { GlasscastError } from './core/errors.js';
 import { helpText, loadConfig, parseArgs, type GlasscastConfig, type ParsedArgs } from './config/config.js';
-import { publicBase, startGlasscast } from './app.js';
+import { lanAddresses, localHostForLinks, publicBase, startGlasscast, urlHost } from './app.js';
 import { srtPublishUrl } from './ingest/srt/srt-stream-id.js';
 import { ApiKeyStore } from './store/api-key-store.js';
 import { createLogger } from './observability/logger.js';
@@ -15,7 +14,7 @@ async function streamsCommand(args: ParsedArgs, config: GlasscastConfig): Promis
   const db = await openDatabase(config.dataDir);
   try {
     const store = new StreamStore(db);
-    const base = publicBase(config, { http: config.httpPort, rtmp: config.rtmpPort, srt: config.srtPort }, hostname());
+    const base = publicBase(config, { http: config.httpPort, rtmp: config.rtmpPort, srt: config.srtPort }, localHostForLinks());
     const [action = 'list', name] = args.positionals;
     const print = (s: StreamRecord): void => {
       process.stdout.write(`${s.name}${s.visibility === 'public' ? '' : `  (${s.visibility})`}\n  server: ${base.rtmp}\n  key:    ${s.key}\n  srt:    ${srtPublishUrl(base.srt, s.key)}${s.srtPassphrase ? '  (passphrase set)' : ''}\n  watch:  ${base.http}/watch/${s.name}\n`);
@@ -107,6 +106,13 @@ async function main(): Promise<void> {
     lines.push(`  RTMP server: ${base.rtmp}   (keys: glasscast streams --data-dir ${config.dataDir})`, `  Watch:       ${base.http}/watch/<name>`);
   }
   lines.push(`  Channels:     ${base.http}/   ·   Admin: ${base.http}/admin (sign in with an API key)`);
+  const everywhere = config.host === '0.0.0.0' || config.host === '::';
+  const others = everywhere && !config.publicUrl ? lanAddresses().slice(1) : [];
+  if (others.length > 0) lines.push(`  Also at:      ${others.map((a) => `${new URL(base.http).protocol}//${urlHost(a)}:${app.ports.http}/`).join('  ')}`);
+  lines.push(
+    `  WebRTC:       UDP ${config.webrtcPortMin}–${config.webrtcPortMax}${app.ports.webrtcTcp ? ` and TCP ${app.ports.webrtcTcp}` : ''} (forward them with port ${app.ports.http} for viewers outside this network)`,
+    `  Test a network: ${base.http}/diagnostics`,
+  );
   process.stdout.write(lines.join('\n') + '\n\n');
 
   let stopping = false;

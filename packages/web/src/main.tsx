@@ -1,6 +1,6 @@
 /**
  * The Glasscast web app: one page, client-side routes. `/` the directory, `/watch/<name>` a live stream,
- * `/watch/<name>/<recordingId>` a recording, `/broadcast` going live from the browser, `/admin` the dashboard.
+ * `/watch/<name>/<recordingId>` a recording, `/broadcast` going live from the browser, `/admin` the dashboard, `/diagnostics` the connection test.
  * The watch page and the directory are in the first chunk; go-live, recordings and admin load when visited, and
  * hls.js only when a page plays LL-HLS (a WebRTC viewer never loads it).
  */
@@ -18,6 +18,7 @@ import './style.css';
 const Broadcast = lazy(() => import('./pages/broadcast.js'));
 const RecordingPage = lazy(() => import('./pages/recording.js'));
 const Admin = lazy(() => import('./pages/admin/admin.js'));
+const Diagnostics = lazy(() => import('./pages/diagnostics.js'));
 
 const queries = new QueryClient({ defaultOptions: { queries: { retry: 1, refetchOnWindowFocus: true, staleTime: 2000 } } });
 
@@ -46,6 +47,7 @@ function App() {
             <Route path="/watch/:name">{(p) => <Watch key={p.name} name={decodeURIComponent(p.name)} />}</Route>
             <Route path="/watch/:name/:recording">{(p) => <RecordingPage key={p.recording} name={decodeURIComponent(p.name)} id={p.recording} />}</Route>
             <Route path="/broadcast" component={Broadcast} />
+            <Route path="/diagnostics" component={Diagnostics} />
             <Route path="/admin" nest>
               <Admin />
             </Route>

@@ -30,6 +30,8 @@ import type { StatusDeps } from './stream-status.js';
 import type { StreamEvents } from './stream-events.js';
 import type { ViewerQoe } from '../observability/viewer-qoe.js';
 import { streamStatus, transcodeStatus } from './stream-status.js';
+import type { WebRtcDiagnostics } from '../webrtc/diagnostics.js';
+import { registerDiagnosticsRoutes } from './diagnostics-routes.js';
 
 /** What the API reads and changes. */
 export interface ApiDeps extends StatusDeps {
@@ -56,6 +58,8 @@ export interface ApiDeps extends StatusDeps {
   events: StreamEvents;
   /** Viewer QoE beacons, aggregated per stream. */
   qoe: ViewerQoe;
+  /** The "why can't I connect" probes and the recent WebRTC connections. */
+  diagnostics: WebRtcDiagnostics;
 }
 
 /** The authenticated caller. */
@@ -120,6 +124,7 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
       if (!hasScope(who.scopes, scope)) throw new GlasscastError('SCOPE_MISSING', `this API key lacks the ${scope} scope`);
       return who;
     };
+    registerDiagnosticsRoutes(api, deps.diagnostics, need);
     const record = async (name: string): Promise<StreamRecord> => {
       const r = await deps.store.findByName(name);
       if (!r) throw new GlasscastError('STREAM_NOT_FOUND', `no stream ${name}`);

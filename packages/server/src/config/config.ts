@@ -71,6 +71,10 @@ export const configSchema = z
     webrtcBindAddress: z.string(),
     /** Comma-separated public IPs announced as candidates on the same ports (1:1 NAT / port forwarding). */
     webrtcPublicAddresses: z.string(),
+    /** WebRTC over TCP (passive ICE-TCP, RFC 6544) for networks that block UDP: `on` (default) or `off`. */
+    webrtcTcp: z.enum(['on', 'off']),
+    /** TCP port of WebRTC over TCP (forward it beside the UDP range). Default 8189. */
+    webrtcTcpPort: port,
     /** Most a WHIP publisher may send (announced with REMB), bits/s. 300 000–50 000 000, default 6 000 000. */
     whipMaxBitrate: z.number().int().min(300_000).max(50_000_000),
     /** Comma-separated STUN/TURN URLs the server uses and announces to players (e.g. stun:stun.example.com:3478). */
@@ -162,6 +166,8 @@ export const DEFAULT_CONFIG: GlasscastConfig = {
   webrtcPortMax: 40099,
   webrtcBindAddress: '',
   webrtcPublicAddresses: '',
+  webrtcTcp: 'on',
+  webrtcTcpPort: 8189,
   whipMaxBitrate: 6_000_000,
   iceServers: '',
   ladder: DEFAULT_LADDER,

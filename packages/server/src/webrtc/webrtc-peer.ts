@@ -7,6 +7,9 @@
 import nodeDataChannel from 'node-datachannel';
 import type { Logger } from '../core/logger.js';
 import { isRtcp, readRtcpFeedback, type RtcpFeedback } from '../media/rtp/rtcp.js';
+import { randomBytes } from 'node:crypto';
+import { countOfferedCandidates, explainFailure, type ConnectionJournal, type ConnectionRecord } from './connection-journal.js';
+import { passiveTcpCandidates, type IceTcpListener } from './ice-tcp.js';
 
 /** Network settings shared by every peer. */
 export interface WebRtcNetworkOptions {
@@ -18,6 +21,22 @@ export interface WebRtcNetworkOptions {
   publicAddresses: string[];
   /** STUN/TURN URLs (`stun:host:port`, `turn:user:pass@host:port`) the server itself uses. */
   iceServers: string[];
+  /** The passive ICE-TCP listener (RFC 6544) whose candidates answers carry; undefined = UDP only. */
+  iceTcp: IceTcpListener | undefined;
+  /** Where every peer records how it connected (diagnostics); undefined = not recorded. */
+  journal: ConnectionJournal | undefined;
+}
+
+/** The candidate pair ICE selected, as a viewer or operator reads it. */
+export interface SelectedPath {
+  /** `udp`, or `tcp` when the browser came over an ICE-TCP connection. */
+  transport: 'udp' | 'tcp';
+  /** Our address:port (the TCP listener's for `tcp`). */
+  local: string;
+  /** The remote peer's address:port as seen on that transport. */
+  remote: string;
+  /** The remote candidate's type (`host`, `srflx`, `prflx`, `relay`). */
+  remoteType: string;
 }
 
 /** A track of this peer: one media section of the offer, answered with one codec. */
@@ -49,6 +68,10 @@ export class WebRtcPeer {
   /** Tracks whose DTLS-SRTP is up, by mid (kept from open/close events: no native call per packet). */
   private readonly openTracks = new Map<string, nodeDataChannel.Track>();
   private closed = false;
+  private readonly kind: string;
+  private readonly stream: string;
+  /** Ends this session's ICE-TCP registration (undefined when none). */
+  private unregisterTcp: (() => void) | undefined;
   private feedbackHandler: ((mid: string, feedback: RtcpFeedback) => void) | undefined;
   private rtpHandler: ((mid: string, packet: Buffer) => void) | undefined;
   private rtcpHandler: ((mid: string, packet: Buffer) => void) | undefined;
@@ -59,11 +82,19 @@ export class WebRtcPeer {
   bytesSent = 0;
   /** Packets the library refused (track not open or buffer full). */
   packetsDropped = 0;
+  /** How this peer connected (or why not), once answered; also in the network's journal. */
+  record: ConnectionRecord | undefined;
 
+  /**
+   * @param name `<kind>-<stream>` (`whep-main`, `whip-cam`, `diagnostics-`): the library's peer name and the
+   * journal's kind and stream.
+   * @param clientAddress the HTTP client that sent the offer (journal only).
+   */
   constructor(
     name: string,
     private readonly network: WebRtcNetworkOptions,
     private readonly log: Logger,
+    private readonly clientAddress?: string,
   ) {
     this.pc = new nodeDataChannel.PeerConnection(name, {
       iceServers: network.iceServers,
@@ -71,7 +102,11 @@ export class WebRtcPeer {
       portRangeBegin: network.portRange.min,
       portRangeEnd: network.portRange.max,
     });
+    const dash = name.indexOf('-');
+    this.kind = dash < 0 ? name : name.slice(0, dash);
+    this.stream = dash < 0 ? '' : name.slice(dash + 1);
     this.pc.onStateChange((state) => {
+      this.noteState(state as PeerState);
       this.stateHandler?.(state as PeerState);
     });
   }
@@ -146,7 +181,91 @@ export class WebRtcPeer {
     }
     const local = this.pc.localDescription();
     if (!local) throw new Error('the WebRTC library produced no answer');
-    return this.announcePublicAddresses(local.sdp);
+    this.record = {
+      id: randomBytes(12).toString('base64url'),
+      kind: this.kind,
+      stream: this.stream,
+      clientAddress: this.clientAddress,
+      startedAt: Date.now(),
+      state: this.closed ? 'closed' : 'connecting',
+      connectMs: undefined,
+      path: undefined,
+      offered: countOfferedCandidates(offer),
+      tcpConnections: 0,
+      failure: undefined,
+    };
+    this.network.journal?.add(this.record);
+    return this.announceTcp(this.announcePublicAddresses(local.sdp));
+  }
+
+  /** Keeps the journal record up to date with a state change (and says why a failed peer failed). */
+  private noteState(state: PeerState): void {
+    const record = this.record;
+    if (!record || record.state === 'closed') return;
+    record.state = state;
+    if (state === 'connected' && record.connectMs === undefined) {
+      record.connectMs = Date.now() - record.startedAt;
+      record.path = this.selectedPath();
+    } else if (state === 'failed' || state === 'disconnected') {
+      record.failure ??= record.connectMs === undefined ? this.failureSentence() : `the connection was lost after ${Math.round((Date.now() - record.startedAt) / 1000)} s (the peer stopped answering consent checks)`;
+    }
+  }
+
+  private failureSentence(): string {
+    const range = `${this.network.portRange.min}–${this.network.portRange.max}`;
+    return explainFailure(this.record!, range, this.network.iceTcp?.port);
+  }
+
+  /**
+   * Registers this session with the ICE-TCP listener (its ufrag → the agent's UDP socket) and adds a passive TCP
+   * candidate for every address the answer announces (host, server-reflexive, public), after each section's last
+   * candidate. Returns `sdp` unchanged without a listener or UDP candidate.
+   */
+  private announceTcp(sdp: string): string {
+    const listener = this.network.iceTcp;
+    if (!listener || this.closed) return sdp;
+    const ufrag = /^a=ice-ufrag:(\S+)$/m.exec(sdp)?.[1];
+    const candidates = [...sdp.matchAll(/^a=candidate:\S+ \d (?:UDP|udp) \d+ (\S+) (\d+) typ (host|srflx)/gm)];
+    const port = Number(candidates.find((c) => c[3] === 'host')?.[2] ?? 0);
+    if (ufrag === undefined || port === 0) return sdp;
+    const addresses = [...new Set(candidates.map((c) => c[1]!))];
+    const bind = this.network.bindAddress;
+    const target = bind && bind !== '0.0.0.0' && bind !== '::' ? bind : '127.0.0.1';
+    this.unregisterTcp = listener.register(ufrag, { address: target, port }, () => {
+      if (this.record) this.record.tcpConnections++;
+    });
+    const tcpLines = passiveTcpCandidates(addresses, listener.port).map((c) => `a=${c}`);
+    const lines = sdp.split('\r\n');
+    const out: string[] = [];
+    let lastCandidate = -1;
+    const flush = (): void => {
+      if (lastCandidate >= 0) out.splice(lastCandidate + 1, 0, ...tcpLines);
+      lastCandidate = -1;
+    };
+    for (const line of lines) {
+      if (line.startsWith('m=')) flush();
+      out.push(line);
+      if (line.startsWith('a=candidate:')) lastCandidate = out.length - 1;
+    }
+    flush();
+    return out.join('\r\n');
+  }
+
+  /** The candidate pair ICE selected (undefined before one is, or after close). */
+  selectedPath(): SelectedPath | undefined {
+    if (this.closed) return undefined;
+    let pair: ReturnType<nodeDataChannel.PeerConnection['getSelectedCandidatePair']>;
+    try {
+      pair = this.pc.getSelectedCandidatePair();
+    } catch {
+      return undefined;
+    }
+    if (!pair) return undefined;
+    const tcp = this.network.iceTcp?.connectionFor({ address: pair.remote.address, port: pair.remote.port });
+    if (tcp) {
+      return { transport: 'tcp', local: `${pair.local.address}:${this.network.iceTcp!.port}`, remote: `${tcp.remote.address}:${tcp.remote.port}`, remoteType: 'host' };
+    }
+    return { transport: 'udp', local: `${pair.local.address}:${pair.local.port}`, remote: `${pair.remote.address}:${pair.remote.port}`, remoteType: pair.remote.type };
   }
 
   /** Adds a host candidate for each configured public address on the same port as each local one. */
@@ -206,7 +325,10 @@ export class WebRtcPeer {
   /** Closes the connection and its tracks. Idempotent. */
   close(): void {
     if (this.closed) return;
+    if (this.record && this.record.connectMs === undefined) this.record.failure ??= `closed before connecting: ${this.failureSentence()}`;
+    if (this.record) this.record.state = 'closed';
     this.closed = true;
+    this.unregisterTcp?.();
     closePeerConnection(this.pc, this.tracks.values());
     this.tracks.clear();
     this.openTracks.clear();

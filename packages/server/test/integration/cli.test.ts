@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
+import { HERE, linkedNamespace } from '../support/netns.js';
 import { waitUntil } from '../support/wait.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
@@ -23,7 +24,7 @@ describe('glasscast command', { timeout: 60_000 }, () => {
     const dir = mkdtempSync(join(tmpdir(), 'glasscast-cli-'));
     try {
       const start = async (): Promise<string> => {
-        const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--host', '127.0.0.1', '--http-port', '0', '--rtmp-port', '0', '--srt-port', '0', '--data-dir', dir, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--host', '127.0.0.1', '--http-port', '0', '--webrtc-tcp-port', '0', '--rtmp-port', '0', '--srt-port', '0', '--data-dir', dir, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
         let out = '';
         child.stdout.on('data', (d: Buffer) => (out += d.toString()));
         const deadline = Date.now() + 20_000;
@@ -52,7 +53,7 @@ describe('glasscast command', { timeout: 60_000 }, () => {
 
   it('manages streams and API keys on the data directory while the server runs, and the server uses them at once', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'glasscast-cli-'));
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--host', '127.0.0.1', '--http-port', '0', '--rtmp-port', '0', '--srt-port', '0', '--data-dir', dir, '--log-level', 'warn', '--ladder', 'none'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--host', '127.0.0.1', '--http-port', '0', '--webrtc-tcp-port', '0', '--rtmp-port', '0', '--srt-port', '0', '--data-dir', dir, '--log-level', 'warn', '--ladder', 'none'], { stdio: ['ignore', 'pipe', 'pipe'] });
     try {
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -87,6 +88,27 @@ describe('glasscast command', { timeout: 60_000 }, () => {
     } finally {
       child.kill('SIGTERM');
       await once(child, 'exit');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('on every interface, prints links with the LAN address (not the host name) and the WebRTC ports to forward', { skip: process.env['GLASSCAST_TEST_NETNS'] === '1' ? false : 'needs a network namespace of its own (run as root via npm test)' }, async () => {
+    // The linked namespace gives this one a LAN-like interface (10.203.0.1) beside loopback.
+    const ns = await linkedNamespace();
+    const dir = mkdtempSync(join(tmpdir(), 'glasscast-cli-'));
+    try {
+      const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--host', '0.0.0.0', '--http-port', '0', '--webrtc-tcp-port', '0', '--rtmp-port', '0', '--srt-port', '0', '--data-dir', dir, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      await waitUntil('the start banner', () => out.includes('Test a network'), 20_000, 100).finally(() => child.kill('SIGTERM'));
+      await once(child, 'exit');
+      const lan = HERE.replace(/\./g, '\\.');
+      assert.match(out, new RegExp(`Watch: +http://${lan}:[1-9]\\d*/watch/main`), out);
+      assert.match(out, new RegExp(`Server: +rtmp://${lan}:[1-9]\\d*/live`));
+      assert.match(out, /WebRTC: +UDP 40000–40099 and TCP [1-9]\d* \(forward them/);
+      assert.match(out, new RegExp(`Test a network: http://${lan}:[1-9]\\d*/diagnostics`));
+    } finally {
+      ns.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });

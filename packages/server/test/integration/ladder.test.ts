@@ -222,7 +222,7 @@ describe('ABR ladder', { timeout: 240_000 }, () => {
   it('leaves no ffmpeg behind when Glasscast is killed', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'glasscast-orphans-'));
     const cli = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
-    const child = spawn(process.execPath, ['--import', 'tsx', cli, '--host', '127.0.0.1', '--http-port', '0', '--rtmp-port', '0', '--srt-port', '0', '--data-dir', dir, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', cli, '--host', '127.0.0.1', '--http-port', '0', '--webrtc-tcp-port', '0', '--rtmp-port', '0', '--srt-port', '0', '--data-dir', dir, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     let pub: FfmpegProcess | undefined;

@@ -268,7 +268,7 @@ describe('recording', { timeout: 300_000 }, () => {
     let child: ChildProcess | undefined;
     let publisher: FfmpegProcess | undefined;
     const start = async (): Promise<{ base: string; rtmp: string; token: string | undefined; key: string | undefined }> => {
-      child = spawn(process.execPath, ['--import', 'tsx', CLI, '--host', '127.0.0.1', '--http-port', '0', '--rtmp-port', '0', '--srt-port', '0', '--data-dir', dataDir, '--log-level', 'warn', '--ladder', 'none', '--record', 'all'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      child = spawn(process.execPath, ['--import', 'tsx', CLI, '--host', '127.0.0.1', '--http-port', '0', '--webrtc-tcp-port', '0', '--rtmp-port', '0', '--srt-port', '0', '--data-dir', dataDir, '--log-level', 'warn', '--ladder', 'none', '--record', 'all'], { stdio: ['ignore', 'pipe', 'inherit'] });
       let out = '';
       child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
       await waitUntil('the server to start', () => out.includes('Glasscast is running') && /Watch:\s+http/.test(out), 30_000);

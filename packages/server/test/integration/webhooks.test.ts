@@ -150,7 +150,7 @@ describe('webhooks', { timeout: 240_000 }, () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'glasscast-webhooks-'));
     let child: ChildProcess | undefined;
     const start = async (): Promise<{ base: string; token: string | undefined }> => {
-      child = spawn(process.execPath, ['--import', 'tsx', CLI, '--host', '127.0.0.1', '--http-port', '0', '--rtmp-port', '0', '--srt-port', '0', '--data-dir', dataDir, '--log-level', 'warn', '--ladder', 'none', '--webhook-retry-max-ms', '3000'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      child = spawn(process.execPath, ['--import', 'tsx', CLI, '--host', '127.0.0.1', '--http-port', '0', '--webrtc-tcp-port', '0', '--rtmp-port', '0', '--srt-port', '0', '--data-dir', dataDir, '--log-level', 'warn', '--ladder', 'none', '--webhook-retry-max-ms', '3000'], { stdio: ['ignore', 'pipe', 'inherit'] });
       let out = '';
       child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
       await waitUntil('the server to start', () => out.includes('Glasscast is running') && /Watch:\s+http/.test(out), 30_000);

@@ -7,11 +7,12 @@ export const CHROMIUM_PATH = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium'
 /**
  * Launches headless Chromium with the flags this machine needs (closed network, root, no GPU). `extraArgs` add
  * flags, e.g. `--webrtc-ip-handling-policy=disable_non_proxied_udp` to block WebRTC over UDP as a strict
- * corporate network does.
+ * corporate network does. `options.executablePath` runs it through a wrapper (e.g. inside a test's network
+ * namespace: netns.ts), which must exec Debian's Chromium.
  */
-export async function launchChromium(extraArgs: string[] = []): Promise<Browser> {
+export async function launchChromium(extraArgs: string[] = [], options: { executablePath?: string } = {}): Promise<Browser> {
   return chromium.launch({
-    executablePath: CHROMIUM_PATH,
+    executablePath: options.executablePath ?? CHROMIUM_PATH,
     headless: true,
     args: [
       '--no-sandbox',

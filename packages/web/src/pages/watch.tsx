@@ -38,6 +38,7 @@ function NerdStats({ player }: { player: GlasscastPlayer }) {
   const rows: [string, string][] = d
     ? [
         ['Protocol', d.protocol?.toUpperCase() ?? '–'],
+        ['Transport', d.transport?.toUpperCase().replace('RELAY-', 'TURN relay, ') ?? '–'],
         ['Rendition', d.rendition ?? '–'],
         ['Resolution', d.width ? `${d.width}×${d.height}` : '–'],
         ['Bitrate', bitrate(d.bitrate)],
@@ -159,7 +160,15 @@ export function Watch({ name }: { name: string }) {
         </div>
       </div>
       <div className="toolbar" role="toolbar" aria-label="Player">
-        <span id="protocol">{stats?.protocol ? stats.protocol.toUpperCase() : ''}</span>
+        <span id="protocol" data-transport={stats?.transport ?? ''}>
+          {stats?.protocol ? stats.protocol.toUpperCase() : ''}
+          {stats?.transport === 'tcp' || stats?.transport?.startsWith('relay') ? ' (TCP)' : ''}
+        </span>
+        {stats?.webrtcFailed && stats.protocol === 'll-hls' ? (
+          <a id="diagnostics-link" className="diag-link" href="/diagnostics" title="WebRTC could not connect from this network; find out why">
+            Why not sub-second?
+          </a>
+        ) : null}
         <span id="latency">{stats?.latency !== undefined && stats.state === 'playing' ? `latency ${stats.latency.toFixed(2)} s` : ''}</span>
         <span id="rendition" data-level={q?.current ?? ''}>
           {playing && q && q.levels.length > 1 ? `${playing.label}${q.mode === 'auto' ? ' (auto)' : ''}` : ''}

@@ -611,7 +611,7 @@ export class WhepServer implements StreamObserver {
         const wanted = info.video ? 'video section with H.264 packetization-mode=1' : 'audio section with Opus (this stream is audio only)';
         return sendProblem(reply, 'NO_COMMON_CODEC', `the offer has no receivable ${wanted}`);
       }
-      const peer = new WebRtcPeer(`whep-${name}`, this.options.network, this.log);
+      const peer = new WebRtcPeer(`whep-${name}`, this.options.network, this.log, request.ip);
       let answer: string;
       try {
         answer = await peer.answer(String(request.body), tracks);

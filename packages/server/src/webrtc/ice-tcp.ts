@@ -1,0 +1,293 @@
+/**
+ * WebRTC over TCP for networks that block UDP: passive ICE-TCP candidates (RFC 6544) on one TCP port, each
+ * connection framed as RFC 4571 (a 16-bit length before every STUN, DTLS, RTP or RTCP packet) and bridged to the
+ * session's UDP socket in the ICE agent.
+ *
+ * The WebRTC library's ICE agent (libjuice) speaks UDP only and cannot accept TCP, so the bridge stands in for the
+ * browser: the first frame of a connection must be a STUN Binding request whose USERNAME names a session's local
+ * ufrag (RFC 8445 §7.2.2); the connection then gets its own UDP socket on the agent's address, and every frame is
+ * relayed as one datagram (and every datagram back as one frame). The agent sees a peer-reflexive candidate
+ * (RFC 8445 §7.3.1.3) and runs ICE, DTLS and SRTP over it unchanged: authentication stays with the agent that
+ * holds the password; a connection naming no live session is closed. The browser is the controlling agent and
+ * prefers UDP pairs when they work (lower priority on our TCP candidates).
+ *
+ * Limits: frames are at most 65,535 bytes by their framing; a connection must send its first frame within 5 s;
+ * at most 8 connections per session and 1,000 in all; a connection whose socket buffers more than 1 MiB towards
+ * a slow reader loses datagrams (as UDP would) instead of growing.
+ */
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { createServer, isIPv6, type Server, type Socket } from 'node:net';
+import type { Logger } from '../core/logger.js';
+import { MediaParseError } from '../media/errors.js';
+import { readBindingUsername } from './stun.js';
+
+/** A UDP address. */
+export interface UdpAddress {
+  address: string;
+  port: number;
+}
+
+/** One bridged TCP connection, for diagnostics. */
+export interface IceTcpConnection {
+  /** The browser's address and port as seen on TCP. */
+  remote: UdpAddress;
+  /** The bridge's UDP address the ICE agent sees as the remote candidate. */
+  bridge: UdpAddress;
+  /** Frames relayed each way. */
+  framesIn: number;
+  framesOut: number;
+  /** Datagrams dropped because the TCP side was not draining. */
+  dropped: number;
+}
+
+interface Session {
+  target: UdpAddress;
+  connections: Set<Bridge>;
+  onConnection: (() => void) | undefined;
+}
+
+interface Bridge {
+  info: IceTcpConnection;
+  close(): void;
+}
+
+/** How long a new connection may take to send its first frame, ms. */
+const FIRST_FRAME_TIMEOUT_MS = 5000;
+/** Connections per session (a browser opens one per TCP candidate pair it checks). */
+const MAX_CONNECTIONS_PER_SESSION = 8;
+/** Connections in all. */
+const MAX_CONNECTIONS = 1000;
+/** Bytes queued towards a TCP peer beyond which datagrams are dropped. */
+const MAX_WRITE_BUFFER = 1024 * 1024;
+/** RFC 6544 §4.2 type preference we give TCP host candidates (UDP host is 126: UDP wins when it works). */
+const TCP_TYPE_PREFERENCE = 90;
+/** RFC 6544 §4.2 direction preference of a passive host candidate. */
+const PASSIVE_DIRECTION_PREFERENCE = 4;
+
+/** Listener for passive ICE-TCP candidates, shared by every WHEP and WHIP session. */
+export class IceTcpListener {
+  private readonly server: Server;
+  private readonly sessions = new Map<string, Session>();
+  /** Bridges by their UDP port (the agent's view of the remote), for diagnostics. */
+  private readonly byBridgePort = new Map<number, Bridge>();
+  private connections = 0;
+  private boundPort = 0;
+  /** Connections refused (unknown session, bad first frame, limits) since start. */
+  refused = 0;
+
+  constructor(
+    private readonly options: { host: string; port: number; log: Logger },
+  ) {
+    this.server = createServer((socket) => this.accept(socket));
+    this.server.on('error', (err) => options.log.warn({ err }, 'ICE-TCP listener error'));
+  }
+
+  /** Starts listening. Resolves with the bound port. @throws when the port cannot be bound. */
+  async listen(): Promise<number> {
+    const bind = (host: string): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        this.server.once('error', reject);
+        this.server.listen({ host, port: this.options.port }, () => {
+          this.server.off('error', reject);
+          resolve();
+        });
+      });
+    if (this.options.host === '0.0.0.0') {
+      // Every interface: IPv6 too (dual-stack), as the ICE agent announces IPv6 host candidates; IPv4 only where
+      // the machine has no IPv6.
+      await bind('::').catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EAFNOSUPPORT' && err.code !== 'EADDRNOTAVAIL') throw err;
+        return bind('0.0.0.0');
+      });
+    } else {
+      await bind(this.options.host);
+    }
+    const address = this.server.address();
+    this.boundPort = typeof address === 'object' && address ? address.port : 0;
+    return this.boundPort;
+  }
+
+  /** The bound TCP port (0 before `listen`). */
+  get port(): number {
+    return this.boundPort;
+  }
+
+  /**
+   * Routes connections whose first Binding request names `ufrag` to the ICE agent's UDP socket at `target`
+   * (`onConnection` is told of each). Returns the function that ends the registration and closes its connections.
+   */
+  register(ufrag: string, target: UdpAddress, onConnection?: () => void): () => void {
+    const session: Session = { target, connections: new Set(), onConnection };
+    this.sessions.set(ufrag, session);
+    return () => {
+      if (this.sessions.get(ufrag) === session) this.sessions.delete(ufrag);
+      for (const c of session.connections) c.close();
+    };
+  }
+
+  /** The TCP connection behind the remote address the ICE agent selected, if it is one of our bridges. */
+  connectionFor(remote: UdpAddress): IceTcpConnection | undefined {
+    const bridge = this.byBridgePort.get(remote.port);
+    return bridge && bridge.info.bridge.address === remote.address ? bridge.info : undefined;
+  }
+
+  /** Connections open now. */
+  get openConnections(): number {
+    return this.connections;
+  }
+
+  /**
+   * Takes a TCP connection whose first bytes were already read by someone else (e.g. a listener sharing its
+   * port with HTTPS that recognised an RFC 4571 frame): `head` is replayed before the socket's own data.
+   */
+  adopt(socket: Socket, head: Buffer): void {
+    this.accept(socket, head);
+  }
+
+  private accept(socket: Socket, head?: Buffer): void {
+    const log = this.options.log;
+    if (this.connections >= MAX_CONNECTIONS) {
+      this.refused++;
+      socket.destroy();
+      return;
+    }
+    this.connections++;
+    socket.setNoDelay(true);
+    let pending: Buffer = head ?? Buffer.alloc(0);
+    let bridge: (Bridge & { send(frame: Buffer): void }) | undefined;
+    let closed = false;
+    const timer = setTimeout(() => refuse('no STUN Binding request within 5 s'), FIRST_FRAME_TIMEOUT_MS);
+    const close = (): void => {
+      if (closed) return;
+      closed = true;
+      clearTimeout(timer);
+      this.connections--;
+      bridge?.close();
+      socket.destroy();
+    };
+    const refuse = (why: string): void => {
+      this.refused++;
+      log.debug({ remote: socket.remoteAddress, why }, 'ICE-TCP connection refused');
+      close();
+    };
+    const onFrame = (frame: Buffer): void => {
+      if (bridge) {
+        bridge.send(frame);
+        return;
+      }
+      let ufrag: string;
+      try {
+        ufrag = readBindingUsername(frame).local;
+      } catch (err) {
+        if (err instanceof MediaParseError) return refuse(err.message);
+        throw err;
+      }
+      const session = this.sessions.get(ufrag);
+      if (!session) return refuse('no session with this ufrag');
+      if (session.connections.size >= MAX_CONNECTIONS_PER_SESSION) return refuse('too many connections for the session');
+      clearTimeout(timer);
+      bridge = this.bridge(socket, session, close);
+      session.onConnection?.();
+      bridge.send(frame);
+    };
+    const onData = (chunk: Buffer): void => {
+      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+      let at = 0;
+      while (!closed && pending.length - at >= 2) {
+        const length = pending.readUInt16BE(at);
+        if (pending.length - at - 2 < length) break;
+        const frame = pending.subarray(at + 2, at + 2 + length);
+        at += 2 + length;
+        if (length > 0) onFrame(frame);
+      }
+      pending = at === pending.length ? Buffer.alloc(0) : pending.subarray(at);
+    };
+    socket.on('data', onData);
+    socket.on('error', () => close());
+    socket.on('close', () => close());
+    if (head && head.length > 0) onData(Buffer.alloc(0));
+  }
+
+  private bridge(socket: Socket, session: Session, closeSocket: () => void): Bridge & { send(frame: Buffer): void } {
+    const target = session.target;
+    const udp: UdpSocket = createSocket(isIPv6(target.address) ? 'udp6' : 'udp4');
+    const info: IceTcpConnection = {
+      remote: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 },
+      bridge: { address: target.address, port: 0 },
+      framesIn: 0,
+      framesOut: 0,
+      dropped: 0,
+    };
+    const queued: Buffer[] = [];
+    let bound = false;
+    let ended = false;
+    const bridge = {
+      info,
+      send: (frame: Buffer): void => {
+        info.framesIn++;
+        // The frame's bytes live in a buffer the next read may reuse: copy before it waits for the bind.
+        if (!bound) queued.push(Buffer.from(frame));
+        else udp.send(frame, target.port, target.address);
+      },
+      close: (): void => {
+        if (ended) return;
+        ended = true;
+        session.connections.delete(bridge);
+        if (this.byBridgePort.get(info.bridge.port) === bridge) this.byBridgePort.delete(info.bridge.port);
+        try {
+          udp.close();
+        } catch {
+          // not bound yet, or already closed
+        }
+        closeSocket();
+      },
+    };
+    session.connections.add(bridge);
+    udp.on('error', (err) => {
+      this.options.log.debug({ err }, 'ICE-TCP bridge socket error');
+      bridge.close();
+    });
+    udp.on('message', (msg, rinfo) => {
+      if (rinfo.port !== target.port) return; // only the agent's socket speaks here
+      if (socket.writableLength > MAX_WRITE_BUFFER) {
+        info.dropped++;
+        return;
+      }
+      info.framesOut++;
+      const header = Buffer.allocUnsafe(2);
+      header.writeUInt16BE(msg.length, 0);
+      socket.cork();
+      socket.write(header);
+      socket.write(msg);
+      socket.uncork();
+    });
+    udp.bind({ address: target.address, port: 0 }, () => {
+      if (ended) return;
+      bound = true;
+      info.bridge.port = udp.address().port;
+      this.byBridgePort.set(info.bridge.port, bridge);
+      for (const frame of queued.splice(0)) udp.send(frame, target.port, target.address);
+    });
+    return bridge;
+  }
+
+  /** Stops listening and closes every connection. */
+  async close(): Promise<void> {
+    for (const session of this.sessions.values()) for (const c of session.connections) c.close();
+    this.sessions.clear();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/**
+ * `a=candidate` attribute values (without `a=`) for passive ICE-TCP host candidates on `port`, one per address
+ * (RFC 6544 §4.5 syntax; priorities per RFC 8445 §5.1.2.1 with RFC 6544 §4.2's local preference), component 1
+ * (RTP and RTCP are muxed and bundled in WHIP/WHEP).
+ */
+export function passiveTcpCandidates(addresses: readonly string[], port: number): string[] {
+  return addresses.map((address, i) => {
+    const localPreference = (PASSIVE_DIRECTION_PREFERENCE << 13) | (8191 - Math.min(i, 8191));
+    const priority = TCP_TYPE_PREFERENCE * 2 ** 24 + localPreference * 2 ** 8 + 255;
+    return `candidate:tcp${i} 1 tcp ${priority} ${address} ${port} typ host tcptype passive`;
+  });
+}
