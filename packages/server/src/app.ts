@@ -5,6 +5,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { createServer as createHttpServer, type RequestListener, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { hostname, networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
 import fastifyRateLimit from '@fastify/rate-limit';
@@ -48,6 +50,7 @@ import { WebhookDispatcher } from './webhooks/webhook-dispatcher.js';
 import { chooseVideoEncoder } from './transcode/encoder-detect.js';
 import { parseLadder } from './transcode/ladder.js';
 import { TranscodeManager } from './transcode/transcode-manager.js';
+import { readTls, secureContextOptions, selfSignedTls, watchTls } from './http/tls.js';
 import { ConnectionJournal } from './webrtc/connection-journal.js';
 import { WebRtcDiagnostics } from './webrtc/diagnostics.js';
 import { IceTcpListener } from './webrtc/ice-tcp.js';
@@ -62,6 +65,8 @@ export interface Glasscast {
   config: GlasscastConfig;
   /** Bound ports (useful when configured as 0). */
   ports: { http: number; rtmp: number; srt: number; webrtcTcp: number };
+  /** The HTTPS certificate in use (undefined: plain HTTP). */
+  tls(): { source: 'files' | 'self-signed'; fingerprint256: string; validTo: number } | undefined;
   registry: StreamRegistry;
   store: StreamStore;
   apiKeys: ApiKeyStore;
@@ -130,11 +135,11 @@ export function localHostForLinks(): string {
 }
 
 /** Links as a user types them, for a server on `host` with bound `ports` (publicUrl wins when set). */
-export function publicBase(config: GlasscastConfig, ports: { http: number; rtmp: number; srt: number }, localHost: string): { http: string; rtmp: string; srt: string } {
+export function publicBase(config: GlasscastConfig, ports: { http: number; rtmp: number; srt: number }, localHost: string, secure = false): { http: string; rtmp: string; srt: string } {
   const host = urlHost(config.host === '0.0.0.0' || config.host === '::' ? localHost : config.host);
   const publicHost = config.publicUrl ? new URL(config.publicUrl).hostname : host;
   return {
-    http: config.publicUrl?.replace(/\/+$/, '') ?? `http://${host}:${ports.http}`,
+    http: config.publicUrl?.replace(/\/+$/, '') ?? `${secure ? 'https' : 'http'}://${host}:${ports.http}`,
     rtmp: `rtmp://${publicHost}:${ports.rtmp}/live`,
     srt: `srt://${publicHost}:${ports.srt}`,
   };
@@ -145,6 +150,8 @@ const VISIBILITY_CACHE_MS = 2000;
 
 /** Starts Glasscast with `config`. Rejects if a port cannot be bound (after closing what was opened). */
 export async function startGlasscast(config: GlasscastConfig, log: Logger): Promise<Glasscast> {
+  // HTTPS first: a bad certificate is a configuration error, told before anything is opened.
+  const tls = config.tlsCert ? readTls(config.tlsCert, config.tlsKey) : config.tlsSelfSigned === 'on' ? await selfSignedTls(config.dataDir, lanAddresses()) : undefined;
   const db: Kysely<DatabaseSchema> = await openDatabase(config.dataDir);
   const store = new StreamStore(db);
   const apiKeys = new ApiKeyStore(db);
@@ -276,7 +283,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     iceTcp,
     journal: new ConnectionJournal(),
   };
-  const diagnostics = new WebRtcDiagnostics(network, network.journal, () => false, log.child({ webrtc: 'diagnostics' }));
+  const diagnostics = new WebRtcDiagnostics(network, network.journal, () => tls !== undefined, log.child({ webrtc: 'diagnostics' }));
   const whep = new WhepServer(
     {
       network,
@@ -352,7 +359,14 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   );
   retainWebRtc();
 
-  const http = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+  // With a certificate, the same routes on an HTTPS server (its context is replaced when the files change).
+  const https = tls ? createHttpsServer(secureContextOptions(tls)) : undefined;
+  const http = Fastify({ logger: false, bodyLimit: 1024 * 1024, ...(https ? { serverFactory: (handler: RequestListener) => https.on('request', handler) as unknown as HttpServer } : {}) });
+  if (tls && config.hsts === 'on') {
+    http.addHook('onSend', async (_request, reply) => {
+      reply.header('strict-transport-security', 'max-age=31536000');
+    });
+  }
   const routes: string[] = [];
   http.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) if (method !== 'HEAD') routes.push(`${method} ${route.url}`);
@@ -559,6 +573,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   let srtPort: number;
   let httpPort: number;
   let iceTcpPort: number;
+  let redirect: HttpServer | undefined;
   try {
     rtmpPort = await rtmp.listen();
     srtPort = await srt.listen();
@@ -566,8 +581,20 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     await http.listen({ host: config.host, port: config.httpPort });
     const address = http.server.address();
     httpPort = typeof address === 'object' && address ? address.port : config.httpPort;
-    log.info({ port: httpPort }, 'HTTP listening');
+    log.info({ port: httpPort, tls: tls?.source ?? 'off' }, tls ? 'HTTPS listening' : 'HTTP listening');
+    if (tls && config.httpRedirectPort > 0) {
+      const httpsPort = httpPort;
+      redirect = createHttpServer((request, response) => {
+        const host = (request.headers.host ?? '').replace(/:\d+$/, '') || localHostForLinks();
+        response.writeHead(308, { location: `https://${host}${httpsPort === 443 ? '' : `:${httpsPort}`}${request.url ?? '/'}`, 'content-length': '0' }).end();
+      });
+      await new Promise<void>((resolve, reject) => {
+        redirect!.once('error', reject);
+        redirect!.listen({ host: config.host, port: config.httpRedirectPort }, resolve);
+      });
+    }
   } catch (err) {
+    redirect?.close();
     await rtmp.close();
     await srt.close();
     await iceTcp?.close();
@@ -580,7 +607,12 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     releaseWebRtc();
     throw err;
   }
-  base = publicBase(config, { http: httpPort, rtmp: rtmpPort, srt: srtPort }, localHostForLinks());
+  base = publicBase(config, { http: httpPort, rtmp: rtmpPort, srt: srtPort }, localHostForLinks(), tls !== undefined);
+  let currentTls = tls;
+  const stopWatchingTls = tls && https ? watchTls(tls, (next) => {
+    https.setSecureContext(secureContextOptions(next));
+    currentTls = next;
+  }, log) : undefined;
   dispatcher.start();
   // A stream deleted from another process (the CLI) loses its publisher here within a few seconds.
   const deletedCheck = setInterval(() => {
@@ -597,6 +629,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   return {
     config,
     ports: { http: httpPort, rtmp: rtmpPort, srt: srtPort, webrtcTcp: iceTcpPort },
+    tls: () => currentTls && { source: currentTls.source, fingerprint256: currentTls.fingerprint256, validTo: currentTls.validTo },
     registry,
     store,
     apiKeys,
@@ -622,6 +655,8 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     close() {
       closed ??= (async () => {
         clearInterval(deletedCheck);
+        stopWatchingTls?.();
+        redirect?.close();
         await rtmp.close();
         await srt.close();
         whip.close();

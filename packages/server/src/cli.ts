@@ -113,6 +113,16 @@ async function main(): Promise<void> {
     `  WebRTC:       UDP ${config.webrtcPortMin}–${config.webrtcPortMax}${app.ports.webrtcTcp ? ` and TCP ${app.ports.webrtcTcp}` : ''} (forward them with port ${app.ports.http} for viewers outside this network)`,
     `  Test a network: ${base.http}/diagnostics`,
   );
+  const tls = app.tls();
+  if (tls?.source === 'self-signed') {
+    lines.push(
+      `  HTTPS:        self-signed certificate; browsers warn once — accept it if they show this SHA-256 fingerprint:`,
+      `                ${tls.fingerprint256}`,
+    );
+  } else if (tls) {
+    lines.push(`  HTTPS:        certificate valid until ${new Date(tls.validTo).toISOString().slice(0, 10)} (replaced on disk → reloaded)`);
+  }
+  if (tls && config.httpRedirectPort > 0) lines.push(`  HTTP port ${config.httpRedirectPort} redirects to HTTPS.`);
   process.stdout.write(lines.join('\n') + '\n\n');
 
   let stopping = false;

@@ -75,6 +75,16 @@ export const configSchema = z
     webrtcTcp: z.enum(['on', 'off']),
     /** TCP port of WebRTC over TCP (forward it beside the UDP range). Default 8189. */
     webrtcTcpPort: port,
+    /** PEM certificate (chain) file: the web server speaks HTTPS on httpPort. Reloaded when the file changes. */
+    tlsCert: z.string(),
+    /** PEM private key file of tlsCert. */
+    tlsKey: z.string(),
+    /** Without tlsCert: `on` makes a self-signed certificate for the LAN (data dir, fingerprint printed). Default `off`. */
+    tlsSelfSigned: z.enum(['on', 'off']),
+    /** With HTTPS: a plain-HTTP port that redirects every request to HTTPS (e.g. 80); 0 = none (default). */
+    httpRedirectPort: port,
+    /** With HTTPS: `on` sends Strict-Transport-Security (browsers then refuse plain HTTP for a year). Default `off`. */
+    hsts: z.enum(['on', 'off']),
     /** Most a WHIP publisher may send (announced with REMB), bits/s. 300 000–50 000 000, default 6 000 000. */
     whipMaxBitrate: z.number().int().min(300_000).max(50_000_000),
     /** Comma-separated STUN/TURN URLs the server uses and announces to players (e.g. stun:stun.example.com:3478). */
@@ -168,6 +178,11 @@ export const DEFAULT_CONFIG: GlasscastConfig = {
   webrtcPublicAddresses: '',
   webrtcTcp: 'on',
   webrtcTcpPort: 8189,
+  tlsCert: '',
+  tlsKey: '',
+  tlsSelfSigned: 'off',
+  httpRedirectPort: 0,
+  hsts: 'off',
   whipMaxBitrate: 6_000_000,
   iceServers: '',
   ladder: DEFAULT_LADDER,
@@ -322,6 +337,9 @@ export function loadConfig(args: ParsedArgs, env: NodeJS.ProcessEnv = process.en
         : `${key} (${where}): ${issue.message}`;
     });
     throw new GlasscastError('CONFIG_INVALID', `invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  if ((result.data.tlsCert === '') !== (result.data.tlsKey === '')) {
+    throw new GlasscastError('CONFIG_INVALID', 'invalid configuration: tlsCert and tlsKey go together (give both PEM files, or neither)');
   }
   if (result.data.webrtcPortMin > result.data.webrtcPortMax) {
     throw new GlasscastError('CONFIG_INVALID', `invalid configuration: webrtcPortMin (${result.data.webrtcPortMin}) is above webrtcPortMax (${result.data.webrtcPortMax})`);

@@ -19,7 +19,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, isIPv6, type Server, type Socket } from 'node:net';
 import type { Logger } from '../core/logger.js';
 import { MediaParseError } from '../media/errors.js';
-import { readBindingUsername } from './stun.js';
+import { readBindingUsername, STUN_HEADER_BYTES } from './stun.js';
 
 /** A UDP address. */
 export interface UdpAddress {
@@ -55,6 +55,8 @@ interface Bridge {
 const FIRST_FRAME_TIMEOUT_MS = 5000;
 /** Connections per session (a browser opens one per TCP candidate pair it checks). */
 const MAX_CONNECTIONS_PER_SESSION = 8;
+/** Largest first frame (a Binding request: header, USERNAME ≤ 513, PRIORITY, ICE-CONTROLLING, USE-CANDIDATE, MESSAGE-INTEGRITY, FINGERPRINT), bytes. */
+const MAX_FIRST_FRAME = 1024;
 /** Connections in all. */
 const MAX_CONNECTIONS = 1000;
 /** Bytes queued towards a TCP peer beyond which datagrams are dropped. */
@@ -195,6 +197,9 @@ export class IceTcpListener {
       let at = 0;
       while (!closed && pending.length - at >= 2) {
         const length = pending.readUInt16BE(at);
+        // Before the bridge exists only a Binding request may come: a length it cannot have (e.g. "GE" of an
+        // HTTP request, 18,245) is refused at once instead of waiting for bytes that are not a frame.
+        if (!bridge && (length < STUN_HEADER_BYTES || length > MAX_FIRST_FRAME)) return refuse('the first frame is not a STUN Binding request');
         if (pending.length - at - 2 < length) break;
         const frame = pending.subarray(at + 2, at + 2 + length);
         at += 2 + length;

@@ -28,7 +28,7 @@ export async function startTestServer(overrides: Partial<GlasscastConfig> = {}):
   const key = app.createdStream?.key ?? '';
   return {
     app,
-    httpUrl: `http://127.0.0.1:${app.ports.http}`,
+    httpUrl: `${app.tls() ? 'https' : 'http'}://127.0.0.1:${app.ports.http}`,
     rtmpUrl: `rtmp://127.0.0.1:${app.ports.rtmp}/live`,
     key,
     apiToken: app.createdApiToken ?? '',
