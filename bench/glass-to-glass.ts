@@ -24,16 +24,19 @@
  * With `--layer 240p` (WebRTC) the server transcodes a 240p rendition (the ABR ladder) and the viewer picks it
  * from the quality menu: the difference to the source's figure is the latency the transcoder adds.
  *
+ * With `--transport tcp` (WebRTC) UDP is blocked between the browser and the server, so the viewer comes over the
+ * ICE-TCP port; `--transport udp` is the same setup without the block (the like-for-like row).
+ *
  * Prints median/p95 latency (ms), time to first frame (ms) over several page loads, and stalls.
  * Usage: npm run bench:latency [-- --protocol ll-hls|webrtc --source rtmp|srt|whip --srt-latency-ms 200 --srt-publisher obs|ffmpeg-cli --publisher-preset ultrafast|veryfast --layer src|240p --seconds 30 --loads 5
  *   --part-target-ms 333 --size 1280x720 --audio aac|none --ladder default|none --hls defaults|player --row default|tuned
- *   --server-log warn|info --api-load 200]
+ *   --server-log warn|info --api-load 200 --transport any|udp|tcp]
  * `--api-load N` sends N REST API requests a second (a mix of the public list and status, an admin's stats, sessions
  * and history, and Prometheus scrapes) while the latency is measured, from a separate process at the lowest CPU
  * priority (it stands for clients on other machines); the API rate limit is lifted for it (the load comes from
  * one address standing for many clients).
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import type { Writable } from 'node:stream';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { setPriority, tmpdir } from 'node:os';
@@ -63,8 +66,16 @@ const { values: opts } = parseArgs({
     'srt-latency-ms': { type: 'string', default: '200' },
     'srt-publisher': { type: 'string', default: 'obs' },
     'publisher-preset': { type: 'string', default: 'ultrafast' },
+    transport: { type: 'string', default: 'any' },
   },
 });
+/**
+ * WebRTC's path (`--transport`): `any` (default: what ICE picks, UDP here), `udp` or `tcp`. For `udp`/`tcp` the
+ * server's media binds 127.0.0.2 and nftables in the benchmark's namespace drops every UDP datagram between that
+ * address and any other (`tcp`: the browser must come over the ICE-TCP port, bridged inside the server on
+ * 127.0.0.2) or nothing (`udp`, the same setup for a like-for-like row).
+ */
+const TRANSPORT = opts.transport === 'tcp' || opts.transport === 'udp' ? opts.transport : 'any';
 /** REST API requests per second sent while the first page load is measured (0: none). */
 const API_LOAD = Number(opts['api-load']);
 /** The rendition watched: `src`, or a rung of a one-rung ladder made for the run (e.g. `240p`). */
@@ -235,12 +246,20 @@ const quantile = (xs: number[], q: number): number => {
   return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
 };
 
+/** Drops UDP between the server's media address (127.0.0.2) and every other address (`--transport tcp`). */
+function blockUdpToServer(): void {
+  const rules = ['table inet glasscast_bench {', '  chain output {', '    type filter hook output priority 0; policy accept;', '    meta l4proto udp ip daddr 127.0.0.2 ip saddr != 127.0.0.2 drop', '    meta l4proto udp ip saddr 127.0.0.2 ip daddr != 127.0.0.2 drop', '  }', '}', ''].join('\n');
+  const r = spawnSync('nft', ['-f', '-'], { input: rules, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`nft: ${r.stderr}`);
+}
+
 async function main(): Promise<void> {
+  if (TRANSPORT === 'tcp') blockUdpToServer();
   const dataDir = mkdtempSync(join(tmpdir(), 'glasscast-bench-'));
   const [httpPort, rtmpPort, srtPort] = [await freePort(), await freePort(), await freePort()];
   const server = spawn(
     process.execPath,
-    ['packages/server/dist/cli.js', '--host', '127.0.0.1', '--http-port', String(httpPort), '--rtmp-port', String(rtmpPort), '--srt-port', String(srtPort), '--data-dir', dataDir, '--publish-auth', 'open', '--log-level', opts['server-log']!, '--part-target-ms', opts['part-target-ms']!, '--webrtc-bind-address', '127.0.0.1', ...LADDER_FLAG, ...(API_LOAD > 0 ? ['--rate-limit-api', '0'] : [])],
+    ['packages/server/dist/cli.js', '--host', '127.0.0.1', '--http-port', String(httpPort), '--rtmp-port', String(rtmpPort), '--srt-port', String(srtPort), '--webrtc-tcp-port', String(await freePort()), '--data-dir', dataDir, '--publish-auth', 'open', '--log-level', opts['server-log']!, '--part-target-ms', opts['part-target-ms']!, '--webrtc-bind-address', TRANSPORT === 'any' ? '127.0.0.1' : '127.0.0.2', ...LADDER_FLAG, ...(API_LOAD > 0 ? ['--rate-limit-api', '0'] : [])],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let serverOut = '';
@@ -255,7 +274,7 @@ async function main(): Promise<void> {
   let ticker: NodeJS.Timeout | undefined;
   let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
   let publisherPage: Page | undefined;
-  const results = { latencies: [] as number[], ttff: [] as number[], stalls: 0, frames: 0, undecodable: 0, playing: '', receiver: undefined as ReceiverDelays | undefined };
+  const results = { latencies: [] as number[], ttff: [] as number[], stalls: 0, frames: 0, undecodable: 0, playing: '', receiver: undefined as ReceiverDelays | undefined, transport: undefined as string | undefined };
   const apiLoad = { sent: 0, ok: 0, failed: 0, child: undefined as ReturnType<typeof spawn> | undefined, done: undefined as Promise<void> | undefined };
   /**
    * Starts N requests/s of API traffic for the measurement, from a separate process at the lowest CPU priority:
@@ -376,7 +395,8 @@ async function main(): Promise<void> {
       const receiver = PROTOCOL === 'webrtc' && load === 0 && receiverAtStart ? receiverDelays(receiverAtStart, await receiverTotals(page)) : undefined;
       const got = await page.evaluate(() => {
         const w = window as unknown as { benchFrames: { latency: number; at: number }[]; benchFirstFrame: number; benchBad: number; glasscast: { getStats(): { stalls: number }; getQuality(): { current: string | undefined } } };
-        return { frames: w.benchFrames, first: w.benchFirstFrame, bad: w.benchBad, stalls: w.glasscast.getStats().stalls, level: w.glasscast.getQuality().current, height: document.querySelector('video')?.videoHeight };
+        const stats = w.glasscast.getStats() as { stalls: number; transport?: string };
+        return { frames: w.benchFrames, first: w.benchFirstFrame, bad: w.benchBad, stalls: stats.stalls, transport: stats.transport, level: w.glasscast.getQuality().current, height: document.querySelector('video')?.videoHeight };
       });
       results.ttff.push(got.first);
       if (load === 0) {
@@ -388,6 +408,7 @@ async function main(): Promise<void> {
         results.frames = got.frames.length;
         results.undecodable = got.bad;
         results.receiver = receiver;
+        results.transport = got.transport;
       }
       await page.close();
     }
@@ -404,7 +425,8 @@ async function main(): Promise<void> {
     rmSync(dataDir, { recursive: true, force: true });
   }
   const figures = {
-    bench: `${SOURCE}-to-${PROTOCOL}-glass-to-glass${LAYER === 'src' ? '' : `-${LAYER}-rendition`}`,
+    bench: `${SOURCE}-to-${PROTOCOL}-glass-to-glass${LAYER === 'src' ? '' : `-${LAYER}-rendition`}${TRANSPORT === 'any' ? '' : `-over-${TRANSPORT}`}`,
+    transport: PROTOCOL === 'webrtc' ? (results.transport ?? 'unknown') : undefined,
     row: opts.row,
     rendition: LAYER === 'src' ? 'source' : `${LAYER} (x264 ladder, 500 kb/s)`,
     source: SOURCE !== 'whip' ? `x264 veryfast zerolatency, ${WIDTH}x${HEIGHT}@30, 1 s GOP, 2.5 Mb/s CBR, ${AUDIO ? 'AAC 128 kb/s' : 'no audio'}, ${SOURCE === 'srt' ? `MPEG-TS over SRT (latency ${SRT_LATENCY_MS} ms)` : 'RTMP'}` : `canvas ${WIDTH}x${HEIGHT}@30 + tone → Chromium H.264 (OpenH264) + Opus over WHIP from /broadcast`,
@@ -420,9 +442,9 @@ async function main(): Promise<void> {
     apiLoad: API_LOAD > 0 ? { requestsPerSecond: Math.round(apiLoad.sent / SECONDS), ok: apiLoad.ok, failed: apiLoad.failed } : undefined,
   };
   mkdirSync('bench/results', { recursive: true });
-  writeFileSync(`bench/results/${SOURCE === 'rtmp' ? '' : `${SOURCE}-to-`}${PROTOCOL}${LAYER === 'src' ? '' : `-${LAYER}`}-${opts.row}-latency.json`, JSON.stringify(figures, null, 2) + '\n');
+  writeFileSync(`bench/results/${SOURCE === 'rtmp' ? '' : `${SOURCE}-to-`}${PROTOCOL}${LAYER === 'src' ? '' : `-${LAYER}`}${TRANSPORT === 'any' ? '' : `-${TRANSPORT}`}-${opts.row}-latency.json`, JSON.stringify(figures, null, 2) + '\n');
   console.log(
-    `[${opts.row}] ${PROTOCOL === 'webrtc' ? 'WebRTC (WHEP)' : `LL-HLS (${figures.player})`} glass-to-glass, ${SOURCE === 'whip' ? 'WHIP (browser)' : `${SOURCE === 'srt' ? `SRT ${SRT_LATENCY_MS} ms` : 'RTMP'} (x264 ${WIDTH}x${HEIGHT}${AUDIO ? ' + AAC' : ''})`} source, ladder ${figures.server.ladder}, ${figures.rendition} rendition, headless Chromium: median ${figures.latencyMs.median} ms, p95 ${figures.latencyMs.p95} ms ` +
+    `[${opts.row}] ${PROTOCOL === 'webrtc' ? `WebRTC (WHEP over ${figures.transport?.toUpperCase()})` : `LL-HLS (${figures.player})`} glass-to-glass, ${SOURCE === 'whip' ? 'WHIP (browser)' : `${SOURCE === 'srt' ? `SRT ${SRT_LATENCY_MS} ms` : 'RTMP'} (x264 ${WIDTH}x${HEIGHT}${AUDIO ? ' + AAC' : ''})`} source, ladder ${figures.server.ladder}, ${figures.rendition} rendition, headless Chromium: median ${figures.latencyMs.median} ms, p95 ${figures.latencyMs.p95} ms ` +
       `over ${figures.latencyMs.samples} frames; time to first frame median ${Math.round(figures.timeToFirstFrameMs.median)} ms ` +
       `(max ${Math.round(figures.timeToFirstFrameMs.max)} ms, ${LOADS} loads); stalls ${figures.stalls}; undecodable frames ${figures.undecodableFrames}; played ${figures.playing}` +
       (results.receiver ? `; in Chromium: audio jitter buffer ${results.receiver.audioJitterBuffer} ms (playout ${results.receiver.audioPlayout ?? '?'} ms), video jitter buffer ${results.receiver.videoJitterBuffer} ms (lip sync included)` : '') +

@@ -11,12 +11,16 @@
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import nodeDataChannel from 'node-datachannel';
+import { iceTcpShim, type IceTcpShim } from '../packages/server/test/support/ice-tcp-shim.js';
 import { WhepTestClient } from '../packages/server/test/support/webrtc-client.js';
 
 const url = process.argv[2]!;
 const PROBES = Number(process.argv[3] ?? 10);
+/** `tcp` (argv[4]): every viewer comes over the server's ICE-TCP candidate through a shim. */
+const TCP = process.argv[4] === 'tcp';
 interface Viewer {
   client: WhepTestClient;
+  shim?: IceTcpShim | undefined;
   last: number | undefined;
   received: number;
   expected: number;
@@ -49,15 +53,21 @@ async function setCount(n: number): Promise<void> {
     const client = new WhepTestClient({ listen: isProbe });
     const v: Viewer = { client, last: undefined, received: 0, expected: 0 };
     if (isProbe) probe(v);
-    const res = await client.connect(url).catch((err: unknown) => ({ status: 0, error: String(err) }));
+    v.shim = TCP ? iceTcpShim() : undefined;
+    const res = await connect(v).catch((err: unknown) => ({ status: 0, error: String(err) }));
     if (res.status !== 201) {
       process.stdout.write(JSON.stringify({ error: `POST answered ${res.status}` }) + '\n');
       await client.close();
+      v.shim?.close();
       return;
     }
     viewers.push(v);
   }
-  while (viewers.length > n) await viewers.pop()!.client.close();
+  while (viewers.length > n) {
+    const v = viewers.pop()!;
+    await v.client.close();
+    v.shim?.close();
+  }
   // A viewer whose connection failed (the test library now and then loses one during setup) is replaced, as a
   // real player reconnects; `replaced` counts them.
   await new Promise((r) => setTimeout(r, 2000));
@@ -65,15 +75,21 @@ async function setCount(n: number): Promise<void> {
     const state = viewers[i]!.client.state;
     if (state !== 'failed' && state !== 'closed' && state !== 'disconnected' && state !== 'new') continue;
     await viewers[i]!.client.close();
+    viewers[i]!.shim?.close();
     const isProbe = i < PROBES;
     const client = new WhepTestClient({ listen: isProbe });
-    const v: Viewer = { client, last: undefined, received: 0, expected: 0 };
+    const v: Viewer = { client, last: undefined, received: 0, expected: 0, shim: TCP ? iceTcpShim() : undefined };
     if (isProbe) probe(v);
-    if ((await client.connect(url).catch(() => ({ status: 0 }))).status === 201) {
+    if ((await connect(v).catch(() => ({ status: 0 }))).status === 201) {
       viewers[i] = v;
       replaced++;
     }
   }
+}
+
+/** Connects `v` (over its shim when there is one: its own candidates hidden, so only TCP can work). */
+async function connect(v: Viewer): Promise<{ status: number }> {
+  return v.shim ? v.client.connect(url, (sdp) => v.shim!.rewrite(sdp), { hideCandidates: true }) : v.client.connect(url);
 }
 
 /** This process's CPU time (user + system), 1/100 s ticks. */

@@ -2,7 +2,8 @@
  * WHEP fan-out (DESIGN.md "Figures"): one 2.5 Mb/s RTMP source, N non-browser WebRTC viewers in a separate
  * process, on loopback in a private network namespace. For each step prints the server's CPU (% of one core,
  * from /proc), CPU per viewer above the no-viewer baseline, and video packet loss seen by the viewers.
- * Usage: npm run bench:fanout [-- --steps 25,50,100,200,300 --window 10]
+ * With `--transport tcp` every viewer comes over the server's ICE-TCP candidate (RFC 6544) instead of UDP.
+ * Usage: npm run bench:fanout [-- --steps 25,50,100,200,300 --window 10 --transport udp|tcp]
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
@@ -16,7 +17,9 @@ import { waitUntil } from '../packages/server/test/support/wait.js';
 
 runInLoopbackNamespace();
 
-const { values: opts } = parseArgs({ options: { steps: { type: 'string', default: '25,50,100,200,300' }, window: { type: 'string', default: '10' }, 'client-processes': { type: 'string', default: '2' } } });
+const { values: opts } = parseArgs({ options: { steps: { type: 'string', default: '25,50,100,200,300' }, window: { type: 'string', default: '10' }, 'client-processes': { type: 'string', default: '2' }, transport: { type: 'string', default: 'udp' } } });
+/** `tcp`: every viewer comes over the ICE-TCP port (through a client-side shim, ice-tcp-shim.ts), as behind a UDP-blocking network. */
+const TRANSPORT = opts.transport === 'tcp' ? 'tcp' : 'udp';
 const STEPS = opts.steps!.split(',').map(Number);
 const WINDOW_S = Number(opts.window);
 /** Viewers are spread over this many processes (each one decrypts its viewers' SRTP on one JS thread). */
@@ -48,7 +51,7 @@ async function main(): Promise<void> {
   const clients = Array.from({ length: CLIENT_PROCESSES }, () => {
     // The viewers run at a lower priority (nice 10): they stand in for hundreds of other machines, and on this
     // one they must not take CPU from the server being measured. `nice` execs, so the PID stays the viewer's.
-    const child = spawn('nice', ['-n', '10', process.execPath, '--import', 'tsx', 'bench/whep-fanout-clients.ts', `${base}/whep/fan`, '10'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawn('nice', ['-n', '10', process.execPath, '--import', 'tsx', 'bench/whep-fanout-clients.ts', `${base}/whep/fan`, '10', TRANSPORT], { stdio: ['pipe', 'pipe', 'inherit'] });
     process.once('exit', () => child.kill('SIGKILL'));
     const replies: string[] = [];
     createInterface({ input: child.stdout }).on('line', (l) => replies.push(l));
@@ -95,7 +98,7 @@ async function main(): Promise<void> {
       return { serverDroppedFrames, cpu: pct(cpuTicks(server.pid!) - t0), clientCpu: pct(stats['cpuTicks']! - before['cpuTicks']!), stats, datagramsPerSecond: out / WINDOW_S, kernelLossPct: out > 0 ? ((udp1.dropped - udp0.dropped) / out) * 100 : 0 };
     };
     const baseline = await measure();
-    console.log(`baseline (no viewers): server ${baseline.cpu.toFixed(1)} % of a core`);
+    console.log(`viewers over ${TRANSPORT.toUpperCase()}; baseline (no viewers): server ${baseline.cpu.toFixed(1)} % of a core`);
     let referenceRate: number | undefined;
     for (const n of [1, ...STEPS.filter((s) => s > 1)]) {
       await ask((i) => String(share(n, i)));
@@ -129,9 +132,9 @@ async function main(): Promise<void> {
   // Held: every viewer connected, < 0.5 % loss, and the whole stream still sent: a server that falls behind real
   // time drops whole frames before packetizing (counted in its stats), which sequence numbers would not show.
   const held = rows.filter((r) => r.lossPct < 0.5 && r.connected === r.viewers && r.serverDroppedFrames === 0).pop();
-  const summary = { bench: 'whep-fanout', source: 'x264 zerolatency 640x360@30 1 s GOP, 2.5 Mb/s CBR + AAC, pre-encoded, RTMP stream copy', clientProcesses: CLIENT_PROCESSES, rows, heldWithUnderHalfPercentLoss: held?.viewers ?? 0 };
+  const summary = { bench: 'whep-fanout', transport: TRANSPORT, source: 'x264 zerolatency 640x360@30 1 s GOP, 2.5 Mb/s CBR + AAC, pre-encoded, RTMP stream copy', clientProcesses: CLIENT_PROCESSES, rows, heldWithUnderHalfPercentLoss: held?.viewers ?? 0 };
   mkdirSync('bench/results', { recursive: true });
-  writeFileSync('bench/results/whep-fanout.json', JSON.stringify(summary, null, 2) + '\n');
+  writeFileSync(`bench/results/whep-fanout${TRANSPORT === 'tcp' ? '-tcp' : ''}.json`, JSON.stringify(summary, null, 2) + '\n');
   console.log(`largest step held with < 0.5 % loss: ${summary.heldWithUnderHalfPercentLoss} viewers`);
 }
 
