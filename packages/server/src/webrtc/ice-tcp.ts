@@ -1,112 +1,102 @@
 /**
- * WebRTC over TCP for networks that block UDP: passive ICE-TCP candidates (RFC 6544) on one TCP port, each
- * connection framed as RFC 4571 (a 16-bit length before every STUN, DTLS, RTP or RTCP packet) and bridged to the
- * session's UDP socket in the ICE agent.
- *
- * The WebRTC library's ICE agent (libjuice) speaks UDP only and cannot accept TCP, so the bridge stands in for the
- * browser: the first frame of a connection must be a STUN Binding request whose USERNAME names a session's local
- * ufrag (RFC 8445 §7.2.2); the connection then gets its own UDP socket on the agent's address, and every frame is
- * relayed as one datagram (and every datagram back as one frame). The agent sees a peer-reflexive candidate
- * (RFC 8445 §7.3.1.3) and runs ICE, DTLS and SRTP over it unchanged: authentication stays with the agent that
- * holds the password; a connection naming no live session is closed. The browser is the controlling agent and
- * prefers UDP pairs when they work (lower priority on our TCP candidates).
- *
- * Limits: frames are at most 65,535 bytes by their framing; a connection must send its first frame within 5 s;
- * at most 8 connections per session and 1,000 in all; a connection whose socket buffers more than 1 MiB towards
- * a slow reader loses datagrams (as UDP would) instead of growing.
+ * WebRTC over TCP for networks that block UDP (RFC 6544 passive ICE-TCP candidates, RFC 4571 framing): the
+ * owner side. The listener and its per-connection bridges to the ICE agent's UDP sockets run in a worker thread
+ * (ice-tcp-relay.ts, ice-tcp-worker.ts), so relaying every packet of every TCP viewer neither waits behind nor
+ * slows the main thread. Sessions register their ufrag and UDP socket here; the worker tells back which TCP
+ * connection each bridge serves, for diagnostics.
  */
-import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { createServer, isIPv6, type Server, type Socket } from 'node:net';
+import { Worker } from 'node:worker_threads';
 import type { Logger } from '../core/logger.js';
-import { MediaParseError } from '../media/errors.js';
-import { readBindingUsername, STUN_HEADER_BYTES } from './stun.js';
+import type { IceTcpConnection, UdpAddress } from './ice-tcp-relay.js';
 
-/** A UDP address. */
-export interface UdpAddress {
-  address: string;
-  port: number;
-}
+export type { IceTcpConnection, UdpAddress } from './ice-tcp-relay.js';
 
-/** One bridged TCP connection, for diagnostics. */
-export interface IceTcpConnection {
-  /** The browser's address and port as seen on TCP. */
-  remote: UdpAddress;
-  /** The bridge's UDP address the ICE agent sees as the remote candidate. */
-  bridge: UdpAddress;
-  /** Frames relayed each way. */
-  framesIn: number;
-  framesOut: number;
-  /** Datagrams dropped because the TCP side was not draining. */
-  dropped: number;
-}
-
-interface Session {
-  target: UdpAddress;
-  connections: Set<Bridge>;
-  onConnection: (() => void) | undefined;
-}
-
-interface Bridge {
-  info: IceTcpConnection;
-  close(): void;
-}
-
-/** How long a new connection may take to send its first frame, ms. */
-const FIRST_FRAME_TIMEOUT_MS = 5000;
-/** Connections per session (a browser opens one per TCP candidate pair it checks). */
-const MAX_CONNECTIONS_PER_SESSION = 8;
-/** Largest first frame (a Binding request: header, USERNAME ≤ 513, PRIORITY, ICE-CONTROLLING, USE-CANDIDATE, MESSAGE-INTEGRITY, FINGERPRINT), bytes. */
-const MAX_FIRST_FRAME = 1024;
-/** Connections in all. */
-const MAX_CONNECTIONS = 1000;
-/** Bytes queued towards a TCP peer beyond which datagrams are dropped. */
-const MAX_WRITE_BUFFER = 1024 * 1024;
 /** RFC 6544 §4.2 type preference we give TCP host candidates (UDP host is 126: UDP wins when it works). */
 const TCP_TYPE_PREFERENCE = 90;
 /** RFC 6544 §4.2 direction preference of a passive host candidate. */
 const PASSIVE_DIRECTION_PREFERENCE = 4;
 
-/** Listener for passive ICE-TCP candidates, shared by every WHEP and WHIP session. */
+/** Messages to the worker. */
+export type IceTcpIn =
+  | { type: 'listen' }
+  | { type: 'register'; ufrag: string; target: UdpAddress }
+  | { type: 'unregister'; ufrag: string }
+  | { type: 'close' };
+
+/** Messages from the worker. */
+export type IceTcpOut =
+  | { type: 'listening'; port: number }
+  | { type: 'listen-failed'; message: string; code: string | undefined }
+  | { type: 'connection'; ufrag: string; connection: IceTcpConnection }
+  | { type: 'closed'; bridgePort: number }
+  | { type: 'refused'; remote: string | undefined; why: string }
+  | { type: 'warn'; message: string; err: string }
+  | { type: 'closed-all' };
+
+/** The worker's entry: the .ts file under tsx (tests), the .js file once built. */
+function startWorker(data: { host: string; port: number }): Worker {
+  const url = new URL(import.meta.url.endsWith('.ts') ? './ice-tcp-worker.ts' : './ice-tcp-worker.js', import.meta.url);
+  if (url.pathname.endsWith('.js')) return new Worker(url, { workerData: data });
+  // Under tsx the worker must register tsx itself before importing TypeScript.
+  return new Worker(`import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(url.href)}); })`, { eval: true, workerData: data });
+}
+
+/** The passive ICE-TCP listener, shared by every WHEP and WHIP session. */
 export class IceTcpListener {
-  private readonly server: Server;
-  private readonly sessions = new Map<string, Session>();
-  /** Bridges by their UDP port (the agent's view of the remote), for diagnostics. */
-  private readonly byBridgePort = new Map<number, Bridge>();
-  private connections = 0;
+  private readonly worker: Worker;
   private boundPort = 0;
+  private readonly onConnection = new Map<string, () => void>();
+  /** Bridges by their UDP port (the ICE agent's view of the remote). */
+  private readonly bridges = new Map<number, IceTcpConnection>();
+  private listening: { resolve(port: number): void; reject(err: Error): void } | undefined;
+  private closing: (() => void) | undefined;
   /** Connections refused (unknown session, bad first frame, limits) since start. */
   refused = 0;
 
-  constructor(
-    private readonly options: { host: string; port: number; log: Logger },
-  ) {
-    this.server = createServer((socket) => this.accept(socket));
-    this.server.on('error', (err) => options.log.warn({ err }, 'ICE-TCP listener error'));
+  constructor(private readonly options: { host: string; port: number; log: Logger }) {
+    this.worker = startWorker({ host: options.host, port: options.port });
+    this.worker.on('message', (m: IceTcpOut) => this.onMessage(m));
+    this.worker.on('error', (err) => {
+      options.log.error({ err }, 'ICE-TCP worker failed');
+      this.listening?.reject(err);
+    });
+    this.worker.on('exit', () => this.closing?.());
+  }
+
+  private onMessage(m: IceTcpOut): void {
+    switch (m.type) {
+      case 'listening':
+        this.boundPort = m.port;
+        this.listening?.resolve(m.port);
+        break;
+      case 'listen-failed':
+        this.listening?.reject(Object.assign(new Error(`WebRTC over TCP cannot listen on port ${this.options.port}: ${m.message}`), { code: m.code }));
+        break;
+      case 'connection':
+        this.bridges.set(m.connection.bridge.port, m.connection);
+        this.onConnection.get(m.ufrag)?.();
+        break;
+      case 'closed':
+        this.bridges.delete(m.bridgePort);
+        break;
+      case 'refused':
+        this.refused++;
+        this.options.log.debug({ remote: m.remote, why: m.why }, 'ICE-TCP connection refused');
+        break;
+      case 'warn':
+        this.options.log.warn({ err: m.err }, m.message);
+        break;
+      case 'closed-all':
+        break;
+    }
   }
 
   /** Starts listening. Resolves with the bound port. @throws when the port cannot be bound. */
   async listen(): Promise<number> {
-    const bind = (host: string): Promise<void> =>
-      new Promise<void>((resolve, reject) => {
-        this.server.once('error', reject);
-        this.server.listen({ host, port: this.options.port }, () => {
-          this.server.off('error', reject);
-          resolve();
-        });
-      });
-    if (this.options.host === '0.0.0.0') {
-      // Every interface: IPv6 too (dual-stack), as the ICE agent announces IPv6 host candidates; IPv4 only where
-      // the machine has no IPv6.
-      await bind('::').catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== 'EAFNOSUPPORT' && err.code !== 'EADDRNOTAVAIL') throw err;
-        return bind('0.0.0.0');
-      });
-    } else {
-      await bind(this.options.host);
-    }
-    const address = this.server.address();
-    this.boundPort = typeof address === 'object' && address ? address.port : 0;
-    return this.boundPort;
+    return new Promise<number>((resolve, reject) => {
+      this.listening = { resolve, reject };
+      this.worker.postMessage({ type: 'listen' } satisfies IceTcpIn);
+    });
   }
 
   /** The bound TCP port (0 before `listen`). */
@@ -119,168 +109,26 @@ export class IceTcpListener {
    * (`onConnection` is told of each). Returns the function that ends the registration and closes its connections.
    */
   register(ufrag: string, target: UdpAddress, onConnection?: () => void): () => void {
-    const session: Session = { target, connections: new Set(), onConnection };
-    this.sessions.set(ufrag, session);
+    if (onConnection) this.onConnection.set(ufrag, onConnection);
+    this.worker.postMessage({ type: 'register', ufrag, target } satisfies IceTcpIn);
     return () => {
-      if (this.sessions.get(ufrag) === session) this.sessions.delete(ufrag);
-      for (const c of session.connections) c.close();
+      this.onConnection.delete(ufrag);
+      this.worker.postMessage({ type: 'unregister', ufrag } satisfies IceTcpIn);
     };
   }
 
   /** The TCP connection behind the remote address the ICE agent selected, if it is one of our bridges. */
   connectionFor(remote: UdpAddress): IceTcpConnection | undefined {
-    const bridge = this.byBridgePort.get(remote.port);
-    return bridge && bridge.info.bridge.address === remote.address ? bridge.info : undefined;
+    const c = this.bridges.get(remote.port);
+    return c && c.bridge.address === remote.address ? c : undefined;
   }
 
-  /** Connections open now. */
-  get openConnections(): number {
-    return this.connections;
-  }
-
-  /**
-   * Takes a TCP connection whose first bytes were already read by someone else (e.g. a listener sharing its
-   * port with HTTPS that recognised an RFC 4571 frame): `head` is replayed before the socket's own data.
-   */
-  adopt(socket: Socket, head: Buffer): void {
-    this.accept(socket, head);
-  }
-
-  private accept(socket: Socket, head?: Buffer): void {
-    const log = this.options.log;
-    if (this.connections >= MAX_CONNECTIONS) {
-      this.refused++;
-      socket.destroy();
-      return;
-    }
-    this.connections++;
-    socket.setNoDelay(true);
-    let pending: Buffer = head ?? Buffer.alloc(0);
-    let bridge: (Bridge & { send(frame: Buffer): void }) | undefined;
-    let closed = false;
-    const timer = setTimeout(() => refuse('no STUN Binding request within 5 s'), FIRST_FRAME_TIMEOUT_MS);
-    const close = (): void => {
-      if (closed) return;
-      closed = true;
-      clearTimeout(timer);
-      this.connections--;
-      bridge?.close();
-      socket.destroy();
-    };
-    const refuse = (why: string): void => {
-      this.refused++;
-      log.debug({ remote: socket.remoteAddress, why }, 'ICE-TCP connection refused');
-      close();
-    };
-    const onFrame = (frame: Buffer): void => {
-      if (bridge) {
-        bridge.send(frame);
-        return;
-      }
-      let ufrag: string;
-      try {
-        ufrag = readBindingUsername(frame).local;
-      } catch (err) {
-        if (err instanceof MediaParseError) return refuse(err.message);
-        throw err;
-      }
-      const session = this.sessions.get(ufrag);
-      if (!session) return refuse('no session with this ufrag');
-      if (session.connections.size >= MAX_CONNECTIONS_PER_SESSION) return refuse('too many connections for the session');
-      clearTimeout(timer);
-      bridge = this.bridge(socket, session, close);
-      session.onConnection?.();
-      bridge.send(frame);
-    };
-    const onData = (chunk: Buffer): void => {
-      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
-      let at = 0;
-      while (!closed && pending.length - at >= 2) {
-        const length = pending.readUInt16BE(at);
-        // Before the bridge exists only a Binding request may come: a length it cannot have (e.g. "GE" of an
-        // HTTP request, 18,245) is refused at once instead of waiting for bytes that are not a frame.
-        if (!bridge && (length < STUN_HEADER_BYTES || length > MAX_FIRST_FRAME)) return refuse('the first frame is not a STUN Binding request');
-        if (pending.length - at - 2 < length) break;
-        const frame = pending.subarray(at + 2, at + 2 + length);
-        at += 2 + length;
-        if (length > 0) onFrame(frame);
-      }
-      pending = at === pending.length ? Buffer.alloc(0) : pending.subarray(at);
-    };
-    socket.on('data', onData);
-    socket.on('error', () => close());
-    socket.on('close', () => close());
-    if (head && head.length > 0) onData(Buffer.alloc(0));
-  }
-
-  private bridge(socket: Socket, session: Session, closeSocket: () => void): Bridge & { send(frame: Buffer): void } {
-    const target = session.target;
-    const udp: UdpSocket = createSocket(isIPv6(target.address) ? 'udp6' : 'udp4');
-    const info: IceTcpConnection = {
-      remote: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 },
-      bridge: { address: target.address, port: 0 },
-      framesIn: 0,
-      framesOut: 0,
-      dropped: 0,
-    };
-    const queued: Buffer[] = [];
-    let bound = false;
-    let ended = false;
-    const bridge = {
-      info,
-      send: (frame: Buffer): void => {
-        info.framesIn++;
-        // The frame's bytes live in a buffer the next read may reuse: copy before it waits for the bind.
-        if (!bound) queued.push(Buffer.from(frame));
-        else udp.send(frame, target.port, target.address);
-      },
-      close: (): void => {
-        if (ended) return;
-        ended = true;
-        session.connections.delete(bridge);
-        if (this.byBridgePort.get(info.bridge.port) === bridge) this.byBridgePort.delete(info.bridge.port);
-        try {
-          udp.close();
-        } catch {
-          // not bound yet, or already closed
-        }
-        closeSocket();
-      },
-    };
-    session.connections.add(bridge);
-    udp.on('error', (err) => {
-      this.options.log.debug({ err }, 'ICE-TCP bridge socket error');
-      bridge.close();
-    });
-    udp.on('message', (msg, rinfo) => {
-      if (rinfo.port !== target.port) return; // only the agent's socket speaks here
-      if (socket.writableLength > MAX_WRITE_BUFFER) {
-        info.dropped++;
-        return;
-      }
-      info.framesOut++;
-      const header = Buffer.allocUnsafe(2);
-      header.writeUInt16BE(msg.length, 0);
-      socket.cork();
-      socket.write(header);
-      socket.write(msg);
-      socket.uncork();
-    });
-    udp.bind({ address: target.address, port: 0 }, () => {
-      if (ended) return;
-      bound = true;
-      info.bridge.port = udp.address().port;
-      this.byBridgePort.set(info.bridge.port, bridge);
-      for (const frame of queued.splice(0)) udp.send(frame, target.port, target.address);
-    });
-    return bridge;
-  }
-
-  /** Stops listening and closes every connection. */
+  /** Stops listening, closes every connection and ends the worker. */
   async close(): Promise<void> {
-    for (const session of this.sessions.values()) for (const c of session.connections) c.close();
-    this.sessions.clear();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const exited = new Promise<void>((resolve) => (this.closing = resolve));
+    this.worker.postMessage({ type: 'close' } satisfies IceTcpIn);
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 2000))]);
+    await this.worker.terminate();
   }
 }
 

@@ -232,7 +232,10 @@ export class WebRtcPeer {
     const bind = this.network.bindAddress;
     const target = bind && bind !== '0.0.0.0' && bind !== '::' ? bind : '127.0.0.1';
     this.unregisterTcp = listener.register(ufrag, { address: target, port }, () => {
-      if (this.record) this.record.tcpConnections++;
+      if (!this.record) return;
+      this.record.tcpConnections++;
+      // The relay's news travels from its worker thread and may come after ICE already connected over it.
+      if (this.record.connectMs !== undefined) this.record.path = this.selectedPath();
     });
     const tcpLines = passiveTcpCandidates(addresses, listener.port).map((c) => `a=${c}`);
     const lines = sdp.split('\r\n');

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium } from '../support/browser.js';
+import { checkPage } from '../support/page-checks.js';
 import { publishTestPattern, type FfmpegProcess } from '../support/ffmpeg.js';
 import { startTestServer, type TestServer } from '../support/glasscast.js';
 import { HERE, linkedNamespace, THERE, type LinkedNamespace } from '../support/netns.js';
@@ -127,7 +128,7 @@ describe('WebRTC with UDP blocked', { timeout: 300_000, skip: isolated ? false :
       assert.match(v.text, /40000–40099/, 'names the UDP ports to open');
       assert.deepEqual(v.rows, { http: 'connected', udp: 'failed', tcp: 'connected' });
       const probes = (await connections()).filter((c) => c.kind === 'diagnostics');
-      assert.ok(probes.some((c) => c.path?.transport === 'tcp'), 'the server saw the TCP test connect');
+      assert.ok(probes.some((c) => c.path?.transport === 'tcp'), `the server saw the TCP test connect: ${JSON.stringify(probes)}`);
       assert.ok(probes.some((c) => c.failure && /no candidate pair worked/.test(c.failure)), `the server explains the UDP test's failure: ${JSON.stringify(probes.map((p) => p.failure))}`);
     } finally {
       await page.close();
@@ -186,7 +187,7 @@ describe('WebRTC with UDP blocked', { timeout: 300_000, skip: isolated ? false :
 });
 
 describe('/diagnostics on plain loopback', { timeout: 120_000, skip: isolated ? false : 'needs the loopback-only network namespace (run as root via npm test)' }, () => {
-  it('says "All good"', async () => {
+  it('says "All good", and passes the accessibility audit on a desktop and a phone', async () => {
     const server = await startTestServer({ webrtcBindAddress: '127.0.0.1' });
     const browser = await launchChromium();
     try {
@@ -195,6 +196,8 @@ describe('/diagnostics on plain loopback', { timeout: 120_000, skip: isolated ? 
       assert.equal(v.level, 'good', v.text);
       assert.match(v.text, /All good/);
       assert.deepEqual(v.rows, { http: 'connected', udp: 'connected', tcp: 'connected' });
+      // Screenshots (desktop and phone) and an accessibility audit of the page, as for every page of the web app.
+      assert.deepEqual(await checkPage(page, 'diagnostics'), []);
     } finally {
       await browser.close();
       await server.stop();

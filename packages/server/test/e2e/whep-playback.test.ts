@@ -118,23 +118,37 @@ describe('WHEP playback in headless Chromium', { timeout: 180_000, skip: isolate
     }
   });
 
-  it('falls back to LL-HLS by itself when WebRTC cannot get through (UDP blocked in the browser)', async () => {
+  it('with UDP blocked by the browser’s policy, plays over WebRTC on TCP; with WebRTC over TCP off, falls back to LL-HLS by itself', async () => {
+    // `disable_non_proxied_udp`: Chromium sends no UDP at all (a strict corporate policy), as a network blocking UDP.
     const blocked = await launchChromium(['--webrtc-ip-handling-policy=disable_non_proxied_udp']);
-    const page = await blocked.newPage();
+    const noTcp = await startTestServer({ webrtcBindAddress: '127.0.0.1', webrtcTcp: 'off' });
+    const noTcpPublisher = publishTestPattern(`${noTcp.rtmpUrl}/${noTcp.key}`, { gopSeconds: 1, zerolatency: true, size: '640x360' });
     try {
+      const page = await blocked.newPage();
       await page.goto(`${server.httpUrl}/watch/bunny`);
-      await waitUntil('the player to play over LL-HLS', async () => {
+      await waitUntil('the player to play over WebRTC on TCP', async () => {
         const f = await figures(page);
+        return f.state === 'playing' && f.protocol === 'webrtc' && (await page.evaluate('window.glasscast.getStats().transport')) === 'tcp';
+      }, 45_000, 250);
+      await page.close();
+
+      const fallback = await blocked.newPage();
+      await waitUntil('WebRTC to be offered', async () => ((await (await fetch(`${noTcp.httpUrl}/api/v1/streams/main`)).json()) as { webrtc: boolean }).webrtc, 20_000, 200);
+      await fallback.goto(`${noTcp.httpUrl}/watch/main`);
+      await waitUntil('the player to play over LL-HLS', async () => {
+        const f = await figures(fallback);
         return f.state === 'playing' && f.protocol === 'll-hls';
       }, 45_000, 250);
-      const first = await figures(page);
+      const first = await figures(fallback);
       await new Promise((r) => setTimeout(r, 3000));
-      const second = await figures(page);
+      const second = await figures(fallback);
       assert.ok(second.frames > first.frames + 40, `decoded frames should keep increasing (${first.frames} → ${second.frames})`);
-      assert.match((await page.textContent('#protocol')) ?? '', /LL-HLS/);
+      assert.match((await fallback.textContent('#protocol')) ?? '', /LL-HLS/);
+      assert.equal(await fallback.getAttribute('#diagnostics-link', 'href'), '/diagnostics', 'the page links to the connection test');
     } finally {
-      await page.close();
+      await noTcpPublisher.stop();
       await blocked.close();
+      await noTcp.stop();
     }
   });
 });

@@ -48,7 +48,8 @@ export default function Diagnostics() {
       {report ? (
         <>
           <h2>From this browser</h2>
-          <div className="table-wrap">
+          {/* Focusable: on a phone the table scrolls sideways, and a keyboard user must be able to scroll it too. */}
+          <div className="table-wrap" tabIndex={0} role="region" aria-label="Test results">
             <table id="results">
               <thead>
                 <tr>
@@ -83,7 +84,7 @@ export default function Diagnostics() {
       {setup ? (
         <>
           <h2>Ports to open or forward to this server</h2>
-          <div className="table-wrap">
+          <div className="table-wrap" tabIndex={0} role="region" aria-label="Ports">
             <table id="ports">
               <thead>
                 <tr>
