@@ -664,7 +664,6 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
         transcode.close();
         whep.close();
         diagnostics.close();
-        await iceTcp?.close();
         llhls.close();
         thumbnails.close();
         // Pages listening for events hold their connections open: end them, or the HTTP server never closes.
@@ -678,6 +677,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
         await monitor.close();
         dispatcher.close();
         await db.destroy();
+        await iceTcp?.close();
         // The last user of the WebRTC library releases its threads, so the process can end by itself.
         releaseWebRtc();
         log.info({}, 'Glasscast stopped');

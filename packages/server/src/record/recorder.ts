@@ -92,6 +92,8 @@ const THUMBNAIL_AFTER_SEGMENTS = 2;
 export class Recorder {
   /** Recordings in progress, by stream name. */
   private readonly active = new Map<string, Active>();
+  /** Finishes in flight (close waits for them). */
+  private readonly finishing = new Set<Promise<RecordingRecord | undefined>>();
   /** Decisions taken per stream object: undefined while asking, then whether it records. */
   private readonly decided = new WeakMap<Stream, Promise<boolean>>();
   /** Streams an operator asked to record (from their next segment) or to stop recording, by name. */
@@ -313,8 +315,19 @@ export class Recorder {
     if (this.options.uploader) await this.store.enqueueUpload(a.id, 'thumbnail.jpg', 'image/jpeg');
   }
 
-  /** Ends a recording after its pending writes: `ready` with what it has (`failed` when nothing). */
-  private async finish(a: Active, error: string | undefined): Promise<RecordingRecord | undefined> {
+  /**
+   * Ends a recording after its pending writes: `ready` with what it has (`failed` when nothing). `close()` waits
+   * for every finish in flight (a stream that ended just before shutdown is no longer among the active ones).
+   */
+  private finish(a: Active, error: string | undefined): Promise<RecordingRecord | undefined> {
+    const done = this.finishNow(a, error);
+    this.finishing.add(done);
+    const forget = (): void => void this.finishing.delete(done);
+    done.then(forget, forget);
+    return done;
+  }
+
+  private async finishNow(a: Active, error: string | undefined): Promise<RecordingRecord | undefined> {
     if (this.active.get(a.stream.name) === a) this.active.delete(a.stream.name);
     a.stopping = true;
     const chain = a.chain;
@@ -363,6 +376,7 @@ export class Recorder {
   async close(): Promise<void> {
     clearInterval(this.timer);
     await Promise.all([...this.active.values()].map((a) => this.finish(a, undefined).catch(() => undefined)));
+    await Promise.all([...this.finishing].map((f) => f.catch(() => undefined)));
   }
 }
 

@@ -85,6 +85,7 @@ export class WebRtcDiagnostics {
 
   /** The server's view of probe `id` (undefined when unknown or not a probe). */
   record(id: string): ConnectionRecord | undefined {
+    this.probes.get(id)?.refreshRecord();
     const r = this.journal.get(id);
     return r?.kind === 'diagnostics' ? r : undefined;
   }

@@ -1,7 +1,7 @@
 /**
  * The worker thread of WebRTC over TCP: runs the ICE-TCP relay (ice-tcp-relay.ts) and speaks with its owner
- * (ice-tcp.ts) in messages: `listen`, `register`, `unregister`, `close` in; `listening`, `connection`, `closed`,
- * `refused`, `warn` out.
+ * (ice-tcp.ts) in messages: `listen`, `register`, `unregister` in; `listening`, `listen-failed`, `connection`,
+ * `closed`, `refused`, `warn` out. It ends when its owner terminates it.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { IceTcpRelay } from './ice-tcp-relay.js';
@@ -29,12 +29,6 @@ port.on('message', (m: IceTcpIn) => {
       break;
     case 'unregister':
       relay.unregister(m.ufrag);
-      break;
-    case 'close':
-      void relay.close().then(() => {
-        post({ type: 'closed-all' });
-        port.close();
-      });
       break;
   }
 });

@@ -20,8 +20,7 @@ const PASSIVE_DIRECTION_PREFERENCE = 4;
 export type IceTcpIn =
   | { type: 'listen' }
   | { type: 'register'; ufrag: string; target: UdpAddress }
-  | { type: 'unregister'; ufrag: string }
-  | { type: 'close' };
+  | { type: 'unregister'; ufrag: string };
 
 /** Messages from the worker. */
 export type IceTcpOut =
@@ -30,8 +29,7 @@ export type IceTcpOut =
   | { type: 'connection'; ufrag: string; connection: IceTcpConnection }
   | { type: 'closed'; bridgePort: number }
   | { type: 'refused'; remote: string | undefined; why: string }
-  | { type: 'warn'; message: string; err: string }
-  | { type: 'closed-all' };
+  | { type: 'warn'; message: string; err: string };
 
 /** The worker's entry: the .ts file under tsx (tests), the .js file once built. */
 function startWorker(data: { host: string; port: number }): Worker {
@@ -49,7 +47,6 @@ export class IceTcpListener {
   /** Bridges by their UDP port (the ICE agent's view of the remote). */
   private readonly bridges = new Map<number, IceTcpConnection>();
   private listening: { resolve(port: number): void; reject(err: Error): void } | undefined;
-  private closing: (() => void) | undefined;
   /** Connections refused (unknown session, bad first frame, limits) since start. */
   refused = 0;
 
@@ -60,7 +57,6 @@ export class IceTcpListener {
       options.log.error({ err }, 'ICE-TCP worker failed');
       this.listening?.reject(err);
     });
-    this.worker.on('exit', () => this.closing?.());
   }
 
   private onMessage(m: IceTcpOut): void {
@@ -86,15 +82,23 @@ export class IceTcpListener {
       case 'warn':
         this.options.log.warn({ err: m.err }, m.message);
         break;
-      case 'closed-all':
-        break;
     }
   }
 
   /** Starts listening. Resolves with the bound port. @throws when the port cannot be bound. */
   async listen(): Promise<number> {
     return new Promise<number>((resolve, reject) => {
-      this.listening = { resolve, reject };
+      const timer = setTimeout(() => reject(new Error('WebRTC over TCP: its worker thread did not start within 20 s')), 20_000);
+      this.listening = {
+        resolve: (port) => {
+          clearTimeout(timer);
+          resolve(port);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      };
       this.worker.postMessage({ type: 'listen' } satisfies IceTcpIn);
     });
   }
@@ -123,11 +127,8 @@ export class IceTcpListener {
     return c && c.bridge.address === remote.address ? c : undefined;
   }
 
-  /** Stops listening, closes every connection and ends the worker. */
+  /** Stops listening and ends the worker (its connections close with it, as when the process ends). */
   async close(): Promise<void> {
-    const exited = new Promise<void>((resolve) => (this.closing = resolve));
-    this.worker.postMessage({ type: 'close' } satisfies IceTcpIn);
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 2000))]);
     await this.worker.terminate();
   }
 }

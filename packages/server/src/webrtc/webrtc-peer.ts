@@ -211,6 +211,26 @@ export class WebRtcPeer {
     }
   }
 
+  /**
+   * Brings the journal record up to date from the library's own state: its state callbacks reach this thread
+   * asynchronously (behind other work, and the ICE-TCP relay's news comes from another thread), so a reader —
+   * the diagnostics API, or close() — asks the connection directly.
+   */
+  refreshRecord(): void {
+    const record = this.record;
+    if (!record || this.closed || record.state === 'closed') return;
+    let state: PeerState;
+    try {
+      state = this.pc.state() as PeerState;
+    } catch {
+      return;
+    }
+    if (state !== 'connected') return;
+    record.state = state;
+    record.connectMs ??= Date.now() - record.startedAt;
+    record.path = this.selectedPath() ?? record.path;
+  }
+
   private failureSentence(): string {
     const range = `${this.network.portRange.min}–${this.network.portRange.max}`;
     return explainFailure(this.record!, range, this.network.iceTcp?.port);
@@ -328,6 +348,7 @@ export class WebRtcPeer {
   /** Closes the connection and its tracks. Idempotent. */
   close(): void {
     if (this.closed) return;
+    this.refreshRecord();
     if (this.record && this.record.connectMs === undefined) this.record.failure ??= `closed before connecting: ${this.failureSentence()}`;
     if (this.record) this.record.state = 'closed';
     this.closed = true;

@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHmac, randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { crc32 } from 'node:zlib';
@@ -161,5 +162,36 @@ describe('ICE-TCP listener', { timeout: 60_000 }, () => {
     const reply = await exchange(tcpPort, framed(bindingRequest(`${other.ufrag}:${CLIENT_UFRAG}`, other.pwd)));
     assert.ok(Buffer.isBuffer(reply) && reply.readUInt16BE(0) === 0x0101, 'another session still answers');
     assert.equal((await fetch(`${server.httpUrl}/healthz`)).status, 200);
+  });
+
+  it('with a STUN server configured, announces the public address it learns on UDP and on TCP', async () => {
+    // A STUN server of our own on loopback that tells every asker it is 192.0.2.77 (a documentation address: it
+    // only appears in the answer; nothing is ever sent to it — the answer is read, not used).
+    const stun = createSocket('udp4');
+    stun.on('message', (msg, rinfo) => {
+      if (msg.length < 20 || msg.readUInt16BE(0) !== 0x0001) return;
+      const value = Buffer.alloc(8);
+      value.writeUInt16BE(0x0001, 0); // family IPv4
+      value.writeUInt16BE(rinfo.port ^ 0x2112, 2);
+      value.writeUInt32BE((((192 << 24) | (0 << 16) | (2 << 8) | 77) ^ 0x2112a442) >>> 0, 4);
+      const response = Buffer.concat([Buffer.alloc(20), attribute(0x0020, value)]);
+      response.writeUInt16BE(0x0101, 0);
+      response.writeUInt16BE(12, 2);
+      msg.copy(response, 4, 4, 20); // cookie and transaction id
+      stun.send(response, rinfo.port, rinfo.address);
+    });
+    await new Promise<void>((resolve) => stun.bind(0, '127.0.0.1', resolve));
+    const withStun = await startTestServer({ webrtcBindAddress: '127.0.0.1', iceServers: `stun:127.0.0.1:${stun.address().port}` });
+    try {
+      const r = await fetch(`${withStun.httpUrl}/api/v1/diagnostics/webrtc`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: offer() });
+      assert.equal(r.status, 201);
+      const answer = await r.text();
+      assert.match(answer, /^a=candidate:\S+ 1 UDP \d+ 192\.0\.2\.77 \d+ typ srflx/im, 'the server-reflexive UDP candidate');
+      assert.match(answer, new RegExp(`^a=candidate:\\S+ 1 tcp \\d+ 192\\.0\\.2\\.77 ${withStun.app.ports.webrtcTcp} typ host tcptype passive$`, 'm'), 'a TCP candidate on the public address (forward the TCP port there)');
+      await fetch(new URL(r.headers.get('location')!, withStun.httpUrl), { method: 'DELETE' });
+    } finally {
+      await withStun.stop();
+      stun.close();
+    }
   });
 });
