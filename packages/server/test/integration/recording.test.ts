@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, describe, it } from 'node:test';
+import { afterEach, describe, it } from 'node:test';
 import { ffprobeJson, publishTestPattern, type FfmpegProcess } from '../support/ffmpeg.js';
 import { startTestServer, type TestServer } from '../support/glasscast.js';
 import { waitUntil } from '../support/wait.js';
@@ -50,9 +50,11 @@ async function probe(input: string): Promise<{ duration: number; streams: { code
 describe('recording', { timeout: 300_000 }, () => {
   const servers: TestServer[] = [];
   const publishers: FfmpegProcess[] = [];
-  after(async () => {
-    for (const p of publishers) await p.stop();
-    for (const s of servers) await s.stop();
+  // Each test's publishers (live x264 encoders) and servers (with their ladder jobs) end with it: left running
+  // until the file ends they saturated the 2 cores, and later tests' thumbnails and server starts timed out.
+  afterEach(async () => {
+    for (const p of publishers.splice(0)) await p.stop();
+    for (const s of servers.splice(0)) await s.stop();
   });
 
   it('records a 30 s RTMP broadcast: an EVENT playlist while live, then VOD and an MP4 of 30 s with audio and video in sync', async () => {
