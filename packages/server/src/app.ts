@@ -398,6 +398,8 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     if (request.method === 'POST' && path.endsWith('/playback-tokens')) limiter = limiters.tokens;
     // QoE beacons and event streams are exempt: a venue's viewers behind one NAT address send more than a person
     // would, and both are bounded on their own (ignored when too frequent per viewer; listeners capped).
+    // A connection test is an offer like WHIP's and WHEP's (each holds a peer and a UDP port): counted with them.
+    else if (request.method === 'POST' && path === '/api/v1/diagnostics/webrtc') limiter = limiters.offers;
     else if ((path.startsWith('/api/') && !path.endsWith('/qoe') && !path.endsWith('/events')) || path === '/metrics') limiter = limiters.api;
     else if (request.method === 'POST' && (path.startsWith('/whip/') || path.startsWith('/whep/'))) limiter = limiters.offers;
     if (!limiter) return;
@@ -657,6 +659,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
         clearInterval(deletedCheck);
         stopWatchingTls?.();
         redirect?.close();
+        redirect?.closeAllConnections();
         await rtmp.close();
         await srt.close();
         whip.close();

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { GlasscastError } from '../core/errors.js';
 import type { ApiScope } from '../store/api-key-store.js';
 import type { WebRtcDiagnostics } from '../webrtc/diagnostics.js';
+import { hasType, SDP } from '../webrtc/signaling.js';
 import * as S from './api-schemas.js';
 
 type Api = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, ZodTypeProvider>;
@@ -64,10 +65,10 @@ export function registerDiagnosticsRoutes(api: Api, diagnostics: WebRtcDiagnosti
       response: { 400: S.problem, 415: S.problem, 503: S.problem },
     },
   }, async (request, reply) => {
-    if (request.headers['content-type']?.split(';')[0]?.trim() !== 'application/sdp') throw new GlasscastError('UNSUPPORTED_MEDIA_TYPE', 'the offer must be application/sdp');
+    if (!hasType(request.headers['content-type'], SDP)) throw new GlasscastError('UNSUPPORTED_MEDIA_TYPE', 'the offer must be application/sdp');
     const { id, answer } = await diagnostics.probe(request.body, request.ip);
     // The answer is SDP, not JSON: no response schema for 201 (fastify then sends the string as it is).
-    return (reply as FastifyReply).code(201).header('location', `/api/v1/diagnostics/webrtc/${id}`).header('cache-control', 'no-store').type('application/sdp').send(answer);
+    return (reply as FastifyReply).code(201).header('location', `/api/v1/diagnostics/webrtc/${id}`).header('cache-control', 'no-store').type(SDP).send(answer);
   });
 
   api.get('/api/v1/diagnostics/webrtc/:id', {

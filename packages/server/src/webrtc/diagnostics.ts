@@ -32,7 +32,7 @@ export interface NetworkSetup {
 
 /** Probe peers and the journal behind the diagnostics API. */
 export class WebRtcDiagnostics {
-  private readonly probes = new Map<string, WebRtcPeer>();
+  private readonly probes = new Map<string, { peer: WebRtcPeer; timer: NodeJS.Timeout }>();
 
   constructor(
     private readonly network: WebRtcNetworkOptions,
@@ -78,21 +78,23 @@ export class WebRtcDiagnostics {
     }
     const record = peer.record!;
     record.clientAddress = clientAddress;
-    this.probes.set(record.id, peer);
-    setTimeout(() => this.end(record.id), PROBE_LIFETIME_MS).unref();
+    this.probes.set(record.id, { peer, timer: setTimeout(() => this.end(record.id), PROBE_LIFETIME_MS) });
     return { id: record.id, answer };
   }
 
   /** The server's view of probe `id` (undefined when unknown or not a probe). */
   record(id: string): ConnectionRecord | undefined {
-    this.probes.get(id)?.refreshRecord();
+    this.probes.get(id)?.peer.refreshRecord();
     const r = this.journal.get(id);
     return r?.kind === 'diagnostics' ? r : undefined;
   }
 
   /** Ends probe `id` early. */
   end(id: string): void {
-    this.probes.get(id)?.close();
+    const probe = this.probes.get(id);
+    if (!probe) return;
+    clearTimeout(probe.timer);
+    probe.peer.close();
     this.probes.delete(id);
   }
 

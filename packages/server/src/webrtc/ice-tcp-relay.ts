@@ -253,11 +253,4 @@ export class IceTcpRelay {
     });
     return bridge;
   }
-
-  /** Stops listening and closes every connection. */
-  async close(): Promise<void> {
-    for (const session of this.sessions.values()) for (const c of session.connections) c.close();
-    this.sessions.clear();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
 }

@@ -194,4 +194,24 @@ describe('ICE-TCP listener', { timeout: 60_000 }, () => {
       stun.close();
     }
   });
+
+  it('answers bad connection-test requests with problem details from the catalogue', async () => {
+    const post = (body: string, type = 'application/sdp'): Promise<Response> => fetch(`${server.httpUrl}/api/v1/diagnostics/webrtc`, { method: 'POST', headers: { 'content-type': type }, body });
+    const cases: [string, Promise<Response>, number, string][] = [
+      ['not SDP', post('hello'), 400, 'BAD_SDP'],
+      ['truncated before its media section', post(offer().slice(0, 60)), 400, 'NO_COMMON_CODEC'],
+      ['no audio section', post(offer().replace('m=audio 9 UDP/TLS/RTP/SAVPF 111', 'm=video 9 UDP/TLS/RTP/SAVPF 96').replace('opus/48000/2', 'VP8/90000')), 400, 'NO_COMMON_CODEC'],
+      ['wrong media type', post(offer(), 'text/plain'), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+      ['oversized', post(offer() + 'a=x:' + 'y'.repeat(70_000) + '\r\n'), 413, 'BODY_TOO_LARGE'],
+      ['unknown test', fetch(`${server.httpUrl}/api/v1/diagnostics/webrtc/nosuchtest`), 404, 'SESSION_NOT_FOUND'],
+    ];
+    for (const [what, response, status, code] of cases) {
+      const r = await response;
+      assert.equal(r.status, status, what);
+      assert.match(r.headers.get('content-type') ?? '', /^application\/problem\+json/, what);
+      assert.equal(((await r.json()) as { code: string }).code, code, what);
+    }
+    const list = await fetch(`${server.httpUrl}/api/v1/diagnostics/connections`);
+    assert.equal(list.status, 401, 'the connection list needs an API key');
+  });
 });
