@@ -4,11 +4,11 @@
  * tone beside it, Glasscast packages it, and headless Chromium plays /watch/<name>, decoding the time from every
  * displayed frame (sampled every 4 ms). Both ends read the same system clock.
  *
- * By default it measures what a user gets (DESIGN.md): the server's default configuration (ladder on, 333 ms
+ * By default it measures what a user gets (DESIGN.md): the server's default configuration (ladder on, 200 ms
  * parts), a 1280x720 30 fps source with AAC audio, and hls.js with its own default configuration
  * (`/watch/<name>?hls=defaults`). Flags change one thing each for the "tuned" rows: `--size 640x360`,
- * `--audio none`, `--ladder none`, `--hls player` (the watch page's tuning: live-edge catch-up at 1.15×),
- * `--part-target-ms 200`.
+ * `--audio none`, `--ladder none`, `--hls player` (the watch page's tuning: live-edge catch-up at ≤ 1.05×),
+ * `--part-target-ms 100`.
  *
  * With `--source srt` the same ffmpeg publishes MPEG-TS over SRT (`--srt-latency-ms`, default 200, as OBS users set
  * it), muxed as OBS muxes it (`--srt-publisher obs`, the default): OBS drives libavformat's MPEG-TS muxer without
@@ -27,9 +27,12 @@
  * With `--transport tcp` (WebRTC) UDP is blocked between the browser and the server, so the viewer comes over the
  * ICE-TCP port; `--transport udp` is the same setup without the block (the like-for-like row).
  *
- * Prints median/p95 latency (ms), time to first frame (ms) over several page loads, and stalls.
+ * Prints median/p95 latency (ms) over the first page load, each later load's own median (a player that does not
+ * change speed keeps the latency it joined with), time to first frame from the page's load and from the player's
+ * first request (ms), and stalls. `G2G_TRACE=1` prints what hls.js believes each second (its latency, target,
+ * stall count, buffer ahead) beside the measured latency.
  * Usage: npm run bench:latency [-- --protocol ll-hls|webrtc --source rtmp|srt|whip --srt-latency-ms 200 --srt-publisher obs|ffmpeg-cli --publisher-preset ultrafast|veryfast --layer src|240p --seconds 30 --loads 5
- *   --part-target-ms 333 --size 1280x720 --audio aac|none --ladder default|none --hls defaults|player --row default|tuned
+ *   --part-target-ms 200 --size 1280x720 --audio aac|none --ladder default|none --hls defaults|player --row default|tuned
  *   --server-log warn|info --api-load 200 --transport any|udp|tcp]
  * `--api-load N` sends N REST API requests a second (a mix of the public list and status, an admin's stats, sessions
  * and history, and Prometheus scrapes) while the latency is measured, from a separate process at the lowest CPU
@@ -52,7 +55,7 @@ const { values: opts } = parseArgs({
   options: {
     seconds: { type: 'string', default: '30' },
     loads: { type: 'string', default: '5' },
-    'part-target-ms': { type: 'string', default: '333' },
+    'part-target-ms': { type: 'string', default: '200' },
     protocol: { type: 'string', default: 'll-hls' },
     source: { type: 'string', default: 'rtmp' },
     layer: { type: 'string', default: 'src' },
@@ -110,7 +113,9 @@ const BLOCK = WIDTH / BITS; // 20 px blocks in the top rows
 
 /** A yuv420p frame whose top BLOCK rows carry `ms mod 2^32` as 32 black/white blocks, MSB first. */
 function frame(ms: number, n: number): Buffer {
-  const y = Buffer.alloc(WIDTH * HEIGHT, 96);
+  const y = Buffer.allocUnsafe(FRAME_BYTES);
+  y.fill(96, 0, WIDTH * HEIGHT);
+  y.fill(128, WIDTH * HEIGHT);
   // A moving bar below the code keeps the encoder honest (real motion, real bits).
   const bar = (n * 8) % WIDTH;
   for (let row = BLOCK * 2; row < HEIGHT; row++) y.fill(200, row * WIDTH + bar, row * WIDTH + Math.min(WIDTH, bar + 40));
@@ -119,8 +124,7 @@ function frame(ms: number, n: number): Buffer {
     const on = Math.floor(code / 2 ** (BITS - 1 - bit)) % 2 === 1;
     for (let row = 0; row < BLOCK; row++) y.fill(on ? 235 : 16, row * WIDTH + bit * BLOCK, row * WIDTH + (bit + 1) * BLOCK);
   }
-  const uv = Buffer.alloc((WIDTH / 2) * (HEIGHT / 2) * 2, 128);
-  return Buffer.concat([y, uv]);
+  return y;
 }
 
 /** Where the receiver's time goes (ms, averages between two readings): Chromium's jitter buffers per kind. */
@@ -178,7 +182,14 @@ const PAGE_PROBE = `(() => {
   canvas.height = block;
   const ctx = canvas.getContext('2d', { willReadFrequently: true });
   let last = -1;
-  const watch = (video) => setInterval(() => {
+  // Read each frame once, as it is presented (requestVideoFrameCallback), rather than polling: the probe must cost
+  // the browser little next to what it measures. Where rVFC is missing, poll every 4 ms.
+  const watch = (video) => {
+    if (video.requestVideoFrameCallback) {
+      const onFrame = () => { sample(); video.requestVideoFrameCallback(onFrame); };
+      video.requestVideoFrameCallback(onFrame);
+    } else setInterval(sample, 4);
+    const sample = () => {
     if (video.readyState < 2 || video.videoWidth === 0) return;
     const now = Date.now();
     ctx.drawImage(video, 0, 0, video.videoWidth, block * video.videoWidth / (bits * block), 0, 0, bits * block, block);
@@ -198,7 +209,8 @@ const PAGE_PROBE = `(() => {
     if (captured > now + 2 ** 31) captured -= 2 ** 32;
     if (ambiguous || now - captured > 60000 || captured > now + 1000) window.benchBad++;
     else window.benchFrames.push({ latency: now - captured, at: now });
-  }, 4);
+    };
+  };
   const poll = setInterval(() => {
     const v = document.querySelector('video');
     if (v) { clearInterval(poll); watch(v); }
@@ -274,7 +286,7 @@ async function main(): Promise<void> {
   let ticker: NodeJS.Timeout | undefined;
   let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
   let publisherPage: Page | undefined;
-  const results = { latencies: [] as number[], ttff: [] as number[], stalls: 0, frames: 0, undecodable: 0, playing: '', receiver: undefined as ReceiverDelays | undefined, transport: undefined as string | undefined };
+  const results = { latencies: [] as number[], ttff: [] as number[], ttffPlayer: [] as number[], joins: [] as number[], stalls: 0, frames: 0, undecodable: 0, playing: '', receiver: undefined as ReceiverDelays | undefined, transport: undefined as string | undefined };
   const apiLoad = { sent: 0, ok: 0, failed: 0, child: undefined as ReturnType<typeof spawn> | undefined, done: undefined as Promise<void> | undefined };
   /**
    * Starts N requests/s of API traffic for the measurement, from a separate process at the lowest CPU priority:
@@ -314,12 +326,12 @@ async function main(): Promise<void> {
             ? ['-f', 'flv', `rtmp://127.0.0.1:${rtmpPort}/live/bench`]
             : ['-f', 'mpegts', ...(opts['srt-publisher'] === 'ffmpeg-cli' ? [] : ['-muxdelay', '0']), `srt://127.0.0.1:${srtPort}?mode=caller&latency=${SRT_LATENCY_MS * 1000}&pkt_size=1316&streamid=${encodeURIComponent('#!::r=live/bench,m=publish')}`]),
         ],
-        { stdin: true, pipes: AUDIO ? 1 : 0 },
+        // The publisher stands for a machine of its own (OBS on the streamer's PC): ahead of the server and the
+        // browser for the CPU, so it keeps real time (its backlog is printed; > 1 frame means it fell behind).
+        { stdin: true, pipes: AUDIO ? 1 : 0, nice: PUBLISHER_NICE },
       );
       publisher = ff;
-      // The publisher stands for a machine of its own (OBS on the streamer's PC): ahead of the server and the
-      // browser for the CPU, so it keeps real time (its backlog is printed; > 1 frame means it fell behind).
-      if (ff.child.pid) setPriority(ff.child.pid, PUBLISHER_NICE);
+
       ff.child.stdin!.on('error', () => undefined); // ffmpeg exiting shows up below as no frames
       const pcm = AUDIO ? (ff.child.stdio[3] as Writable) : undefined;
       pcm?.on('error', () => undefined);
@@ -345,6 +357,13 @@ async function main(): Promise<void> {
         }
       }, 5);
       browser = await launchChromium();
+      // This process draws the frames (the camera): the publisher's priority, or frames wait behind the browser
+      // (set after Chromium started, which would inherit it).
+      try {
+        setPriority(PUBLISHER_NICE);
+      } catch {
+        // not root: frames may come late, which the backlog figure shows
+      }
     } else {
       browser = await launchChromium(['--use-fake-ui-for-media-stream']);
       const page = await browser.newPage();
@@ -367,7 +386,7 @@ async function main(): Promise<void> {
       const page = await browser.newPage();
       page.on('pageerror', (err) => console.error(`page error: ${err.message}`));
       page.on('console', (msg) => {
-        if (msg.type() === 'error') console.error(`page console: ${msg.text()}`);
+        if (msg.type() === 'error' || msg.text().startsWith('{"hlsLatencyMs')) console.error(`page console: ${msg.text()}`);
       });
       await page.addInitScript(PAGE_PROBE);
       await page.goto(`${base}/watch/bench?protocol=${PROTOCOL}${PROTOCOL === 'll-hls' && HLS_DEFAULTS ? '&hls=defaults' : ''}`);
@@ -386,19 +405,36 @@ async function main(): Promise<void> {
         await waitUntil(`the ${LAYER} rendition`, () => page.evaluate(`window.glasscast.getStats().quality.current === '${LAYER}' && document.querySelector('video').videoHeight === ${Number.parseInt(LAYER)}`), 20_000, 100);
         await page.evaluate('window.benchFrames = []');
       }
-      const measureMs = load === 0 ? SECONDS * 1000 : 4000;
+      const measureMs = load === 0 ? SECONDS * 1000 : 5000;
+      const trace = process.env.G2G_TRACE ? setInterval(() => {
+        void page.evaluate(() => {
+          const h = (window as unknown as { glasscast: { hls?: { latency: number; targetLatency: number; latencyController?: { stallCount: number } } } }).glasscast.hls;
+          const v = document.querySelector('video')!;
+          const f = (window as unknown as { benchFrames: { latency: number }[] }).benchFrames;
+          return { lat: h?.latency, target: h?.targetLatency, stalls: h?.latencyController?.stallCount, buf: v.buffered.length ? v.buffered.end(v.buffered.length - 1) - v.currentTime : 0, g2g: f[f.length - 1]?.latency };
+        }).then((x) => console.error('trace', JSON.stringify(x))).catch(() => undefined);
+      }, 1000) : undefined;
       const receiverAtStart = PROTOCOL === 'webrtc' && load === 0 ? await receiverTotals(page) : undefined;
       if (load === 0) publisherBacklog = 0; // counted over the measured window
       if (load === 0 && API_LOAD > 0) startApiLoad(SECONDS);
       await new Promise((r) => setTimeout(r, measureMs));
+      clearInterval(trace);
       if (load === 0) await apiLoad.done;
       const receiver = PROTOCOL === 'webrtc' && load === 0 && receiverAtStart ? receiverDelays(receiverAtStart, await receiverTotals(page)) : undefined;
       const got = await page.evaluate(() => {
         const w = window as unknown as { benchFrames: { latency: number; at: number }[]; benchFirstFrame: number; benchBad: number; glasscast: { getStats(): { stalls: number }; getQuality(): { current: string | undefined } } };
-        const stats = w.glasscast.getStats() as { stalls: number; transport?: string };
-        return { frames: w.benchFrames, first: w.benchFirstFrame, bad: w.benchBad, stalls: stats.stalls, transport: stats.transport, level: w.glasscast.getQuality().current, height: document.querySelector('video')?.videoHeight };
+        const stats = w.glasscast.getStats() as { stalls: number; transport?: string; latencyMs?: number; bufferMs?: number };
+        console.log(JSON.stringify({ hlsLatencyMs: stats.latencyMs, bufferMs: stats.bufferMs }));
+        // The player's own start: its first request for the stream (status or playlist), from the page's resources.
+        const playerStart = performance.getEntriesByType('resource').find((e) => /\/api\/v1\/streams\/|\/hls\/|\/whep\//.test(e.name))?.startTime;
+        return { playerStart, frames: w.benchFrames, first: w.benchFirstFrame, bad: w.benchBad, stalls: stats.stalls, transport: stats.transport, level: w.glasscast.getQuality().current, height: document.querySelector('video')?.videoHeight };
       });
       results.ttff.push(got.first);
+      if (got.playerStart !== undefined) results.ttffPlayer.push(got.first - got.playerStart);
+      // Each join's own latency: its frames after the first second (hls.js with its defaults never changes speed,
+      // so where a join starts is where it stays).
+      const joinT0 = got.frames[0]?.at ?? 0;
+      results.joins.push(quantile(got.frames.filter((f) => f.at - joinT0 > 1000).map((f) => f.latency), 0.5));
       if (load === 0) {
         // Skip the first 3 s while the player settles onto its target latency.
         const t0 = got.frames[0]?.at ?? 0;
@@ -431,10 +467,14 @@ async function main(): Promise<void> {
     rendition: LAYER === 'src' ? 'source' : `${LAYER} (x264 ladder, 500 kb/s)`,
     source: SOURCE !== 'whip' ? `x264 veryfast zerolatency, ${WIDTH}x${HEIGHT}@30, 1 s GOP, 2.5 Mb/s CBR, ${AUDIO ? 'AAC 128 kb/s' : 'no audio'}, ${SOURCE === 'srt' ? `MPEG-TS over SRT (latency ${SRT_LATENCY_MS} ms)` : 'RTMP'}` : `canvas ${WIDTH}x${HEIGHT}@30 + tone → Chromium H.264 (OpenH264) + Opus over WHIP from /broadcast`,
     server: { ladder: LADDER_FLAG[1] ?? 'default (1080p=4500k,720p=2500k,480p=1200k@30,360p=600k@30)', partTargetMs: Number(opts['part-target-ms']) },
-    player: PROTOCOL === 'll-hls' ? (HLS_DEFAULTS ? 'hls.js defaults' : 'watch page tuning (live-edge catch-up ≤ 1.15×)') : 'Chromium WebRTC',
+    player: PROTOCOL === 'll-hls' ? (HLS_DEFAULTS ? 'hls.js defaults' : 'watch page tuning (live-edge catch-up ≤ 1.05×)') : 'Chromium WebRTC',
     partTargetMs: Number(opts['part-target-ms']),
     latencyMs: { median: quantile(results.latencies, 0.5), p95: quantile(results.latencies, 0.95), samples: results.latencies.length },
     timeToFirstFrameMs: { median: quantile(results.ttff, 0.5), max: Math.max(...results.ttff), loads: results.ttff.length },
+    /** From the player's first request (status or playlist) to the first frame: the page's own load left out. */
+    playerStartToFirstFrameMs: { median: quantile(results.ttffPlayer, 0.5), max: Math.max(...results.ttffPlayer) },
+    /** Median latency of each join (page load), after its first second. */
+    joinMediansMs: results.joins,
     stalls: results.stalls,
     undecodableFrames: results.undecodable,
     playing: results.playing,
@@ -446,7 +486,8 @@ async function main(): Promise<void> {
   console.log(
     `[${opts.row}] ${PROTOCOL === 'webrtc' ? `WebRTC (WHEP over ${figures.transport?.toUpperCase()})` : `LL-HLS (${figures.player})`} glass-to-glass, ${SOURCE === 'whip' ? 'WHIP (browser)' : `${SOURCE === 'srt' ? `SRT ${SRT_LATENCY_MS} ms` : 'RTMP'} (x264 ${WIDTH}x${HEIGHT}${AUDIO ? ' + AAC' : ''})`} source, ladder ${figures.server.ladder}, ${figures.rendition} rendition, headless Chromium: median ${figures.latencyMs.median} ms, p95 ${figures.latencyMs.p95} ms ` +
       `over ${figures.latencyMs.samples} frames; time to first frame median ${Math.round(figures.timeToFirstFrameMs.median)} ms ` +
-      `(max ${Math.round(figures.timeToFirstFrameMs.max)} ms, ${LOADS} loads); stalls ${figures.stalls}; undecodable frames ${figures.undecodableFrames}; played ${figures.playing}` +
+      `(max ${Math.round(figures.timeToFirstFrameMs.max)} ms, ${LOADS} loads; from the player's first request median ${Math.round(figures.playerStartToFirstFrameMs.median)} ms, max ${Math.round(figures.playerStartToFirstFrameMs.max)} ms); ` +
+      `each join's median ${results.joins.join('/')} ms; stalls ${figures.stalls}; undecodable frames ${figures.undecodableFrames}; played ${figures.playing}` +
       (results.receiver ? `; in Chromium: audio jitter buffer ${results.receiver.audioJitterBuffer} ms (playout ${results.receiver.audioPlayout ?? '?'} ms), video jitter buffer ${results.receiver.videoJitterBuffer} ms (lip sync included)` : '') +
       `; publisher backlog max ${publisherBacklog} frames` +
       (figures.apiLoad ? `; API load ${figures.apiLoad.requestsPerSecond} req/s (${figures.apiLoad.ok} answered 2xx, ${figures.apiLoad.failed} not)` : ''),

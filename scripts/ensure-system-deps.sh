@@ -2,7 +2,7 @@
 # Installs what Glasscast needs from Debian's packages when it is missing. `runtime` (used by npm start): ffmpeg,
 # for the derived renditions (ladder, B-frame-free video for WebRTC, AAC <-> Opus). Otherwise (npm test) also
 # chromium (end-to-end tests, driven by playwright-core), unshare/ip (tests run in a loopback-only network
-# namespace), srt-tools (srt-live-transmit, an SRT caller besides ffmpeg), nftables (tests that block UDP/TCP) and GStreamer's webrtcbin with Python bindings (the second WebRTC implementation of the interop
+# namespace), srt-tools (srt-live-transmit, an SRT caller besides ffmpeg), nftables (tests that block UDP/TCP), nginx (the LL-HLS cache tier's test) and GStreamer's webrtcbin with Python bindings (the second WebRTC implementation of the interop
 # tests). Needs root for apt-get; without root it says what to install (and fails for the tests, warns for the
 # server).
 set -euo pipefail
@@ -18,6 +18,8 @@ if [ "$mode" != runtime ]; then
   command -v srt-live-transmit >/dev/null 2>&1 || missing+=(srt-tools)
   # nft: tests really drop UDP (or TCP) between a browser and the server inside their own network namespaces.
   command -v nft >/dev/null 2>&1 || missing+=(nftables)
+  # nginx: the documented LL-HLS cache tier (deploy/nginx) is tested in front of the server.
+  [ -x "${NGINX_PATH:-/usr/sbin/nginx}" ] || missing+=(nginx)
   # webrtcbin, libnice, x264enc, avdec_h264 and the Python GObject bindings with GStreamer's overrides.
   if ! /usr/bin/python3 -c "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstWebRTC', '1.0'); from gi.repository import Gst, GstWebRTC; Gst.init(None); import sys; sys.exit(0 if all(Gst.ElementFactory.find(e) for e in ('webrtcbin', 'nicesrc', 'x264enc', 'avdec_h264', 'opusenc', 'rtph264pay', 'decodebin')) else 1)" >/dev/null 2>&1; then
     missing+=(python3 python3-gi python3-gst-1.0 gir1.2-gst-plugins-bad-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-nice gstreamer1.0-libav)

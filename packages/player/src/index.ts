@@ -65,7 +65,7 @@ export interface PlayerOptions {
   webrtcTimeoutMs?: number;
   /**
    * Run hls.js with the library's own defaults instead of this player's tuning (which chases the live edge at up
-   * to 1.15× speed): what any hls.js page gets. For benchmarks. Default false.
+   * to 1.05× speed): what any hls.js page gets. For benchmarks. Default false.
    */
   hlsDefaults?: boolean;
   /**
@@ -339,6 +339,8 @@ export class GlasscastPlayer {
   private async check(): Promise<void> {
     try {
       const token = this.options.token;
+      // LL-HLS asked for: fetch hls.js beside the status, not after it.
+      if (this.options.protocol === 'll-hls') void loadHls().catch(() => undefined);
       const res = await fetch(`${this.base}/api/v1/streams/${encodeURIComponent(this.options.stream)}`, { cache: 'no-store', headers: token ? { authorization: `Bearer ${token}` } : {} });
       if (res.status === 401 || res.status === 403) {
         // A private stream without (or with a bad or expired) token: say so and keep checking (a page may get a new token).
@@ -469,8 +471,11 @@ export class GlasscastPlayer {
         : {
             lowLatencyMode: true,
             backBufferLength: 30,
-            // Chase the live edge gently when we drift behind (e.g. after a stall).
-            maxLiveSyncPlaybackRate: 1.15,
+            // Chase the live edge when we drift behind (after a stall), at most 5 % fast: not heard in speech or music.
+            maxLiveSyncPlaybackRate: 1.05,
+            // hls.js moves its target a whole second back after each stall by default; a fifth of that is enough on
+            // a network that stalled once, and the chase above wins the rest back.
+            liveSyncOnStallIncrease: 0.2,
             liveDurationInfinity: true,
             manifestLoadingMaxRetry: 2,
           },

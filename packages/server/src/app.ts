@@ -268,6 +268,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
       retainEndedMs: 60_000,
       expectedRenditions: (name) => transcode.plannedRenditions(name),
       authorizePlay: (request) => gate.authorize({ ...request, protocol: 'llhls' }),
+      headers: tls && config.hsts === 'on' ? { 'strict-transport-security': 'max-age=31536000' } : undefined,
       onViewer: (event, v) => void emit({ type: event === 'joined' ? 'viewer.joined' : 'viewer.left', stream: v.stream, data: { name: v.stream, sessionId: v.id, protocol: 'llhls', viewerId: v.viewerId ?? null, address: v.address, bytesSent: v.bytesSent } }).catch(() => undefined),
     },
     log,
@@ -361,7 +362,16 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
 
   // With a certificate, the same routes on an HTTPS server (its context is replaced when the files change).
   const https = tls ? createHttpsServer(secureContextOptions(tls)) : undefined;
-  const http = Fastify({ logger: false, bodyLimit: 1024 * 1024, ...(https ? { serverFactory: (handler: RequestListener) => https.on('request', handler) as unknown as HttpServer } : {}) });
+  // LL-HLS is answered ahead of the framework (its request rate is a venue's viewers × 10 a second); the rest goes
+  // to fastify.
+  const http = Fastify({
+    logger: false,
+    bodyLimit: 1024 * 1024,
+    serverFactory: (handler: RequestListener) =>
+      (https ?? createHttpServer()).on('request', (request, response) => {
+        if (!llhls.handle(request, response)) handler(request, response);
+      }) as unknown as HttpServer,
+  });
   if (tls && config.hsts === 'on') {
     http.addHook('onSend', async (_request, reply) => {
       reply.header('strict-transport-security', 'max-age=31536000');
@@ -420,7 +430,6 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     };
     return reply.code(webrtc ? 200 : 503).header('cache-control', 'no-store').send(body);
   });
-  llhls.registerRoutes(http);
   registerVodRoutes(http, { recordings, recorder, uploader, thumbnails, gate, log: log.child({ record: 'vod' }) });
   whep.registerRoutes(http);
   whip.registerRoutes(http);

@@ -53,7 +53,7 @@ export const configSchema = z
     s3KeepLocal: z.enum(['keep', 'delete']),
     /** `key`: publishing needs a stream key; `open`: any key publishes as a stream of that name (development only). */
     publishAuth: z.enum(['key', 'open']),
-    /** LL-HLS part target, ms (RFC 8216bis PART-TARGET). 100–1000, default 333. */
+    /** LL-HLS part target, ms (RFC 8216bis PART-TARGET). 100–1000, default 200. */
     partTargetMs: z.number().int().min(100).max(1000),
     /** LL-HLS segment target, ms; segments are cut at the first keyframe past it. 1000–10000, default 2000. */
     segmentTargetMs: z.number().int().min(1000).max(10000),
@@ -168,7 +168,7 @@ export const DEFAULT_CONFIG: GlasscastConfig = {
   s3UrlStyle: 'path',
   s3KeepLocal: 'keep',
   publishAuth: 'key',
-  partTargetMs: 333,
+  partTargetMs: 200,
   segmentTargetMs: 2000,
   playlistSegments: 10,
   reconnectGraceMs: 10_000,

@@ -5,6 +5,7 @@
  * `GET /api/v1/errors`. Errors the framework raises (body too large, malformed JSON, unsupported content type)
  * and unexpected exceptions are answered the same way; an exception's internals are logged, never sent.
  */
+import type { ServerResponse } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ErrorCode } from '../core/errors.js';
 import { ERROR_CATALOGUE, errorSpec, GlasscastError, RateLimitedError } from '../core/errors.js';
@@ -41,6 +42,16 @@ export function problemDetails(code: ErrorCode, detail: string, instance?: strin
 export function sendProblem(reply: FastifyReply, code: ErrorCode, detail: string): FastifyReply {
   const body = problemDetails(code, detail, reply.request.url.split('?')[0]);
   return reply.code(body.status).header('cache-control', 'no-store').type(PROBLEM_TYPE).send(JSON.stringify(body));
+}
+
+/**
+ * Writes `code` as problem details on a raw Node response (the LL-HLS path, which runs ahead of the framework):
+ * status from the catalogue, uncached, with `headers` beside.
+ */
+export function writeProblem(res: ServerResponse, code: ErrorCode, detail: string, instance: string, headers: Record<string, string> = {}): void {
+  const body = Buffer.from(JSON.stringify(problemDetails(code, detail, instance)));
+  res.writeHead(errorSpec(code).status, { ...headers, 'content-type': `${PROBLEM_TYPE}; charset=utf-8`, 'cache-control': 'no-store', 'content-length': String(body.length) });
+  res.end(body);
 }
 
 /** Framework error codes and what the catalogue calls them. */

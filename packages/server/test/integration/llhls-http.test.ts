@@ -79,6 +79,64 @@ describe('LL-HLS over HTTP', { timeout: 120_000 }, () => {
     assert.equal(bytes.toString('latin1', 4, 8), 'moof');
   });
 
+  it('streams the hinted part as it is made: its first bytes arrive before the part is complete, and the whole equals the finished part', async () => {
+    const muxer = server.app.llhls.muxer('main')!;
+    // Ask for the part after the one being built, so the request is in place before its first picture exists.
+    const number = muxer.nextPart + 1;
+    const epoch = muxer.epoch;
+    const res = await fetch(`${server.httpUrl}/hls/main/src/${epoch}/part${number}.m4s`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-length'), null, 'sent with chunked transfer: its length is not known yet');
+    const reader = res.body!.getReader();
+    const chunks: Buffer[] = [];
+    let completeAtFirstBytes: boolean | undefined;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      completeAtFirstBytes ??= muxer.part(number) !== undefined;
+      chunks.push(Buffer.from(value));
+    }
+    assert.equal(completeAtFirstBytes, false, 'the first bytes left while the part was still being built');
+    const whole = muxer.part(number)!;
+    assert.deepEqual(Buffer.concat(chunks), whole);
+    assert.equal(whole.toString('latin1', 4, 8), 'moof');
+    // Once complete it is an ordinary object with a length (what a cache in front stores).
+    const again = await fetch(`${server.httpUrl}/hls/main/src/${epoch}/part${number}.m4s`);
+    assert.equal(Number(again.headers.get('content-length')), whole.length);
+  });
+
+  it('answers hostile and odd requests with problem details, and keeps serving', async () => {
+    const base = server.httpUrl;
+    const cases: [string, number][] = [
+      ['/hls/%E0%A4%A/index.m3u8', 400], // a broken percent escape
+      ['/hls/main/src/media.m3u8?_HLS_msn=1e3', 400],
+      ['/hls/main/src/media.m3u8?_HLS_msn=-1&_HLS_part=0', 400],
+      ['/hls/main/src/media.m3u8?_HLS_msn=%zz', 400],
+      ['/hls/main/src/x/y/z/part1.m4s', 404],
+      ['/hls/main/src/00000000/part1.m4s', 404],
+      ['/hls/main/src/media.m3u8x', 404],
+      ['/hls/', 404],
+      ['/hls/nosuch/index.m3u8', 404],
+    ];
+    for (const [path, status] of cases) {
+      const res = await fetch(base + path);
+      assert.equal(res.status, status, path);
+      assert.equal(res.headers.get('content-type'), 'application/problem+json; charset=utf-8', path);
+      assert.equal(res.headers.get('access-control-allow-origin'), '*', path);
+    }
+    // Random bytes after /hls/: never a crash, always an answer.
+    for (let i = 0; i < 200; i++) {
+      const junk = Array.from({ length: 1 + (i % 40) }, (_, j) => '/%?&=._-aZ09'[(i * 7 + j * 13) % 12]).join('');
+      const res = await fetch(`${base}/hls/${junk}`);
+      assert.ok(res.status >= 200 && res.status < 500, `${junk}: ${res.status}`);
+      await res.arrayBuffer();
+    }
+    const head = await fetch(media, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.ok(Number(head.headers.get('content-length')) > 0);
+    assert.equal((await fetch(media)).status, 200, 'still serving');
+  });
+
   it('serves the init segment and complete segments; unknown objects are 404 and not cached', async () => {
     const text = await (await fetch(media)).text();
     const init = /#EXT-X-MAP:URI="([^"]+)"/.exec(text)![1]!;

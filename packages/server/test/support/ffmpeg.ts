@@ -19,10 +19,15 @@ export interface FfmpegProcess {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** Spawns ffmpeg with `args`; `stdin` gives it a writable stdin, `pipes` more writable inputs as fd 3, 4, … (`pipe:3`). */
-export function runFfmpeg(args: string[], options: { stdin?: boolean; pipes?: number } = {}): FfmpegProcess {
+/**
+ * Spawns ffmpeg with `args`; `stdin` gives it a writable stdin, `pipes` more writable inputs as fd 3, 4, … (`pipe:3`).
+ * `nice` starts it at that CPU priority (through nice(1), so every thread it makes has it; setting it after the
+ * start misses the input threads ffmpeg has already made).
+ */
+export function runFfmpeg(args: string[], options: { stdin?: boolean; pipes?: number; nice?: number } = {}): FfmpegProcess {
   const extra = new Array<'pipe'>(options.pipes ?? 0).fill('pipe');
-  const child = spawn(FFMPEG, ['-hide_banner', '-loglevel', 'warning', '-nostdin', ...args], {
+  const argv = ['-hide_banner', '-loglevel', 'warning', '-nostdin', ...args];
+  const child = spawn(options.nice === undefined ? FFMPEG : 'nice', options.nice === undefined ? argv : ['-n', String(options.nice), FFMPEG, ...argv], {
     stdio: [options.stdin ? 'pipe' : 'ignore', 'ignore', 'pipe', ...extra],
   });
   let err = '';

@@ -234,3 +234,60 @@ describe('LL-HLS muxer waiters', () => {
     m.close();
   });
 });
+
+describe('LL-HLS muxer: the part being built, chunk by chunk', () => {
+  it('hands each picture to the part’s followers as a CMAF chunk before the part completes; the chunks make the part', () => {
+    const m = newMuxer();
+    let i = 0;
+    while (m.lastPart() === undefined) m.onAccessUnit(frame(i++));
+    const number = m.nextPart;
+    assert.equal(m.follow(number + 1, () => undefined), undefined, 'only the part being built can be followed');
+    const got: Buffer[] = [];
+    let ended = false;
+    const following = m.follow(number, (chunk) => {
+      if (chunk) got.push(chunk);
+      else ended = true;
+    })!;
+    assert.ok(following);
+    const already = [...following.chunks];
+    const picturesBefore = already.length;
+    while (m.part(number) === undefined) {
+      m.onAccessUnit(frame(i++));
+      if (m.part(number) === undefined) assert.equal(ended, false, 'not ended while the part is being built');
+    }
+    assert.equal(ended, true, 'told when the part is complete');
+    assert.ok(got.length >= 2, `chunks came one by one (${got.length})`);
+    const whole = m.part(number)!;
+    assert.deepEqual(Buffer.concat([...already, ...got]), whole, 'the chunks, in order, are the part');
+    // Every chunk is a moof+mdat of its own, and decode times follow on from one chunk to the next.
+    let end: number | undefined;
+    for (const chunk of [...already, ...got]) {
+      assert.equal(chunk.toString('latin1', 4, 8), 'moof');
+      const [start, stop] = trackSpans(chunk).get(1)!;
+      if (end !== undefined) assert.equal(start, end);
+      end = stop;
+    }
+    assert.ok(picturesBefore + got.length <= 10, 'one chunk per picture (a 333 ms part holds 10)');
+    m.close();
+  });
+
+  it('ends its followers when the stream ends or the muxer closes, even before the part has a picture', () => {
+    const m = newMuxer();
+    let i = 0;
+    while (m.lastPart() === undefined) m.onAccessUnit(frame(i++));
+    const ends: string[] = [];
+    m.follow(m.nextPart, (chunk) => chunk || ends.push('first'));
+    m.onEnd('publisher left');
+    assert.deepEqual(ends, ['first'], 'the flush completes the part: told once');
+    assert.equal(m.follow(m.nextPart, () => undefined), undefined, 'an ended stream has no part being built');
+
+    const n = newMuxer();
+    i = 0;
+    while (n.lastPart() === undefined) n.onAccessUnit(frame(i++));
+    n.onPublisherLost(); // the part in progress is closed; the next one has no picture yet
+    let told = 0;
+    assert.ok(n.follow(n.nextPart, (chunk) => chunk || told++));
+    n.close();
+    assert.equal(told, 1);
+  });
+});

@@ -36,7 +36,7 @@ export interface CompletedSegment {
 
 /** Options of the LL-HLS muxer. */
 export interface LlHlsMuxerOptions {
-  /** Part target, ms (default 333). Parts never exceed it. */
+  /** Part target, ms (default 200). Parts never exceed it. */
   partTargetMs: number;
   /** Segment target, ms (default 2000). Segments are cut at the first keyframe past it. */
   segmentTargetMs: number;
@@ -68,6 +68,24 @@ interface Segment {
   gap: boolean;
 }
 
+/** The part being built, chunk by chunk. */
+interface BuildingPart {
+  /** CMAF chunks written so far (moof+mdat each). */
+  chunks: Buffer[];
+  bytes: number;
+  /** Driving-track ticks and samples written so far. */
+  ticks: number;
+  samples: number;
+  /** Whether its first driving-track sample is a keyframe; undefined before it has one. */
+  independent: boolean | undefined;
+  /** Told of each chunk as it is written, then `undefined` once the part is complete (or will never be). */
+  followers: Set<(chunk: Buffer | undefined) => void>;
+}
+
+function newBuildingPart(): BuildingPart {
+  return { chunks: [], bytes: 0, ticks: 0, samples: 0, independent: undefined, followers: new Set() };
+}
+
 interface OutSample extends Fmp4Sample {
   dts: number;
 }
@@ -79,7 +97,7 @@ interface TrackState {
   /** The last sample, held until the next one gives its duration. */
   held: OutSample | undefined;
   lastDuration: number;
-  /** Samples for the part being built. */
+  /** Samples of the part being built not yet written out as a chunk. */
   partSamples: OutSample[];
   /** Decode time after the last written sample (output timeline ticks). */
   endDts: number;
@@ -153,6 +171,8 @@ export class LlHlsMuxer implements StreamSink {
    * other tracks' samples from `at` on in `others`.
    */
   private cutPending: { at: number; driver: OutSample[]; others: { state: TrackState; sample: OutSample }[] } | undefined;
+  /** The part being built: its chunks so far and the viewers following it (the preload-hinted part, §6.2.6). */
+  private building: BuildingPart = newBuildingPart();
   /** Rendered playlist text, full and delta, until the playlist changes (thousands of viewers ask for the same). */
   private rendered: { full?: string; delta?: string } = {};
 
@@ -275,6 +295,9 @@ export class LlHlsMuxer implements StreamSink {
   onEnd(reason: string): void {
     this.flush();
     this._ended = true;
+    // A part hinted but never started will not be made.
+    for (const follower of this.building.followers) follower(undefined);
+    this.building.followers.clear();
     this.log.info({ reason }, 'LL-HLS playlist ended');
     this.wakeWaiters();
   }
@@ -307,6 +330,7 @@ export class LlHlsMuxer implements StreamSink {
     this.startSegment(cut.at);
     for (const o of cut.others) o.state.partSamples.push(o.sample);
     this.driver!.partSamples.push(cut.driver[0]!);
+    this.flushChunk();
     for (const sample of cut.driver.slice(1)) this.addDriverSample(sample);
   }
 
@@ -315,7 +339,7 @@ export class LlHlsMuxer implements StreamSink {
     const ts = driver.track.timescale;
     const partTicks = (this.options.partTargetMs * ts) / 1000;
     const segmentTicks = (this.options.segmentTargetMs * ts) / 1000;
-    const segmentSoFar = this.current ? this.segmentPartTicks + sum(driver.partSamples) : 0;
+    const segmentSoFar = this.current ? this.segmentPartTicks + this.building.ticks + sum(driver.partSamples) : 0;
     const presentation = toTimeline(sample.dts + sample.compositionOffset, ts);
     if (this.cutPending) {
       this.cutPending.driver.push(sample);
@@ -336,12 +360,40 @@ export class LlHlsMuxer implements StreamSink {
       this.closePart();
       this.closeSegment();
       this.startSegment(presentation);
-    } else if (sample.keyframe || sum(driver.partSamples) + sample.duration > partTicks + 1) {
+    } else if (sample.keyframe || this.building.ticks + sum(driver.partSamples) + sample.duration > partTicks + 1) {
       // Every keyframe starts a part: INDEPENDENT=YES, where a player switching renditions can begin.
       this.closePart();
     }
     driver.partSamples.push(sample);
     this.latest = Math.max(this.latest, presentation);
+    this.flushChunk();
+  }
+
+  /**
+   * Writes the samples taken since the last chunk as one CMAF chunk (moof+mdat, ISO/IEC 23000-19 §7.3.2.3) of the
+   * part being built, and hands it to the viewers following that part: a part's bytes leave as each picture is
+   * taken, not when the part is complete.
+   */
+  private flushChunk(): void {
+    const driver = this.driver;
+    if (!this.current || !driver || driver.partSamples.length === 0) return;
+    const part = this.building;
+    part.independent ??= driver.partSamples[0]!.keyframe;
+    part.ticks += sum(driver.partSamples);
+    part.samples += driver.partSamples.length;
+    this.writeChunk();
+  }
+
+  private writeChunk(): void {
+    const runs = this.tracks
+      .filter((t) => t.partSamples.length > 0)
+      .map((t) => ({ trackId: t.track.id, baseDecodeTime: t.partSamples[0]!.dts, samples: t.partSamples }));
+    if (runs.length === 0) return;
+    const chunk = writeFragment(this.fragmentSequence++, runs);
+    for (const t of this.tracks) t.partSamples = [];
+    this.building.chunks.push(chunk);
+    this.building.bytes += chunk.length;
+    for (const follower of this.building.followers) follower(chunk);
   }
 
   /**
@@ -381,19 +433,19 @@ export class LlHlsMuxer implements StreamSink {
   private closePart(): void {
     const seg = this.current;
     const driver = this.driver;
-    if (!seg || !driver || driver.partSamples.length === 0) return;
-    const runs = this.tracks
-      .filter((t) => t.partSamples.length > 0)
-      .map((t) => ({ trackId: t.track.id, baseDecodeTime: t.partSamples[0]!.dts, samples: t.partSamples }));
-    const bytes = writeFragment(this.fragmentSequence++, runs);
-    const ticks = sum(driver.partSamples);
-    this.driverSamples += driver.partSamples.length;
-    this.segmentPartTicks += ticks;
-    const duration = ticks / driver.track.timescale;
-    seg.parts.push({ number: this.nextPartNumber++, duration, independent: driver.partSamples[0]!.keyframe, bytes });
-    for (const t of this.tracks) t.partSamples = [];
+    if (!seg || !driver || (this.building.samples === 0 && driver.partSamples.length === 0)) return;
+    this.flushChunk();
+    this.writeChunk(); // samples of the other tracks after the last picture
+    const part = this.building;
+    this.building = newBuildingPart();
+    const bytes = part.chunks.length === 1 ? part.chunks[0]! : Buffer.concat(part.chunks, part.bytes);
+    this.driverSamples += part.samples;
+    this.segmentPartTicks += part.ticks;
+    const duration = part.ticks / driver.track.timescale;
+    seg.parts.push({ number: this.nextPartNumber++, duration, independent: part.independent ?? false, bytes });
     this.bytesWritten += bytes.length;
     this.secondsWritten += duration;
+    for (const follower of part.followers) follower(undefined);
     this.wakeWaiters();
   }
 
@@ -529,6 +581,19 @@ export class LlHlsMuxer implements StreamSink {
     return undefined;
   }
 
+  /**
+   * Follows part `number` while it is being built (the preload-hinted part, RFC 8216bis §6.2.6): `follower` gets
+   * every CMAF chunk written from now on, then `undefined` once the part is complete or never will be (the muxer
+   * closed). Returns the chunks written so far and a function that stops following; undefined when `number` is not
+   * the part being built (it is complete: use `part()`; or it is further ahead).
+   */
+  follow(number: number, follower: (chunk: Buffer | undefined) => void): { chunks: readonly Buffer[]; stop: () => void } | undefined {
+    if (number !== this.nextPartNumber || this._ended) return undefined;
+    const part = this.building;
+    part.followers.add(follower);
+    return { chunks: [...part.chunks], stop: () => part.followers.delete(follower) };
+  }
+
   /** The number the next part will get (what EXT-X-PRELOAD-HINT names). */
   get nextPart(): number {
     return this.nextPartNumber;
@@ -579,9 +644,17 @@ export class LlHlsMuxer implements StreamSink {
     });
   }
 
+  /** Counts changes to the playlist (cached renderings of it are current while it stays the same). */
+  get version(): number {
+    return this._version;
+  }
+
+  private _version = 0;
+
   private wakeWaiters(): void {
     // Every change to the playlist passes through here.
     this.rendered = {};
+    this._version++;
     for (const w of this.waiters) {
       if (w.ready()) {
         clearTimeout(w.timer);
@@ -619,7 +692,10 @@ export class LlHlsMuxer implements StreamSink {
     return {
       targetDuration: this.targetDuration,
       partTarget,
-      partHoldBack: partTarget * 3,
+      // The least §4.4.3.8 allows: a player starts this far behind the live edge and (hls.js by default) stays there.
+      // Parts are announced the moment they are complete and the hinted one streams as it is made, so two parts of
+      // buffer are enough (bench/glass-to-glass.ts: no stalls in 5 minutes).
+      partHoldBack: partTarget * 2,
       mediaSequence: this.mediaSequence,
       discontinuitySequence: this.discontinuitySequence,
       segments,
@@ -657,6 +733,8 @@ export class LlHlsMuxer implements StreamSink {
       w.resolve(false);
     }
     this.waiters.clear();
+    for (const follower of this.building.followers) follower(undefined);
+    this.building = newBuildingPart();
     this.segments = [];
     this.current = undefined;
   }

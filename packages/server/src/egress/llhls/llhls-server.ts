@@ -13,15 +13,21 @@
  * playlists served to that viewer carries the same query, so hls.js, Safari and any HLS player send it on every
  * playlist, part and segment request without being told. The token is verified once per viewer (a grant), not
  * once per part.
+ *
+ * These requests are answered on Node's HTTP server ahead of the framework ({@link LlHlsServer.handle}): a
+ * venue's viewers make ten a second each. The preload-hinted part is streamed chunk by chunk (one CMAF chunk per
+ * picture) while it is being made; everything else is sent from bytes already in memory. Headers say how long
+ * each answer may be cached, so a cache in front (deploy/nginx/glasscast-llhls.conf, or a CDN) collapses the
+ * viewers' identical requests into about one per object.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { GlasscastError } from '../../core/errors.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { GlasscastError, type ErrorCode } from '../../core/errors.js';
 import { JoinedReader } from '../../core/joined-reader.js';
 import type { Logger } from '../../core/logger.js';
 import type { Rendition, RenditionInfo, Stream } from '../../core/stream.js';
 import type { StreamObserver } from '../../core/stream-registry.js';
 import type { StreamSink } from '../../core/subscriber.js';
-import { sendProblem } from '../../http/problem.js';
+import { writeProblem } from '../../http/problem.js';
 import { LlHlsMuxer, type CompletedSegment, type LlHlsMuxerOptions } from './llhls-muxer.js';
 import { renderMultivariantPlaylist, renderRenditionReports, withQuery, type PlaylistVariant } from './llhls-playlist.js';
 import { LlHlsViewers, VIEWER_IDLE_MS, type LlHlsViewer } from './llhls-viewers.js';
@@ -40,6 +46,8 @@ export interface LlHlsServerOptions extends LlHlsMuxerOptions {
    * first request). Resolves with who the viewer is, or throws a GlasscastError. Absent: everyone may play.
    */
   authorizePlay?: (request: { stream: string; token: string | undefined; clientAddress: string; entry: boolean }) => Promise<{ viewerId: string | undefined; tokenId: string | undefined; expiresAt: number } | undefined>;
+  /** Headers added to every LL-HLS answer (e.g. HSTS). */
+  headers?: Record<string, string>;
   /** Told when a viewer arrives and when it has left (no request for 10 s). Must not throw. */
   onViewer?: (event: 'joined' | 'left', viewer: LlHlsViewer) => void;
   /**
@@ -60,13 +68,36 @@ const CACHE_BLOCKING_PLAYLIST = 'public, max-age=30';
 const CACHE_LIVE_PLAYLIST = 'public, max-age=1';
 const PLAYLIST_TYPE = 'application/vnd.apple.mpegurl';
 /** An AbortSignal that fires when the client closes the connection before we answer. */
-function hangUp(reply: FastifyReply): AbortSignal {
+function hangUp(res: ServerResponse): AbortSignal {
   const controller = new AbortController();
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) controller.abort();
+  res.once('close', () => {
+    if (!res.writableFinished) controller.abort();
   });
   return controller.signal;
 }
+
+/** A query string's parameters (the last of a repeated name wins); a malformed escape is kept as sent. */
+type Query = Record<string, string | undefined>;
+function parseQuery(query: string): Query {
+  const out: Query = {};
+  if (!query) return out;
+  for (const pair of query.split('&')) {
+    const eq = pair.indexOf('=');
+    const key = eq < 0 ? pair : pair.slice(0, eq);
+    const raw = eq < 0 ? '' : pair.slice(eq + 1).replace(/\+/g, ' ');
+    let value = raw;
+    try {
+      value = decodeURIComponent(raw);
+    } catch {
+      // kept as sent
+    }
+    out[key] = value;
+  }
+  return out;
+}
+
+/** How long a known viewer plays on before its right to play is checked again (a stream made private, a token revoked), ms. */
+const REAUTHORIZE_MS = 5_000;
 
 /** A private viewer's responses (their URLs carry its token) are for its browser only, never a shared cache. */
 function cacheFor(query: string, cache: string): string {
@@ -89,6 +120,8 @@ interface Variant {
   rendition: RenditionInfo | undefined;
   muxer: LlHlsMuxer;
   reader: JoinedReader;
+  /** Its media playlist as sent (no token query), full and delta, with the group's versions it was made from. */
+  rendered: { full?: { version: string; body: Buffer }; delta?: { version: string; body: Buffer } };
 }
 
 /** The variants of one source stream, owned together. */
@@ -112,6 +145,7 @@ export class LlHlsServer implements StreamObserver {
     private readonly options: LlHlsServerOptions,
     private readonly log: Logger,
   ) {
+    this.commonHeaders = { 'access-control-allow-origin': '*', ...(options.headers ?? {}) };
     this.sweepTimer = setInterval(() => {
       for (const v of this.viewers.sweep()) this.notifyViewer('left', v);
     }, VIEWER_IDLE_MS / 2);
@@ -142,17 +176,22 @@ export class LlHlsServer implements StreamObserver {
    * Admits a request: finds (or authorizes and adds) its viewer and counts `rendition`. Returns the query to
    * carry on every URI served to it (`token=…`, or '' without a token); throws a GlasscastError when refused.
    */
-  private async admit(request: FastifyRequest, name: string, rendition: string): Promise<{ query: string; viewer: LlHlsViewer | undefined }> {
-    const raw = (request.query as Record<string, unknown>)['token'];
-    const token = typeof raw === 'string' && raw.length > 0 ? raw : undefined;
-    const key = LlHlsViewers.key(name, token, request.ip, request.headers['user-agent']);
+  private async admit(req: IncomingMessage, params: Query, name: string, rendition: string): Promise<{ query: string; viewer: LlHlsViewer | undefined }> {
+    const raw = params['token'];
+    const token = raw !== undefined && raw.length > 0 ? raw : undefined;
+    const address = req.socket.remoteAddress ?? '';
+    const key = this.viewers.keyOf(name, token, address, req.headers['user-agent']);
     if (this.viewers.isKicked(key)) throw new GlasscastError('PLAYBACK_FORBIDDEN', 'this viewer was removed by the operator');
     const now = Date.now();
     let viewer = this.viewers.get(key, now);
-    const grant = await this.options.authorizePlay?.({ stream: name, token, clientAddress: request.ip, entry: viewer === undefined });
-    if (!viewer && this.groups.has(name)) {
-      viewer = this.viewers.add(key, { stream: name, address: request.ip, startedAt: now, rendition, viewerId: grant?.viewerId, tokenId: grant?.tokenId, expiresAt: grant?.expiresAt });
-      if (viewer) this.notifyViewer('joined', viewer);
+    // A known viewer is checked again now and then, and at once when its token expires; a new one every time.
+    if (!viewer || now - viewer.checkedAt >= REAUTHORIZE_MS || (viewer.expiresAt !== undefined && viewer.expiresAt <= now)) {
+      const grant = await this.options.authorizePlay?.({ stream: name, token, clientAddress: address, entry: viewer === undefined });
+      if (!viewer && this.groups.has(name)) {
+        viewer = this.viewers.add(key, { stream: name, address, startedAt: now, rendition, viewerId: grant?.viewerId, tokenId: grant?.tokenId, expiresAt: grant?.expiresAt });
+        if (viewer) this.notifyViewer('joined', viewer);
+      }
+      if (viewer) viewer.checkedAt = now;
     }
     if (viewer) {
       viewer.lastSeenAt = now;
@@ -217,7 +256,7 @@ export class LlHlsServer implements StreamObserver {
       },
     };
     const reader = new JoinedReader(video, () => source.audioFor('aac'), sink, { label: 'llhls' });
-    return { rendition, muxer, reader };
+    return { rendition, muxer, reader, rendered: {} };
   }
 
   private removeVariant(variant: Variant | undefined): void {
@@ -233,6 +272,11 @@ export class LlHlsServer implements StreamObserver {
     clearTimeout(group.removeTimer);
     for (const r of group.renditions.values()) this.removeVariant(r);
     this.removeVariant(group.source);
+  }
+
+  private variantOf(name: string, rendition: string): Variant | undefined {
+    const group = this.groups.get(name);
+    return rendition === SOURCE_RENDITION ? group?.source : group?.renditions.get(rendition);
   }
 
   /** The muxer serving `name` (its source, or one rendition of it), if any. */
@@ -303,91 +347,195 @@ export class LlHlsServer implements StreamObserver {
     for (const name of [...this.groups.keys()]) this.removeGroup(name);
   }
 
-  /** Registers the HLS routes on `app`. */
-  registerRoutes(app: FastifyInstance): void {
-    const notFound = (reply: FastifyReply, what: string): FastifyReply => sendProblem(reply, 'STREAM_NOT_FOUND', what);
-
-    app.addHook('onSend', async (request, reply) => {
-      if (request.url.startsWith('/hls/')) reply.header('access-control-allow-origin', '*');
+  /**
+   * Serves an LL-HLS request on Node's HTTP server itself, ahead of the web framework: a venue's thousand viewers
+   * each ask for a playlist and a part five times a second, so this path does no routing, hooks or per-request
+   * schema work, answers from bytes rendered once per playlist update, and checks a known viewer's right to play at
+   * most every {@link REAUTHORIZE_MS}. Returns false when `req` is not an LL-HLS request (the framework takes it).
+   */
+  handle(req: IncomingMessage, res: ServerResponse): boolean {
+    const url = req.url ?? '';
+    if (!url.startsWith('/hls/') || (req.method !== 'GET' && req.method !== 'HEAD')) return false;
+    this.serve(req, res, url).catch((err: unknown) => {
+      if (!(err instanceof GlasscastError)) this.log.error({ err, url: url.slice(0, 200) }, 'LL-HLS request failed');
+      if (res.headersSent) res.destroy();
+      else this.problem(res, url, err instanceof GlasscastError ? err.code : 'INTERNAL', err instanceof GlasscastError ? err.message : 'internal error');
     });
+    return true;
+  }
 
-    app.get<{ Params: { name: string } }>('/hls/:name/index.m3u8', async (request, reply) => {
-      const name = request.params.name;
-      const { query, viewer } = await this.admit(request, name, '');
-      let variants = this.variants(name);
-      if (variants.length === 0) return notFound(reply, `stream ${name} is not live`);
-      const expected = this.options.expectedRenditions?.(name) ?? 0;
-      if (variants.length - 1 < expected) {
-        const signal = hangUp(reply);
-        const deadline = Date.now() + RENDITION_WAIT_MS;
-        while (this.renditions(name).length < expected && Date.now() < deadline && !signal.aborted) await new Promise((r) => setTimeout(r, 100));
-        variants = this.variants(name);
-      }
-      const text = withQuery(renderMultivariantPlaylist(variants), query);
-      this.count(name, viewer, text.length);
-      // Short-lived: renditions appear a moment after the source (the transcoder starts on its first keyframe).
-      return reply.type(PLAYLIST_TYPE).header('cache-control', cacheFor(query, 'public, max-age=2')).send(text);
-    });
+  private async serve(req: IncomingMessage, res: ServerResponse, url: string): Promise<void> {
+    const q = url.indexOf('?');
+    const segments = (q < 0 ? url : url.slice(0, q)).split('/'); // '', 'hls', name, …
+    const params = parseQuery(q < 0 ? '' : url.slice(q + 1));
+    let name: string;
+    try {
+      name = decodeURIComponent(segments[2] ?? '');
+    } catch {
+      throw new GlasscastError('BAD_REQUEST', 'malformed stream name');
+    }
+    if (segments.length === 4 && segments[3] === 'index.m3u8') return this.serveMultivariant(req, res, url, name, params);
+    const rendition = segments[3] ?? '';
+    if (segments.length === 5 && segments[4] === 'media.m3u8') return this.serveMedia(req, res, url, name, rendition, params);
+    if (segments.length === 6) return this.serveObject(req, res, url, name, rendition, segments[4]!, segments[5]!, params);
+    throw new GlasscastError('NOT_FOUND', `no route for GET ${url.split('?')[0]!.slice(0, 200)}`);
+  }
 
-    app.get<{ Params: { name: string; rendition: string }; Querystring: Record<string, string | undefined> }>(
-      '/hls/:name/:rendition/media.m3u8',
-      async (request, reply) => {
-        const { name, rendition } = request.params;
-        const { query, viewer } = await this.admit(request, name, rendition);
-        const send = (cache: string): FastifyReply => {
-          const text = withQuery(muxer!.playlist(skip) + this.renditionReports(name, rendition), query);
-          this.count(name, viewer, text.length);
-          return reply.type(PLAYLIST_TYPE).header('cache-control', cacheFor(query, cache)).send(text);
-        };
-        const muxer = RENDITION_PATTERN.test(rendition) ? this.muxer(name, rendition) : undefined;
-        if (!muxer || !muxer.ready) return notFound(reply, `stream ${name} is not live${rendition === SOURCE_RENDITION ? '' : ` in ${rendition.slice(0, 12)}`}`);
-        const q = request.query;
-        const skip = q['_HLS_skip'] === 'YES' || q['_HLS_skip'] === 'v2';
-        if (q['_HLS_msn'] === undefined) {
-          if (q['_HLS_part'] !== undefined) {
-            return sendProblem(reply, 'BAD_REQUEST', '_HLS_part requires _HLS_msn');
-          }
-          return send(CACHE_LIVE_PLAYLIST);
-        }
-        const msn = Number(q['_HLS_msn']);
-        const part = q['_HLS_part'] === undefined ? undefined : Number(q['_HLS_part']);
-        if (!Number.isInteger(msn) || msn < 0 || (part !== undefined && (!Number.isInteger(part) || part < 0))) {
-          return sendProblem(reply, 'BAD_REQUEST', '_HLS_msn/_HLS_part must be non-negative integers');
-        }
-        // §6.2.5.2: a request more than two segments ahead of the playlist is a client error.
-        if (msn > muxer.lastMsn + 2) {
-          return sendProblem(reply, 'BAD_REQUEST', `_HLS_msn ${msn} is too far ahead`);
-        }
-        const ready = await muxer.waitFor(() => muxer.has(msn, part), muxer.targetDuration * 3000, hangUp(reply));
-        if (!ready) {
-          return sendProblem(reply.header('retry-after', '1'), 'NOT_READY', 'requested part not available in time');
-        }
-        return send(CACHE_BLOCKING_PLAYLIST);
-      },
-    );
+  private async serveMultivariant(req: IncomingMessage, res: ServerResponse, url: string, name: string, params: Query): Promise<void> {
+    const { query, viewer } = await this.admit(req, params, name, '');
+    let variants = this.variants(name);
+    if (variants.length === 0) return this.problem(res, url, 'STREAM_NOT_FOUND', `stream ${name} is not live`);
+    const expected = this.options.expectedRenditions?.(name) ?? 0;
+    if (variants.length - 1 < expected) {
+      const signal = hangUp(res);
+      const deadline = Date.now() + RENDITION_WAIT_MS;
+      while (this.renditions(name).length < expected && Date.now() < deadline && !signal.aborted) await new Promise((r) => setTimeout(r, 100));
+      variants = this.variants(name);
+    }
+    const body = Buffer.from(withQuery(renderMultivariantPlaylist(variants), query));
+    this.count(name, viewer, body.length);
+    // Short-lived: renditions appear a moment after the source (the transcoder starts on its first keyframe).
+    this.send(req, res, PLAYLIST_TYPE, cacheFor(query, 'public, max-age=2'), body);
+  }
 
-    app.get<{ Params: { name: string; rendition: string; epoch: string; file: string } }>('/hls/:name/:rendition/:epoch/:file', async (request, reply) => {
-      const { name, rendition, epoch, file } = request.params;
-      const { query, viewer } = await this.admit(request, name, rendition);
-      const muxer = RENDITION_PATTERN.test(rendition) ? this.muxer(name, rendition) : undefined;
-      if (!muxer || muxer.epoch !== epoch) return sendProblem(reply, 'NOT_FOUND', 'no such object (the stream restarted or ended)');
-      const match = /^(init|seg|part)(\d{1,12})\.(mp4|m4s)$/.exec(file);
-      if (!match) return sendProblem(reply, 'NOT_FOUND', 'no such object');
-      const n = Number(match[2]);
-      let bytes: Buffer | undefined;
-      if (match[1] === 'init') bytes = muxer.init(n);
-      else if (match[1] === 'seg') bytes = muxer.segment(n);
-      else {
+  private async serveMedia(req: IncomingMessage, res: ServerResponse, url: string, name: string, rendition: string, params: Query): Promise<void> {
+    const { query, viewer } = await this.admit(req, params, name, rendition);
+    const variant = RENDITION_PATTERN.test(rendition) ? this.variantOf(name, rendition) : undefined;
+    const muxer = variant?.muxer;
+    if (!variant || !muxer || !muxer.ready) return this.problem(res, url, 'STREAM_NOT_FOUND', `stream ${name} is not live${rendition === SOURCE_RENDITION ? '' : ` in ${rendition.slice(0, 12)}`}`);
+    const skip = params['_HLS_skip'] === 'YES' || params['_HLS_skip'] === 'v2';
+    const answer = (cache: string): void => {
+      const body = this.renderedPlaylist(name, rendition, variant, skip, query);
+      this.count(name, viewer, body.length);
+      this.send(req, res, PLAYLIST_TYPE, cacheFor(query, cache), body);
+    };
+    if (params['_HLS_msn'] === undefined) {
+      if (params['_HLS_part'] !== undefined) return this.problem(res, url, 'BAD_REQUEST', '_HLS_part requires _HLS_msn');
+      return answer(CACHE_LIVE_PLAYLIST);
+    }
+    const msn = Number(params['_HLS_msn']);
+    const part = params['_HLS_part'] === undefined ? undefined : Number(params['_HLS_part']);
+    if (!Number.isInteger(msn) || msn < 0 || (part !== undefined && (!Number.isInteger(part) || part < 0))) {
+      return this.problem(res, url, 'BAD_REQUEST', '_HLS_msn/_HLS_part must be non-negative integers');
+    }
+    // §6.2.5.2: a request more than two segments ahead of the playlist is a client error.
+    if (msn > muxer.lastMsn + 2) return this.problem(res, url, 'BAD_REQUEST', `_HLS_msn ${msn} is too far ahead`);
+    const ready = await muxer.waitFor(() => muxer.has(msn, part), muxer.targetDuration * 3000, hangUp(res));
+    if (!ready) return this.problem(res, url, 'NOT_READY', 'requested part not available in time', { 'retry-after': '1' });
+    answer(CACHE_BLOCKING_PLAYLIST);
+  }
+
+  private async serveObject(req: IncomingMessage, res: ServerResponse, url: string, name: string, rendition: string, epoch: string, file: string, params: Query): Promise<void> {
+    const { query, viewer } = await this.admit(req, params, name, rendition);
+    const muxer = RENDITION_PATTERN.test(rendition) ? this.muxer(name, rendition) : undefined;
+    if (!muxer || muxer.epoch !== epoch) return this.problem(res, url, 'NOT_FOUND', 'no such object (the stream restarted or ended)');
+    const match = /^(init|seg|part)(\d{1,12})\.(mp4|m4s)$/.exec(file);
+    if (!match) return this.problem(res, url, 'NOT_FOUND', 'no such object');
+    const n = Number(match[2]);
+    let bytes: Buffer | undefined;
+    if (match[1] === 'init') bytes = muxer.init(n);
+    else if (match[1] === 'seg') bytes = muxer.segment(n);
+    else {
+      bytes = muxer.part(n);
+      // A preload-hinted part is requested before it exists (§6.2.6): once it is the part being built, its chunks
+      // are sent as they are written (chunked transfer); a part further ahead waits its turn first.
+      if (!bytes && n >= muxer.nextPart && n <= muxer.nextPart + PART_ADVANCE_LIMIT && !muxer.ended) {
+        const signal = hangUp(res);
+        const timeoutMs = muxer.targetDuration * 3000;
+        if (n > muxer.nextPart) await muxer.waitFor(() => muxer.nextPart >= n || muxer.ended, timeoutMs, signal);
         bytes = muxer.part(n);
-        // A preload-hinted part is requested before it exists: hold the request until it does (§6.2.6).
-        if (!bytes && n >= muxer.nextPart && n <= muxer.nextPart + PART_ADVANCE_LIMIT && !muxer.ended) {
-          await muxer.waitFor(() => muxer.part(n) !== undefined || muxer.ended, muxer.targetDuration * 3000, hangUp(reply));
-          bytes = muxer.part(n);
-        }
+        if (!bytes && !signal.aborted && (await this.streamPart(req, res, muxer, n, timeoutMs, signal, cacheFor(query, CACHE_IMMUTABLE), (length) => this.count(name, viewer, length)))) return;
+        bytes = muxer.part(n);
       }
-      if (!bytes) return sendProblem(reply, 'NOT_FOUND', 'no such object (not made yet, or out of the window)');
-      this.count(name, viewer, bytes.length);
-      return reply.type('video/mp4').header('cache-control', cacheFor(query, CACHE_IMMUTABLE)).send(bytes);
+    }
+    if (!bytes) return this.problem(res, url, 'NOT_FOUND', 'no such object (not made yet, or out of the window)');
+    this.count(name, viewer, bytes.length);
+    this.send(req, res, 'video/mp4', cacheFor(query, CACHE_IMMUTABLE), bytes);
+  }
+
+  /**
+   * Streams part `number` while it is being built: the chunks written so far, then each one as it is written,
+   * with chunked transfer, ending with the part. Resolves true once it has started (the part had its first chunk),
+   * false when there was nothing to stream: the part completed, never started within `timeoutMs`, the muxer closed
+   * or the client hung up first (the caller then serves it whole, or 404).
+   */
+  private streamPart(req: IncomingMessage, res: ServerResponse, muxer: LlHlsMuxer, number: number, timeoutMs: number, signal: AbortSignal, cache: string, counted: (bytes: number) => void): Promise<boolean> {
+    return new Promise((resolve) => {
+      let started = false;
+      const write = (chunk: Buffer): void => {
+        counted(chunk.length);
+        if (req.method !== 'HEAD') res.write(chunk);
+      };
+      const start = (): void => {
+        started = true;
+        clearTimeout(timer);
+        res.writeHead(200, { 'content-type': 'video/mp4', 'cache-control': cache, ...this.commonHeaders });
+        resolve(true);
+      };
+      const following = muxer.follow(number, (chunk) => {
+        if (chunk) {
+          if (!started) start();
+          write(chunk);
+        } else {
+          following?.stop();
+          signal.removeEventListener('abort', abort);
+          if (started) res.end();
+          else finish();
+        }
+      });
+      if (!following) return resolve(false);
+      const finish = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', abort);
+        resolve(false);
+      };
+      const abort = (): void => {
+        following.stop();
+        if (started) res.destroy();
+        else finish();
+      };
+      const timer = setTimeout(() => {
+        if (!started) abort();
+      }, timeoutMs);
+      signal.addEventListener('abort', abort, { once: true });
+      if (following.chunks.length > 0) {
+        start();
+        for (const chunk of following.chunks) write(chunk);
+      }
     });
+  }
+
+  /**
+   * The media playlist of one variant as bytes, with its rendition reports and the viewer's query: rendered once
+   * per playlist update (of this variant or, for the reports, of any other) and shared by every viewer asking.
+   */
+  private renderedPlaylist(name: string, rendition: string, variant: Variant, skip: boolean, query: string): Buffer {
+    const group = this.groups.get(name);
+    let version = `${variant.muxer.version}`;
+    if (group && group.renditions.size > 0) {
+      version += `/${group.source.muxer.version}`;
+      for (const r of group.renditions.values()) version += `/${r.muxer.version}`;
+    }
+    const slot = skip ? 'delta' : 'full';
+    const cached = variant.rendered[slot];
+    if (!query && cached?.version === version) return cached.body;
+    const text = withQuery(variant.muxer.playlist(skip) + this.renditionReports(name, rendition), query);
+    const body = Buffer.from(text);
+    if (!query) variant.rendered[slot] = { version, body };
+    return body;
+  }
+
+  /** Headers of every LL-HLS answer (CORS: players on other origins; HSTS when configured). */
+  private readonly commonHeaders: Record<string, string>;
+
+  private send(req: IncomingMessage, res: ServerResponse, type: string, cache: string, body: Buffer): void {
+    res.writeHead(200, { 'content-type': type, 'cache-control': cache, 'content-length': String(body.length), ...this.commonHeaders });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  }
+
+  private problem(res: ServerResponse, url: string, code: ErrorCode, detail: string, headers: Record<string, string> = {}): void {
+    if (code === 'RATE_LIMITED') headers['retry-after'] ??= '60';
+    if (code.startsWith('PLAYBACK_TOKEN_')) headers['www-authenticate'] = 'Bearer';
+    writeProblem(res, code, detail, url.split('?')[0]!, { ...this.commonHeaders, ...headers });
   }
 }

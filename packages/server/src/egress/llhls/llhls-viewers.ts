@@ -23,6 +23,8 @@ export interface LlHlsViewer {
   /** Epoch ms. */
   startedAt: number;
   lastSeenAt: number;
+  /** When its right to play was last checked, epoch ms. */
+  checkedAt: number;
   bytesSent: number;
   /** The rendition of its last media request (`src`, `720p`, …). */
   rendition: string;
@@ -42,6 +44,21 @@ export class LlHlsViewers {
     return createHash('sha256').update(token ? `t\0${stream}\0${token}` : `a\0${stream}\0${address}\0${userAgent ?? ''}`).digest('hex').slice(0, 16);
   }
 
+  /** Keys by what they are made of: hashing once per viewer, not once per request. */
+  private readonly keys = new Map<string, string>();
+
+  /** {@link LlHlsViewers.key}, remembered. */
+  keyOf(stream: string, token: string | undefined, address: string, userAgent: string | undefined): string {
+    const raw = `${stream}\0${token ?? ''}\0${token ? '' : address}\0${token ? '' : (userAgent ?? '')}`;
+    let key = this.keys.get(raw);
+    if (key === undefined) {
+      if (this.keys.size >= MAX_VIEWERS) this.keys.clear();
+      key = LlHlsViewers.key(stream, token, address, userAgent);
+      this.keys.set(raw, key);
+    }
+    return key;
+  }
+
   /** The viewer of `key`, if it is current. */
   get(key: string, now = Date.now()): LlHlsViewer | undefined {
     const v = this.viewers.get(key);
@@ -58,9 +75,9 @@ export class LlHlsViewers {
   }
 
   /** Adds a viewer (after it was authorized). */
-  add(key: string, viewer: Omit<LlHlsViewer, 'id' | 'bytesSent' | 'lastSeenAt'>): LlHlsViewer | undefined {
+  add(key: string, viewer: Omit<LlHlsViewer, 'id' | 'bytesSent' | 'lastSeenAt' | 'checkedAt'>): LlHlsViewer | undefined {
     if (this.viewers.size >= MAX_VIEWERS) return undefined;
-    const v: LlHlsViewer = { ...viewer, id: `hls-${key}`, bytesSent: 0, lastSeenAt: viewer.startedAt };
+    const v: LlHlsViewer = { ...viewer, id: `hls-${key}`, bytesSent: 0, lastSeenAt: viewer.startedAt, checkedAt: viewer.startedAt };
     this.viewers.set(key, v);
     return v;
   }
