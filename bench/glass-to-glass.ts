@@ -8,6 +8,7 @@
  * parts), a 1280x720 30 fps source with AAC audio, and hls.js with its own default configuration
  * (`/watch/<name>?hls=defaults`). Flags change one thing each for the "tuned" rows: `--size 640x360`,
  * `--audio none`, `--ladder none`, `--hls player` (the watch page's tuning: live-edge catch-up at ≤ 1.05×),
+ * `--hls page` (hls.js with its defaults on a bare page instead of the watch page),
  * `--part-target-ms 100`.
  *
  * With `--source srt` the same ffmpeg publishes MPEG-TS over SRT (`--srt-latency-ms`, default 200, as OBS users set
@@ -32,7 +33,7 @@
  * first request (ms), and stalls. `G2G_TRACE=1` prints what hls.js believes each second (its latency, target,
  * stall count, buffer ahead) beside the measured latency.
  * Usage: npm run bench:latency [-- --protocol ll-hls|webrtc --source rtmp|srt|whip --srt-latency-ms 200 --srt-publisher obs|ffmpeg-cli --publisher-preset ultrafast|veryfast --layer src|240p --seconds 30 --loads 5
- *   --part-target-ms 200 --size 1280x720 --audio aac|none --ladder default|none --hls defaults|player --row default|tuned
+ *   --part-target-ms 200 --size 1280x720 --audio aac|none --ladder default|none --hls defaults|player|page --row default|tuned
  *   --server-log warn|info --api-load 200 --transport any|udp|tcp]
  * `--api-load N` sends N REST API requests a second (a mix of the public list and status, an admin's stats, sessions
  * and history, and Prometheus scrapes) while the latency is measured, from a separate process at the lowest CPU
@@ -41,7 +42,9 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import type { Writable } from 'node:stream';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -95,6 +98,12 @@ const AUDIO = opts.audio !== 'none';
 /** The server's ladder flag: none for the default (the server's own), else the given ladder. */
 const LADDER_FLAG = LAYER !== 'src' ? ['--ladder', `${LAYER}=500k`] : opts.ladder === 'default' ? [] : ['--ladder', opts.ladder!];
 const HLS_DEFAULTS = opts.hls !== 'player';
+/**
+ * `--hls page`: a bare page with hls.js (the full build, its default config) playing the multivariant playlist,
+ * served by this process on its own loopback port: what any hls.js page gets, without the watch page's own work
+ * (the web app, its status requests and stats) on the same main thread.
+ */
+const BARE_PAGE = PROTOCOL === 'll-hls' && opts.hls === 'page';
 const FPS = 30;
 /** Bytes of one raw yuv420p frame the publisher is fed. */
 const FRAME_BYTES = (WIDTH * HEIGHT * 3) / 2;
@@ -170,6 +179,36 @@ function receiverDelays(from: ReceiverTotals, to: ReceiverTotals): ReceiverDelay
  * picture every 4 ms and records each new time code when it first appears (requestVideoFrameCallback does not
  * fire in this headless build), as { latency, at } in window.benchFrames.
  */
+/**
+ * Serves the bare hls.js page (`--hls page`) on a free loopback port. Its `window.glasscast` answers what this
+ * benchmark reads from the watch page's player: stalls (a `waiting` event after playback began), latency and
+ * buffer as hls.js reports them.
+ */
+async function serveBarePage(base: string): Promise<{ url: string; server: Server }> {
+  const hlsJs = readFileSync('node_modules/hls.js/dist/hls.min.js');
+  const html = `<!doctype html><meta charset="utf-8"><title>hls.js</title><video muted autoplay playsinline style="width:1280px"></video>
+<script src="/hls.js"></script><script>
+const video = document.querySelector('video');
+const hls = new Hls();
+let playing = false, stalls = 0;
+video.addEventListener('playing', () => { playing = true; });
+video.addEventListener('waiting', () => { if (playing) stalls++; });
+window.glasscast = {
+  hls,
+  getStats: () => ({ stalls, latencyMs: Number.isFinite(hls.latency) ? Math.round(hls.latency * 1000) : undefined, bufferMs: video.buffered.length ? Math.round((video.buffered.end(video.buffered.length - 1) - video.currentTime) * 1000) : 0 }),
+  getQuality: () => ({ current: 'src' }),
+};
+hls.loadSource('${base}/hls/bench/index.m3u8');
+hls.attachMedia(video);
+</script>`;
+  const server = createServer((req, res) => {
+    if (req.url === '/hls.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(hlsJs);
+    else res.writeHead(200, { 'content-type': 'text/html' }).end(html);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, server };
+}
+
 const PAGE_PROBE = `(() => {
   const Native = window.RTCPeerConnection;
   window.benchPeers = [];
@@ -282,6 +321,7 @@ async function main(): Promise<void> {
   // Never leave the server behind, even if this process dies on an uncaught error.
   process.once('exit', () => server.kill('SIGKILL'));
   const base = `http://127.0.0.1:${httpPort}`;
+  const bare = BARE_PAGE ? await serveBarePage(base) : undefined;
   let publisher: ReturnType<typeof runFfmpeg> | undefined;
   let ticker: NodeJS.Timeout | undefined;
   let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
@@ -389,7 +429,7 @@ async function main(): Promise<void> {
         if (msg.type() === 'error' || msg.text().startsWith('{"hlsLatencyMs')) console.error(`page console: ${msg.text()}`);
       });
       await page.addInitScript(PAGE_PROBE);
-      await page.goto(`${base}/watch/bench?protocol=${PROTOCOL}${PROTOCOL === 'll-hls' && HLS_DEFAULTS ? '&hls=defaults' : ''}`);
+      await page.goto(bare ? bare.url : `${base}/watch/bench?protocol=${PROTOCOL}${PROTOCOL === 'll-hls' && HLS_DEFAULTS ? '&hls=defaults' : ''}`);
       await waitUntil('the first frame', () => page.evaluate(() => (window as unknown as { benchFirstFrame?: number }).benchFirstFrame), 20_000, 50).catch(
         async (err: unknown) => {
           const state = await page.evaluate(() => {
@@ -459,6 +499,7 @@ async function main(): Promise<void> {
     server.kill('SIGTERM');
     if (server.exitCode === null) await new Promise((r) => server.once('exit', r));
     rmSync(dataDir, { recursive: true, force: true });
+    bare?.server.close();
   }
   const figures = {
     bench: `${SOURCE}-to-${PROTOCOL}-glass-to-glass${LAYER === 'src' ? '' : `-${LAYER}-rendition`}${TRANSPORT === 'any' ? '' : `-over-${TRANSPORT}`}`,
@@ -467,7 +508,7 @@ async function main(): Promise<void> {
     rendition: LAYER === 'src' ? 'source' : `${LAYER} (x264 ladder, 500 kb/s)`,
     source: SOURCE !== 'whip' ? `x264 veryfast zerolatency, ${WIDTH}x${HEIGHT}@30, 1 s GOP, 2.5 Mb/s CBR, ${AUDIO ? 'AAC 128 kb/s' : 'no audio'}, ${SOURCE === 'srt' ? `MPEG-TS over SRT (latency ${SRT_LATENCY_MS} ms)` : 'RTMP'}` : `canvas ${WIDTH}x${HEIGHT}@30 + tone → Chromium H.264 (OpenH264) + Opus over WHIP from /broadcast`,
     server: { ladder: LADDER_FLAG[1] ?? 'default (1080p=4500k,720p=2500k,480p=1200k@30,360p=600k@30)', partTargetMs: Number(opts['part-target-ms']) },
-    player: PROTOCOL === 'll-hls' ? (HLS_DEFAULTS ? 'hls.js defaults' : 'watch page tuning (live-edge catch-up ≤ 1.05×)') : 'Chromium WebRTC',
+    player: PROTOCOL === 'll-hls' ? (BARE_PAGE ? 'hls.js defaults on a bare page' : HLS_DEFAULTS ? 'hls.js defaults' : 'watch page tuning (live-edge catch-up ≤ 1.05×)') : 'Chromium WebRTC',
     partTargetMs: Number(opts['part-target-ms']),
     latencyMs: { median: quantile(results.latencies, 0.5), p95: quantile(results.latencies, 0.95), samples: results.latencies.length },
     timeToFirstFrameMs: { median: quantile(results.ttff, 0.5), max: Math.max(...results.ttff), loads: results.ttff.length },
