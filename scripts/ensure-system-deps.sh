@@ -34,6 +34,16 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "glasscast: installing ${pkgs}from Debian's packages" >&2
 export DEBIAN_FRONTEND=noninteractive
+# Packages with a service (nginx) must not start it: the tests run their own, on private ports. policy-rc.d
+# (Debian's policy layer, read by invoke-rc.d and deb-systemd-invoke) says no while we install, if none is there.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy"
+  chmod 755 "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends ${pkgs} >/dev/null
+# ...nor start it at the next boot.
+case " ${pkgs}" in *" nginx "*) if command -v systemctl >/dev/null 2>&1; then systemctl disable nginx >/dev/null 2>&1 || true; fi ;; esac
