@@ -2,11 +2,14 @@
  * WHEP fan-out (DESIGN.md "Figures"): one 2.5 Mb/s RTMP source, N non-browser WebRTC viewers in a separate
  * process, on loopback in a private network namespace. For each step prints the server's CPU (% of one core,
  * from /proc), CPU per viewer above the no-viewer baseline, and video packet loss seen by the viewers.
- * With `--transport tcp` every viewer comes over the server's ICE-TCP candidate (RFC 6544) instead of UDP.
- * Usage: npm run bench:fanout [-- --steps 25,50,100,200,300 --window 10 --transport udp|tcp]
+ * The server's CPU counts its peer host processes (WHEP viewers' connections, one per core by default), and each
+ * step prints how it splits between the main process and the hosts.
+ * With `--transport tcp` every viewer comes over the server's ICE-TCP candidate (RFC 6544) instead of UDP;
+ * `--kbps 600` publishes a 0.6 Mb/s source; `--processes N` sets the server's `webrtcProcesses` (default: its own).
+ * Usage: npm run bench:fanout [-- --steps 25,50,100,200,300 --window 10 --transport udp|tcp --kbps 2500 --processes N]
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -17,7 +20,8 @@ import { waitUntil } from '../packages/server/test/support/wait.js';
 
 runInLoopbackNamespace();
 
-const { values: opts } = parseArgs({ options: { steps: { type: 'string', default: '25,50,100,200,300' }, window: { type: 'string', default: '10' }, 'client-processes': { type: 'string', default: '2' }, transport: { type: 'string', default: 'udp' } } });
+const { values: opts } = parseArgs({ options: { steps: { type: 'string', default: '25,50,100,200,300' }, window: { type: 'string', default: '10' }, 'client-processes': { type: 'string', default: '2' }, transport: { type: 'string', default: 'udp' }, kbps: { type: 'string', default: '2500' }, processes: { type: 'string' } } });
+const KBPS = Number(opts.kbps);
 /** `tcp`: every viewer comes over the ICE-TCP port (through a client-side shim, ice-tcp-shim.ts), as behind a UDP-blocking network. */
 const TRANSPORT = opts.transport === 'tcp' ? 'tcp' : 'udp';
 const STEPS = opts.steps!.split(',').map(Number);
@@ -36,17 +40,40 @@ function udpCounters(): { out: number; dropped: number } {
 }
 
 function cpuTicks(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return Number(fields[11]) + Number(fields[12]); // utime + stime
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return Number(fields[11]) + Number(fields[12]); // utime + stime
+  } catch {
+    return 0; // ended
+  }
+}
+
+/** The server's child processes now (its peer hosts; ffmpeg jobs when it runs any). */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]) === pid) out.push(Number(entry));
+    } catch {
+      // ended while we looked
+    }
+  }
+  return out;
+}
+
+/** CPU ticks of the server's main process and of each of its children, by PID. */
+function serverTicks(pid: number): Map<number, number> {
+  return new Map([pid, ...childrenOf(pid)].map((p) => [p, cpuTicks(p)]));
 }
 
 async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'glasscast-fanout-'));
   const [httpPort, rtmpPort] = [await freePort(), await freePort()];
-  const server = spawn(process.execPath, ['packages/server/dist/cli.js', '--host', '127.0.0.1', '--http-port', String(httpPort), '--rtmp-port', String(rtmpPort), '--data-dir', dataDir, '--publish-auth', 'open', '--log-level', process.env['FANOUT_LOG_LEVEL'] ?? 'error', '--webrtc-bind-address', '127.0.0.1', '--webrtc-port-min', '41000', '--webrtc-port-max', '41999', '--ladder', 'none'], { stdio: ['ignore', process.env['FANOUT_LOG_LEVEL'] ? 'inherit' : 'ignore', 'inherit'] });
+  const server = spawn(process.execPath, ['packages/server/dist/cli.js', '--host', '127.0.0.1', '--http-port', String(httpPort), '--rtmp-port', String(rtmpPort), '--data-dir', dataDir, '--publish-auth', 'open', '--log-level', process.env['FANOUT_LOG_LEVEL'] ?? 'error', '--webrtc-bind-address', '127.0.0.1', '--webrtc-port-min', '41000', '--webrtc-port-max', '41999', '--ladder', 'none', ...(opts.processes !== undefined ? ['--webrtc-processes', opts.processes] : [])], { stdio: ['ignore', process.env['FANOUT_LOG_LEVEL'] ? 'inherit' : 'ignore', 'inherit'] });
   process.once('exit', () => server.kill('SIGKILL'));
   const base = `http://127.0.0.1:${httpPort}`;
-  const rows: { viewers: number; connected: number; serverCpuPct: number; perViewerPct: number; viewersCpuPct: number; datagramsPerViewerPerSecond: number; probeVideoPacketsPerSecond: number; serverDroppedFrames: number; deliveredPct: number; probeLossPct: number; kernelLossPct: number; lossPct: number }[] = [];
+  const rows: { viewers: number; connected: number; serverCpuPct: number; mainCpuPct: number; hostsCpuPct: number[]; perViewerPct: number; viewersCpuPct: number; datagramsPerViewerPerSecond: number; probeVideoPacketsPerSecond: number; serverDroppedFrames: number; deliveredPct: number; probeLossPct: number; kernelLossPct: number; lossPct: number }[] = [];
   let publisher: ReturnType<typeof publishTestPattern> | undefined;
   const clients = Array.from({ length: CLIENT_PROCESSES }, () => {
     // The viewers run at a lower priority (nice 10): they stand in for hundreds of other machines, and on this
@@ -78,24 +105,29 @@ async function main(): Promise<void> {
     // Encode the source once, then publish it looped and stream-copied: a live x264 encoder on the same 2 cores
     // would slow down (and send less) exactly when the viewers load the machine.
     const clip = join(dataDir, 'source.flv');
-    const encode = publishTestPattern(clip, { gopSeconds: 1, zerolatency: true, size: '640x360', seconds: 30, realtime: false });
+    const encode = publishTestPattern(clip, { gopSeconds: 1, zerolatency: true, size: '640x360', seconds: 30, realtime: false, videoKbps: KBPS });
     await waitUntil('the source clip to be encoded', () => encode.child.exitCode !== null || undefined, 120_000, 100);
     if (encode.child.exitCode !== 0) throw new Error(`encoding the source failed: ${encode.stderr()}`);
     publisher = publishClip(`rtmp://127.0.0.1:${rtmpPort}/live/fan`, clip);
     await waitUntil('WebRTC to be offered', async () => ((await (await fetch(`${base}/api/v1/streams/fan`)).json()) as { webrtc: boolean }).webrtc, 30_000, 200);
-    const measure = async (): Promise<{ cpu: number; clientCpu: number; stats: Record<string, number>; datagramsPerSecond: number; kernelLossPct: number; serverDroppedFrames: number }> => {
+    const measure = async (): Promise<{ cpu: number; mainCpu: number; hostsCpu: number[]; clientCpu: number; stats: Record<string, number>; datagramsPerSecond: number; kernelLossPct: number; serverDroppedFrames: number }> => {
       const framesDropped = async (): Promise<number> => ((await (await fetch(`${base}/api/v1/streams/fan`)).json()) as { webrtcStats: { framesDropped: number } }).webrtcStats.framesDropped;
       const dropped0 = await framesDropped();
       const before = await ask(() => 'stats');
-      const t0 = cpuTicks(server.pid!);
+      const t0 = serverTicks(server.pid!);
       const udp0 = udpCounters();
       await new Promise((r) => setTimeout(r, WINDOW_S * 1000));
+      const t1 = serverTicks(server.pid!);
       const stats = await ask(() => 'stats');
       const udp1 = udpCounters();
       const serverDroppedFrames = (await framesDropped()) - dropped0;
       const pct = (ticks: number): number => (ticks / TICKS / WINDOW_S) * 100;
       const out = udp1.out - udp0.out;
-      return { serverDroppedFrames, cpu: pct(cpuTicks(server.pid!) - t0), clientCpu: pct(stats['cpuTicks']! - before['cpuTicks']!), stats, datagramsPerSecond: out / WINDOW_S, kernelLossPct: out > 0 ? ((udp1.dropped - udp0.dropped) / out) * 100 : 0 };
+      // A process that started during the window counts from 0; one that ended counts up to its last reading.
+      const used = (p: number): number => Math.max(0, (t1.get(p) ?? t0.get(p) ?? 0) - (t0.get(p) ?? 0));
+      const pids = [...new Set([...t0.keys(), ...t1.keys()])];
+      const hostsCpu = pids.filter((p) => p !== server.pid).map((p) => pct(used(p)));
+      return { serverDroppedFrames, cpu: pct(pids.reduce((sum, p) => sum + used(p), 0)), mainCpu: pct(used(server.pid!)), hostsCpu, clientCpu: pct(stats['cpuTicks']! - before['cpuTicks']!), stats, datagramsPerSecond: out / WINDOW_S, kernelLossPct: out > 0 ? ((udp1.dropped - udp0.dropped) / out) * 100 : 0 };
     };
     const baseline = await measure();
     console.log(`viewers over ${TRANSPORT.toUpperCase()}; baseline (no viewers): server ${baseline.cpu.toFixed(1)} % of a core`);
@@ -103,14 +135,14 @@ async function main(): Promise<void> {
     for (const n of [1, ...STEPS.filter((s) => s > 1)]) {
       await ask((i) => String(share(n, i)));
       await new Promise((r) => setTimeout(r, 3000));
-      const { cpu, clientCpu, stats, datagramsPerSecond, kernelLossPct, serverDroppedFrames } = await measure();
+      const { cpu, mainCpu, hostsCpu, clientCpu, stats, datagramsPerSecond, kernelLossPct, serverDroppedFrames } = await measure();
       const probeLoss = stats['expected'] ? Math.max(0, (1 - stats['received']! / stats['expected']) * 100) : 100;
-      const row = { viewers: n, connected: stats['connected']!, serverCpuPct: cpu, perViewerPct: (cpu - baseline.cpu) / n, viewersCpuPct: clientCpu, datagramsPerViewerPerSecond: datagramsPerSecond / n, probeVideoPacketsPerSecond: stats['received']! / stats['probes']! / WINDOW_S, serverDroppedFrames, probeLossPct: probeLoss, kernelLossPct, lossPct: Math.max(probeLoss, kernelLossPct) };
+      const row = { viewers: n, connected: stats['connected']!, serverCpuPct: cpu, mainCpuPct: mainCpu, hostsCpuPct: hostsCpu, perViewerPct: (cpu - baseline.cpu) / n, viewersCpuPct: clientCpu, datagramsPerViewerPerSecond: datagramsPerSecond / n, probeVideoPacketsPerSecond: stats['received']! / stats['probes']! / WINDOW_S, serverDroppedFrames, probeLossPct: probeLoss, kernelLossPct, lossPct: Math.max(probeLoss, kernelLossPct) };
       referenceRate ??= row.probeVideoPacketsPerSecond;
       const delivered = (row.probeVideoPacketsPerSecond / referenceRate) * 100;
       rows.push({ ...row, deliveredPct: delivered });
       console.log(
-        `${n} viewers (${row.connected} connected): server ${cpu.toFixed(1)} % of a core, ${row.perViewerPct.toFixed(3)} % per viewer, ${row.datagramsPerViewerPerSecond.toFixed(0)} datagrams/s per viewer (probes got ${row.probeVideoPacketsPerSecond.toFixed(0)} video packets/s, ${delivered.toFixed(1)} % of the 1-viewer rate, ${serverDroppedFrames} frames dropped by the server); ` +
+        `${n} viewers (${row.connected} connected): server ${cpu.toFixed(1)} % of a core (main ${mainCpu.toFixed(1)}${hostsCpu.length > 0 ? `, hosts ${hostsCpu.map((c) => c.toFixed(1)).join(' + ')}` : ''}), ${row.perViewerPct.toFixed(3)} % per viewer, ${row.datagramsPerViewerPerSecond.toFixed(0)} datagrams/s per viewer (probes got ${row.probeVideoPacketsPerSecond.toFixed(0)} video packets/s, ${delivered.toFixed(1)} % of the 1-viewer rate, ${serverDroppedFrames} frames dropped by the server); ` +
           `viewer processes ${clientCpu.toFixed(0)} %; loss ${probeLoss.toFixed(2)} % (probe viewers), ${kernelLossPct.toFixed(2)} % (UDP drops, all viewers)`,
       );
       if (row.lossPct > 5) break;
@@ -132,9 +164,9 @@ async function main(): Promise<void> {
   // Held: every viewer connected, < 0.5 % loss, and the whole stream still sent: a server that falls behind real
   // time drops whole frames before packetizing (counted in its stats), which sequence numbers would not show.
   const held = rows.filter((r) => r.lossPct < 0.5 && r.connected === r.viewers && r.serverDroppedFrames === 0).pop();
-  const summary = { bench: 'whep-fanout', transport: TRANSPORT, source: 'x264 zerolatency 640x360@30 1 s GOP, 2.5 Mb/s CBR + AAC, pre-encoded, RTMP stream copy', clientProcesses: CLIENT_PROCESSES, rows, heldWithUnderHalfPercentLoss: held?.viewers ?? 0 };
+  const summary = { bench: 'whep-fanout', transport: TRANSPORT, source: `x264 zerolatency 640x360@30 1 s GOP, ${KBPS / 1000} Mb/s CBR + AAC, pre-encoded, RTMP stream copy`, clientProcesses: CLIENT_PROCESSES, rows, heldWithUnderHalfPercentLoss: held?.viewers ?? 0 };
   mkdirSync('bench/results', { recursive: true });
-  writeFileSync(`bench/results/whep-fanout${TRANSPORT === 'tcp' ? '-tcp' : ''}.json`, JSON.stringify(summary, null, 2) + '\n');
+  writeFileSync(`bench/results/whep-fanout${TRANSPORT === 'tcp' ? '-tcp' : ''}${KBPS !== 2500 ? `-${KBPS}k` : ''}.json`, JSON.stringify(summary, null, 2) + '\n');
   console.log(`largest step held with < 0.5 % loss: ${summary.heldWithUnderHalfPercentLoss} viewers`);
 }
 

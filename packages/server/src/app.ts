@@ -55,6 +55,7 @@ import { ConnectionJournal } from './webrtc/connection-journal.js';
 import { WebRtcDiagnostics } from './webrtc/diagnostics.js';
 import { IceTcpListener } from './webrtc/ice-tcp.js';
 import { releaseWebRtc, retainWebRtc, webRtcHealthy } from './webrtc/webrtc-peer.js';
+import { PeerHosts } from './webrtc/peer-hosts.js';
 import type { DatabaseSchema } from './store/database.js';
 import { openDatabase, settingOnce } from './store/database.js';
 import type { StreamRecord, Visibility } from './store/stream-store.js';
@@ -80,6 +81,8 @@ export interface Glasscast {
   uploader: Uploader | undefined;
   thumbnails: Thumbnailer;
   whep: WhepServer;
+  /** The processes WHEP viewers' connections run in (undefined: `webrtcProcesses` 0, in this process). */
+  peerHosts: PeerHosts | undefined;
   whip: WhipServer;
   rtmp: RtmpServer;
   srt: SrtServer;
@@ -284,10 +287,13 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     iceTcp,
     journal: new ConnectionJournal(),
   };
+  // WHEP viewers' connections run in peer host processes, one per core: sending to viewers uses every core.
+  const peerHosts = config.webrtcProcesses > 0 ? new PeerHosts(config.webrtcProcesses, log.child({ webrtc: 'peer-hosts' })) : undefined;
   const diagnostics = new WebRtcDiagnostics(network, network.journal, () => tls !== undefined, log.child({ webrtc: 'diagnostics' }));
   const whep = new WhepServer(
     {
       network,
+      connections: peerHosts?.factory,
       playerIceServers: iceServers,
       connectTimeoutMs: 15_000,
       maxSessions: 1000,
@@ -615,6 +621,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     await db.destroy();
     transcode.close();
     llhls.close();
+    await peerHosts?.close();
     releaseWebRtc();
     throw err;
   }
@@ -654,6 +661,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     uploader,
     thumbnails,
     whep,
+    peerHosts,
     whip,
     rtmp,
     srt,
@@ -675,6 +683,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
         registry.close();
         transcode.close();
         whep.close();
+        await peerHosts?.close();
         diagnostics.close();
         llhls.close();
         thumbnails.close();

@@ -4,6 +4,7 @@
  * from.
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { GlasscastError } from '../core/errors.js';
 import { DEFAULT_LADDER, parseLadder } from '../transcode/ladder.js';
@@ -75,6 +76,11 @@ export const configSchema = z
     webrtcTcp: z.enum(['on', 'off']),
     /** TCP port of WebRTC over TCP (forward it beside the UDP range). Default 8189. */
     webrtcTcpPort: port,
+    /**
+     * Processes that send WebRTC to viewers (peer hosts), so delivery uses every core; 0 = in the server's own
+     * process. 0–64; default one per core (0 on a single core).
+     */
+    webrtcProcesses: z.number().int().min(0).max(64),
     /** PEM certificate (chain) file: the web server speaks HTTPS on httpPort. Reloaded when the file changes. */
     tlsCert: z.string(),
     /** PEM private key file of tlsCert. */
@@ -178,6 +184,7 @@ export const DEFAULT_CONFIG: GlasscastConfig = {
   webrtcPublicAddresses: '',
   webrtcTcp: 'on',
   webrtcTcpPort: 8189,
+  webrtcProcesses: availableParallelism() > 1 ? availableParallelism() : 0,
   tlsCert: '',
   tlsKey: '',
   tlsSelfSigned: 'off',

@@ -1,15 +1,17 @@
 /**
- * The one adapter around the WebRTC library (node-datachannel / libdatachannel, DESIGN.md), shared by WHEP and
- * WHIP: a peer that answers an offer with exactly our tracks (one codec each; send-only for WHEP viewers,
- * receive-only for WHIP publishers), sends RTP/RTCP we built, and hands back the RTP and RTCP it receives.
- * Nothing outside this folder imports the library.
+ * A WebRTC peer of one WHEP or WHIP session (or a diagnostics probe): its connection (in this process, or on a
+ * peer host for WHEP viewers: peer-connection.ts), the answer as announced (public addresses, ICE-TCP
+ * candidates), RTCP feedback read for the owner, counters, and its record in the connection journal.
  */
-import nodeDataChannel from 'node-datachannel';
 import type { Logger } from '../core/logger.js';
 import { isRtcp, readRtcpFeedback, type RtcpFeedback } from '../media/rtp/rtcp.js';
 import { randomBytes } from 'node:crypto';
 import { countOfferedCandidates, explainFailure, type ConnectionJournal, type ConnectionRecord } from './connection-journal.js';
 import { passiveTcpCandidates, type IceTcpListener } from './ice-tcp.js';
+import { libraryPeerConnection, type PeerConnection, type PeerConnectionFactory, type PeerState, type PeerTrack } from './peer-connection.js';
+
+export type { PeerState, PeerTrack } from './peer-connection.js';
+export { closePeerConnection, keepUntilClosed, releaseWebRtc, retainWebRtc, webRtcHealthy } from './peer-connection.js';
 
 /** Network settings shared by every peer. */
 export interface WebRtcNetworkOptions {
@@ -39,34 +41,9 @@ export interface SelectedPath {
   remoteType: string;
 }
 
-/** A track of this peer: one media section of the offer, answered with one codec. */
-export interface PeerTrack {
-  kind: 'video' | 'audio';
-  /** `send`: we send media on it (WHEP); `receive`: the remote peer does (WHIP). */
-  direction: 'send' | 'receive';
-  /** The offer's mid for this media section. */
-  mid: string;
-  payloadType: number;
-  /** `H264`, `VP8` or `opus`. */
-  codec: 'H264' | 'VP8' | 'opus';
-  /** fmtp line value for H.264 (`packetization-mode=1;profile-level-id=…`). */
-  fmtp: string | undefined;
-  /** Our SSRC: of the media we send, or the one our RTCP comes from on a receive track. */
-  ssrc: number;
-}
-
-/** Peer connection states as the library reports them. */
-export type PeerState = 'new' | 'connecting' | 'connected' | 'disconnected' | 'failed' | 'closed';
-
-/** How long to wait for ICE gathering before answering with what we have, ms. */
-const GATHER_TIMEOUT_MS = 2000;
-
 /** A WebRTC peer of one WHEP or WHIP session. `close()` is idempotent. */
 export class WebRtcPeer {
-  private readonly pc: nodeDataChannel.PeerConnection;
-  private readonly tracks = new Map<string, nodeDataChannel.Track>();
-  /** Tracks whose DTLS-SRTP is up, by mid (kept from open/close events: no native call per packet). */
-  private readonly openTracks = new Map<string, nodeDataChannel.Track>();
+  private readonly connection: PeerConnection;
   private closed = false;
   private readonly kind: string;
   private readonly stream: string;
@@ -95,19 +72,35 @@ export class WebRtcPeer {
     private readonly network: WebRtcNetworkOptions,
     private readonly log: Logger,
     private readonly clientAddress?: string,
+    /** Where the connection runs: this process (default) or a peer host (WHEP viewers, peer-hosts.ts). */
+    connections: PeerConnectionFactory = libraryPeerConnection,
   ) {
-    this.pc = new nodeDataChannel.PeerConnection(name, {
-      iceServers: network.iceServers,
-      ...(network.bindAddress ? { bindAddress: network.bindAddress } : {}),
-      portRangeBegin: network.portRange.min,
-      portRangeEnd: network.portRange.max,
-    });
     const dash = name.indexOf('-');
     this.kind = dash < 0 ? name : name.slice(0, dash);
     this.stream = dash < 0 ? '' : name.slice(dash + 1);
-    this.pc.onStateChange((state) => {
-      this.noteState(state as PeerState);
-      this.stateHandler?.(state as PeerState);
+    const settings = { name, iceServers: network.iceServers, bindAddress: network.bindAddress, portRange: network.portRange };
+    this.connection = connections(settings, {
+      state: (state) => {
+        this.noteState(state);
+        this.stateHandler?.(state);
+      },
+      trackOpen: () => {
+        const h = this.openHandler;
+        this.openHandler = undefined;
+        h?.();
+      },
+      message: (mid, msg) => {
+        if (!isRtcp(msg)) {
+          this.rtpHandler?.(mid, msg);
+          return;
+        }
+        this.rtcpHandler?.(mid, msg);
+        const feedback = readRtcpFeedback(msg);
+        if (feedback.keyframeRequests.length > 0 || feedback.nacks.length > 0 || feedback.reports.length > 0 || feedback.remb !== undefined) {
+          this.feedbackHandler?.(mid, feedback);
+        }
+      },
+      refused: (packets, bytes) => this.refused(packets, bytes),
     });
   }
 
@@ -141,46 +134,7 @@ export class WebRtcPeer {
    * @throws Error when the library refuses the offer (malformed SDP, no usable transport).
    */
   async answer(offer: string, tracks: readonly PeerTrack[]): Promise<string> {
-    for (const t of tracks) {
-      const direction = t.direction === 'send' ? 'SendOnly' : 'RecvOnly';
-      const media = t.kind === 'video' ? new nodeDataChannel.Video(t.mid, direction) : new nodeDataChannel.Audio(t.mid, direction);
-      if (media instanceof nodeDataChannel.Video) {
-        if (t.codec === 'VP8') media.addVP8Codec(t.payloadType);
-        else media.addH264Codec(t.payloadType, t.fmtp);
-      } else {
-        media.addOpusCodec(t.payloadType);
-      }
-      if (t.direction === 'send') media.addSSRC(t.ssrc, 'glasscast', 'glasscast', t.kind);
-      const track = this.pc.addTrack(media);
-      // NACKs are answered by the caller from one history per stream (viewers share sequence numbers), which is
-      // cheaper than a history per viewer; the library's own responder did not answer in our tests.
-      track.onMessage((msg) => {
-        if (!isRtcp(msg)) {
-          this.rtpHandler?.(t.mid, msg);
-          return;
-        }
-        this.rtcpHandler?.(t.mid, msg);
-        const feedback = readRtcpFeedback(msg);
-        if (feedback.keyframeRequests.length > 0 || feedback.nacks.length > 0 || feedback.reports.length > 0 || feedback.remb !== undefined) {
-          this.feedbackHandler?.(t.mid, feedback);
-        }
-      });
-      keepUntilClosed(track, () => this.openTracks.delete(t.mid));
-      track.onOpen(() => {
-        this.openTracks.set(t.mid, track);
-        const h = this.openHandler;
-        this.openHandler = undefined;
-        h?.();
-      });
-      this.tracks.set(t.mid, track);
-    }
-    this.pc.setRemoteDescription(offer, 'offer');
-    const deadline = Date.now() + GATHER_TIMEOUT_MS;
-    while (this.pc.gatheringState() !== 'complete' && Date.now() < deadline && !this.closed) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    const local = this.pc.localDescription();
-    if (!local) throw new Error('the WebRTC library produced no answer');
+    const sdp = await this.connection.answer(offer, tracks);
     this.record = {
       id: randomBytes(12).toString('base64url'),
       kind: this.kind,
@@ -195,7 +149,7 @@ export class WebRtcPeer {
       failure: undefined,
     };
     this.network.journal?.add(this.record);
-    return this.announceTcp(this.announcePublicAddresses(local.sdp));
+    return this.announceTcp(this.announcePublicAddresses(sdp));
   }
 
   /** Keeps the journal record up to date with a state change (and says why a failed peer failed). */
@@ -219,12 +173,7 @@ export class WebRtcPeer {
   refreshRecord(): void {
     const record = this.record;
     if (!record || this.closed || record.state === 'closed') return;
-    let state: PeerState;
-    try {
-      state = this.pc.state() as PeerState;
-    } catch {
-      return;
-    }
+    const state = this.connection.state();
     if (state !== 'connected') return;
     record.state = state;
     record.connectMs ??= Date.now() - record.startedAt;
@@ -277,12 +226,7 @@ export class WebRtcPeer {
   /** The candidate pair ICE selected (undefined before one is, or after close). */
   selectedPath(): SelectedPath | undefined {
     if (this.closed) return undefined;
-    let pair: ReturnType<nodeDataChannel.PeerConnection['getSelectedCandidatePair']>;
-    try {
-      pair = this.pc.getSelectedCandidatePair();
-    } catch {
-      return undefined;
-    }
+    const pair = this.connection.selectedPair();
     if (!pair) return undefined;
     const tcp = this.network.iceTcp?.connectionFor({ address: pair.remote.address, port: pair.remote.port });
     if (tcp) {
@@ -308,41 +252,30 @@ export class WebRtcPeer {
 
   /** Sends one RTP or RTCP packet on the track of `mid` (RTCP also on receive tracks). Returns false if it could not be sent. */
   send(mid: string, packet: Buffer): boolean {
-    const track = this.openTracks.get(mid);
-    if (track === undefined) {
-      this.packetsDropped++;
-      return false;
+    if (this.connection.send(mid, packet)) {
+      this.packetsSent++;
+      this.bytesSent += packet.length;
+      return true;
     }
-    try {
-      const ok = track.sendMessageBinary(packet);
-      if (ok) {
-        this.packetsSent++;
-        this.bytesSent += packet.length;
-      } else {
-        this.packetsDropped++;
-      }
-      return ok;
-    } catch (err) {
-      this.packetsDropped++;
-      this.log.debug({ err }, 'WebRTC send failed');
-      return false;
-    }
+    this.packetsDropped++;
+    return false;
+  }
+
+  /** `packets` of `bytes` counted as sent were refused after all (a peer host sends later): moved to dropped. */
+  private refused(packets: number, bytes: number): void {
+    this.packetsSent -= packets;
+    this.bytesSent -= bytes;
+    this.packetsDropped += packets;
   }
 
   /** Adds a remote ICE candidate (trickle, RFC 8840). */
   addRemoteCandidate(candidate: string, mid: string): void {
-    this.pc.addRemoteCandidate(candidate, mid);
+    this.connection.addRemoteCandidate(candidate, mid);
   }
 
   /** Current connection state. */
   get state(): PeerState {
-    return this.closed ? 'closed' : (this.pc.state() as PeerState);
-  }
-
-  /** Round-trip time from the library's ICE/RTCP view, ms (undefined if not known). */
-  rtt(): number | undefined {
-    const r = this.pc.rtt();
-    return r >= 0 ? r : undefined;
+    return this.closed ? 'closed' : this.connection.state();
   }
 
   /** Closes the connection and its tracks. Idempotent. */
@@ -353,106 +286,7 @@ export class WebRtcPeer {
     if (this.record) this.record.state = 'closed';
     this.closed = true;
     this.unregisterTcp?.();
-    closePeerConnection(this.pc, this.tracks.values());
-    this.tracks.clear();
-    this.openTracks.clear();
+    this.connection.close();
   }
 }
 
-/**
- * Closes `tracks`, then `pc` (tracks first: the library's global release closes every track it still lists, and
- * one whose peer connection is gone crashes it). For every peer connection of the process, test clients included.
- */
-export function closePeerConnection(pc: nodeDataChannel.PeerConnection, tracks: Iterable<nodeDataChannel.Track>): void {
-  for (const track of tracks) {
-    try {
-      track.close();
-    } catch {
-      // already closed by the library
-    }
-  }
-  pc.close();
-}
-
-/** Owners of the library now (servers that may create peers; test clients). */
-let retained = 0;
-/** Set when the library failed a health probe. */
-let lastProbe: { at: number; ok: boolean } | undefined;
-/** Health probes are at most this often, ms (each creates and closes a peer connection). */
-const PROBE_INTERVAL_MS = 10_000;
-
-/** How long after the last owner let go the library is released at the earliest, ms (closing peers drain first). */
-const RELEASE_DELAY_MS = 200;
-/** Longest the release waits for closed tracks to report it, ms. */
-const RELEASE_WAIT_MS = 3_000;
-
-/**
- * Track objects kept alive until the library reports them closed. node-datachannel's Track destructor does not
- * take the track off the library's list; only its 'closed' event does. A track collected before that event leaves a
- * dangling entry, and the library's global release closes every listed track: a crash (seen as SIGSEGV in
- * `TrackWrapper::CloseAll` at the end of test files). Holding each track until 'closed' makes that impossible.
- */
-const unclosedTracks = new Set<nodeDataChannel.Track>();
-
-/**
- * Keeps `track` referenced until the library reports it closed, then calls `onClosed`. Every track of the
- * process (servers and test clients) is made through this. Replaces any other `onClosed` handler.
- */
-export function keepUntilClosed(track: nodeDataChannel.Track, onClosed?: () => void): void {
-  unclosedTracks.add(track);
-  track.onClosed(() => {
-    unclosedTracks.delete(track);
-    onClosed?.();
-  });
-}
-
-/**
- * Marks one more owner of the library: a server, or anything else in the process that makes peer connections
- * (test clients); pair with {@link releaseWebRtc}.
- */
-export function retainWebRtc(): void {
-  retained++;
-}
-
-/**
- * Drops one owner; shortly after the last one, the library's global resources are released (its threads and
- * the handles that keep Node's event loop alive), so a process whose servers and clients closed ends by itself.
- * Releasing while any peer connection of the process is still in use would crash the library: every owner
- * retains it first. The library starts again on the next peer.
- */
-export function releaseWebRtc(): void {
-  if (retained === 0) return;
-  retained--;
-  if (retained > 0) return;
-  const giveUpAt = Date.now() + RELEASE_WAIT_MS;
-  const release = (): void => {
-    if (retained > 0) return;
-    // Closed tracks report it asynchronously; release once they all have (or, bounded, with the rest still held).
-    if (unclosedTracks.size > 0 && Date.now() < giveUpAt) {
-      setTimeout(release, 50);
-      return;
-    }
-    nodeDataChannel.cleanup();
-    unclosedTracks.clear();
-  };
-  setTimeout(release, RELEASE_DELAY_MS);
-}
-
-/**
- * True when the library answers: a peer connection can be created and closed (probed at most every 10 s).
- * For /healthz.
- */
-export function webRtcHealthy(): boolean {
-  const now = Date.now();
-  if (lastProbe && now - lastProbe.at < PROBE_INTERVAL_MS) return lastProbe.ok;
-  let ok: boolean;
-  try {
-    const pc = new nodeDataChannel.PeerConnection('health', { iceServers: [], portRangeBegin: 1, portRangeEnd: 1 });
-    ok = typeof pc.state() === 'string';
-    pc.close();
-  } catch {
-    ok = false;
-  }
-  lastProbe = { at: now, ok };
-  return ok;
-}

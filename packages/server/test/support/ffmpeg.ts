@@ -53,14 +53,15 @@ export function publishClip(rtmpUrl: string, file = BBB_CLIP): FfmpegProcess {
 }
 
 /**
- * Publishes (or, with `realtime: false` and a file path, encodes as fast as it can) an x264 test pattern with OBS's usual settings: CBR 2500k, veryfast, keyframe interval
+ * Publishes (or, with `realtime: false` and a file path, encodes as fast as it can) an x264 test pattern with OBS's usual settings: CBR 2500k (or `videoKbps`), veryfast, keyframe interval
  * `gopSeconds`, 30 fps, AAC 160k; `zerolatency` adds x264's zerolatency tune (no B-frames, no lookahead).
  */
 export function publishTestPattern(
   rtmpUrl: string,
-  options: { gopSeconds?: number; zerolatency?: boolean; size?: string; seconds?: number; realtime?: boolean } = {},
+  options: { gopSeconds?: number; zerolatency?: boolean; size?: string; seconds?: number; realtime?: boolean; /** CBR video rate, kb/s (default 2500). */ videoKbps?: number } = {},
 ): FfmpegProcess {
   const fps = 30;
+  const rate = `${options.videoKbps ?? 2500}k`;
   const gop = fps * (options.gopSeconds ?? 2);
   const duration = options.seconds !== undefined ? ['-t', String(options.seconds)] : [];
   return runFfmpeg([
@@ -70,7 +71,7 @@ export function publishTestPattern(
     ...duration,
     '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'high', '-pix_fmt', 'yuv420p',
     ...(options.zerolatency ? ['-tune', 'zerolatency'] : []),
-    '-b:v', '2500k', '-minrate', '2500k', '-maxrate', '2500k', '-bufsize', '2500k', '-x264-params', 'nal-hrd=cbr',
+    '-b:v', rate, '-minrate', rate, '-maxrate', rate, '-bufsize', rate, '-x264-params', 'nal-hrd=cbr',
     '-g', String(gop), '-keyint_min', String(gop), '-sc_threshold', '0',
     '-c:a', 'aac', '-b:a', '160k', '-ar', '48000',
     '-f', 'flv', rtmpUrl,

@@ -20,6 +20,7 @@ import type { Subscriber } from '../../core/subscriber.js';
 import { sendProblem } from '../../http/problem.js';
 import { chooseH264Format, chooseOpusFormat, type SdpMediaSection } from '../../media/sdp/sdp.js';
 import type { PeerTrack, WebRtcNetworkOptions } from '../../webrtc/webrtc-peer.js';
+import type { PeerConnectionFactory } from '../../webrtc/peer-connection.js';
 import { WebRtcPeer } from '../../webrtc/webrtc-peer.js';
 import { applyTrickle, cors, created, hasType, linkIceServers, parseOffer, SDP, TRICKLE } from '../../webrtc/signaling.js';
 import type { MediaKind, RtpViewer } from './whep-source.js';
@@ -30,6 +31,8 @@ import { RenditionSwitch } from './whep-rendition-switch.js';
 /** Options of the WHEP server. */
 export interface WhepServerOptions {
   network: WebRtcNetworkOptions;
+  /** Where viewers' peer connections run: peer host processes (peer-hosts.ts); undefined = this process. */
+  connections?: PeerConnectionFactory;
   /** ICE servers announced to players in Link headers (STUN/TURN URLs). */
   playerIceServers: string[];
   /** A session that does not connect within this long is closed, ms. Default 15 000. */
@@ -611,7 +614,7 @@ export class WhepServer implements StreamObserver {
         const wanted = info.video ? 'video section with H.264 packetization-mode=1' : 'audio section with Opus (this stream is audio only)';
         return sendProblem(reply, 'NO_COMMON_CODEC', `the offer has no receivable ${wanted}`);
       }
-      const peer = new WebRtcPeer(`whep-${name}`, this.options.network, this.log, request.ip);
+      const peer = new WebRtcPeer(`whep-${name}`, this.options.network, this.log, request.ip, this.options.connections);
       let answer: string;
       try {
         answer = await peer.answer(String(request.body), tracks);
