@@ -2,6 +2,7 @@
  * WHEP fan-out (DESIGN.md "Figures"): one 2.5 Mb/s RTMP source, N non-browser WebRTC viewers in a separate
  * process, on loopback in a private network namespace. For each step prints the server's CPU (% of one core,
  * from /proc), CPU per viewer above the no-viewer baseline, and video packet loss seen by the viewers.
+ * Every viewer comes from 127.0.0.1, so the per-address offer rate limit is lifted (one address stands for many).
  * The server's CPU counts its peer host processes (WHEP viewers' connections, one per core by default), and each
  * step prints how it splits between the main process and the hosts.
  * With `--transport tcp` every viewer comes over the server's ICE-TCP candidate (RFC 6544) instead of UDP;
@@ -70,7 +71,7 @@ function serverTicks(pid: number): Map<number, number> {
 async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'glasscast-fanout-'));
   const [httpPort, rtmpPort] = [await freePort(), await freePort()];
-  const server = spawn(process.execPath, ['packages/server/dist/cli.js', '--host', '127.0.0.1', '--http-port', String(httpPort), '--rtmp-port', String(rtmpPort), '--data-dir', dataDir, '--publish-auth', 'open', '--log-level', process.env['FANOUT_LOG_LEVEL'] ?? 'error', '--webrtc-bind-address', '127.0.0.1', '--webrtc-port-min', '41000', '--webrtc-port-max', '41999', '--ladder', 'none', ...(opts.processes !== undefined ? ['--webrtc-processes', opts.processes] : [])], { stdio: ['ignore', process.env['FANOUT_LOG_LEVEL'] ? 'inherit' : 'ignore', 'inherit'] });
+  const server = spawn(process.execPath, ['packages/server/dist/cli.js', '--host', '127.0.0.1', '--http-port', String(httpPort), '--rtmp-port', String(rtmpPort), '--data-dir', dataDir, '--publish-auth', 'open', '--log-level', process.env['FANOUT_LOG_LEVEL'] ?? 'error', '--webrtc-bind-address', '127.0.0.1', '--webrtc-port-min', '41000', '--webrtc-port-max', '41999', '--ladder', 'none', '--rate-limit-offers', '0', ...(opts.processes !== undefined ? ['--webrtc-processes', opts.processes] : [])], { stdio: ['ignore', process.env['FANOUT_LOG_LEVEL'] ? 'inherit' : 'ignore', 'inherit'] });
   process.once('exit', () => server.kill('SIGKILL'));
   const base = `http://127.0.0.1:${httpPort}`;
   const rows: { viewers: number; connected: number; serverCpuPct: number; mainCpuPct: number; hostsCpuPct: number[]; perViewerPct: number; viewersCpuPct: number; datagramsPerViewerPerSecond: number; probeVideoPacketsPerSecond: number; serverDroppedFrames: number; deliveredPct: number; probeLossPct: number; kernelLossPct: number; lossPct: number }[] = [];
@@ -91,7 +92,9 @@ async function main(): Promise<void> {
         replies.length = 0;
         child.stdin.write(cmd(i) + '\n');
         const line = await waitUntil(`clients to answer "${cmd(i)}"`, () => replies.shift(), 300_000, 20);
-        return JSON.parse(line) as Record<string, number>;
+        const answer = JSON.parse(line) as Record<string, number | string>;
+        if (typeof answer['error'] === 'string') console.log(`viewer process ${i}: ${answer['error']}`);
+        return answer as Record<string, number>;
       }),
     );
     const sum: Record<string, number> = {};
