@@ -64,8 +64,8 @@ import { StreamStore } from './store/stream-store.js';
 /** A running Glasscast. `close()` stops everything it started. */
 export interface Glasscast {
   config: GlasscastConfig;
-  /** Bound ports (useful when configured as 0). */
-  ports: { http: number; rtmp: number; srt: number; webrtcTcp: number };
+  /** Bound ports (useful when configured as 0); `webrtcUdp`: the UDP ports WebRTC media uses (one per process). */
+  ports: { http: number; rtmp: number; srt: number; webrtcTcp: number; webrtcUdp: { min: number; max: number } };
   /** The HTTPS certificate in use (undefined: plain HTTP). */
   tls(): { source: 'files' | 'self-signed'; fingerprint256: string; validTo: number } | undefined;
   registry: StreamRegistry;
@@ -279,16 +279,18 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   const iceServers = listSetting(config.iceServers);
   // WebRTC over TCP listens where the media does: on the bind address, else on the HTTP host.
   const iceTcp = config.webrtcTcp === 'on' ? new IceTcpListener({ host: config.webrtcBindAddress || config.host, port: config.webrtcTcpPort, log: log.child({ webrtc: 'ice-tcp' }) }) : undefined;
+  // One UDP port per process that runs peer connections (ICE UDP mux): the first for this one, one per peer host.
+  const webrtcProcesses = Math.min(config.webrtcProcesses, config.webrtcPortMax - config.webrtcPortMin);
   const network = {
     bindAddress: config.webrtcBindAddress || undefined,
-    portRange: { min: config.webrtcPortMin, max: config.webrtcPortMax },
+    portRange: { min: config.webrtcPortMin, max: config.webrtcPortMin + webrtcProcesses },
     publicAddresses: listSetting(config.webrtcPublicAddresses),
     iceServers,
     iceTcp,
     journal: new ConnectionJournal(),
   };
   // WHEP viewers' connections run in peer host processes, one per core: sending to viewers uses every core.
-  const peerHosts = config.webrtcProcesses > 0 ? new PeerHosts(config.webrtcProcesses, log.child({ webrtc: 'peer-hosts' })) : undefined;
+  const peerHosts = webrtcProcesses > 0 ? new PeerHosts(Array.from({ length: webrtcProcesses }, (_, i) => config.webrtcPortMin + 1 + i), log.child({ webrtc: 'peer-hosts' })) : undefined;
   const diagnostics = new WebRtcDiagnostics(network, network.journal, () => tls !== undefined, log.child({ webrtc: 'diagnostics' }));
   const whep = new WhepServer(
     {
@@ -373,10 +375,15 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   const http = Fastify({
     logger: false,
     bodyLimit: 1024 * 1024,
-    serverFactory: (handler: RequestListener) =>
-      (https ?? createHttpServer()).on('request', (request, response) => {
+    serverFactory: (handler: RequestListener) => {
+      const server = (https ?? createHttpServer()).on('request', (request, response) => {
         if (!llhls.handle(request, response)) handler(request, response);
-      }) as unknown as HttpServer,
+      });
+      // Fastify's own idle keep-alive (it sets it only on servers it makes): Node's 5 s default closed connections
+      // that clients were about to reuse ("other side closed" in a client that paused 4–5 s between requests).
+      server.keepAliveTimeout = 72_000;
+      return server as unknown as HttpServer;
+    },
   });
   if (tls && config.hsts === 'on') {
     http.addHook('onSend', async (_request, reply) => {
@@ -646,7 +653,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   let closed: Promise<void> | undefined;
   return {
     config,
-    ports: { http: httpPort, rtmp: rtmpPort, srt: srtPort, webrtcTcp: iceTcpPort },
+    ports: { http: httpPort, rtmp: rtmpPort, srt: srtPort, webrtcTcp: iceTcpPort, webrtcUdp: network.portRange },
     tls: () => currentTls && { source: currentTls.source, fingerprint256: currentTls.fingerprint256, validTo: currentTls.validTo },
     registry,
     store,

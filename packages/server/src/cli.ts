@@ -110,7 +110,7 @@ async function main(): Promise<void> {
   const others = everywhere && !config.publicUrl ? lanAddresses().slice(1) : [];
   if (others.length > 0) lines.push(`  Also at:      ${others.map((a) => `${new URL(base.http).protocol}//${urlHost(a)}:${app.ports.http}/`).join('  ')}`);
   lines.push(
-    `  WebRTC:       UDP ${config.webrtcPortMin}–${config.webrtcPortMax}${app.ports.webrtcTcp ? ` and TCP ${app.ports.webrtcTcp}` : ''} (forward them with port ${app.ports.http} for viewers outside this network)`,
+    `  WebRTC:       UDP ${app.ports.webrtcUdp.min}–${app.ports.webrtcUdp.max}${app.ports.webrtcTcp ? ` and TCP ${app.ports.webrtcTcp}` : ''} (forward them with port ${app.ports.http} for viewers outside this network)`,
     `  Test a network: ${base.http}/diagnostics`,
   );
   const tls = app.tls();

@@ -64,7 +64,10 @@ export const configSchema = z
     reconnectGraceMs: z.number().int().min(0).max(600_000),
     /** Public base URL printed in links (e.g. https://live.example.com); default http://<host>:<httpPort>. */
     publicUrl: z.string().url().optional(),
-    /** First UDP port for WebRTC media (forward the range on your router). Default 40000. */
+    /**
+     * First UDP port for WebRTC media: the server's own process uses it, each WebRTC process (webrtcProcesses) the
+     * next one (every peer of a process shares its port: ICE UDP mux). Forward them on your router. Default 40000.
+     */
     webrtcPortMin: port,
     /** Last UDP port for WebRTC media, inclusive. Default 40099. */
     webrtcPortMax: port,

@@ -39,8 +39,11 @@ export interface PeerConnectionSettings {
   iceServers: string[];
   /** Local address ICE binds; undefined = every interface. */
   bindAddress: string | undefined;
-  /** UDP port range for media (inclusive). */
-  portRange: { min: number; max: number };
+  /**
+   * The UDP port of this process's peers: every peer connection of a process shares it (ICE UDP mux: one socket,
+   * demultiplexed by ICE username and remote address), so viewers are not limited by a port range.
+   */
+  port: number;
 }
 
 /** What a peer connection tells its owner. Called on the owner's thread, in the order the library reported. */
@@ -95,11 +98,13 @@ export class LibraryPeerConnection implements PeerConnection {
     private readonly settings: PeerConnectionSettings,
     private readonly events: PeerConnectionEvents,
   ) {
+    keepMuxOpen(settings);
     this.pc = new nodeDataChannel.PeerConnection(settings.name, {
       iceServers: settings.iceServers,
       ...(settings.bindAddress ? { bindAddress: settings.bindAddress } : {}),
-      portRangeBegin: settings.portRange.min,
-      portRangeEnd: settings.portRange.max,
+      portRangeBegin: settings.port,
+      portRangeEnd: settings.port,
+      enableIceUdpMux: true,
     });
     this.pc.onStateChange((state) => {
       if (!this.closed) this.events.state(state as PeerState);
@@ -199,6 +204,31 @@ export function closePeerConnection(pc: nodeDataChannel.PeerConnection, tracks: 
   pc.close();
 }
 
+/**
+ * An idle peer connection per UDP mux port of this process, from its first peer until the library is released.
+ * The library closes a mux socket when its last peer goes, asynchronously: a peer made meanwhile cannot bind the
+ * port and its offer fails ("Failed to gather local ICE candidates", seen when a WHIP publisher returned at once).
+ * Never given a remote description, the keeper sends nothing.
+ */
+const muxKeepers = new Map<number, { pc: nodeDataChannel.PeerConnection; track: nodeDataChannel.Track }>();
+
+function keepMuxOpen(settings: PeerConnectionSettings): void {
+  if (muxKeepers.has(settings.port)) return;
+  const pc = new nodeDataChannel.PeerConnection('mux-keeper', {
+    iceServers: [],
+    ...(settings.bindAddress ? { bindAddress: settings.bindAddress } : {}),
+    portRangeBegin: settings.port,
+    portRangeEnd: settings.port,
+    enableIceUdpMux: true,
+  });
+  const media = new nodeDataChannel.Audio('0', 'RecvOnly');
+  media.addOpusCodec(111);
+  const track = pc.addTrack(media);
+  keepUntilClosed(track);
+  pc.setLocalDescription();
+  muxKeepers.set(settings.port, { pc, track });
+}
+
 /** Owners of the library now (servers that may create peers; test clients). */
 let retained = 0;
 /** Set when the library failed a health probe. */
@@ -251,8 +281,14 @@ export function releaseWebRtc(onReleased?: () => void): void {
   retained--;
   if (retained > 0) return;
   const giveUpAt = Date.now() + RELEASE_WAIT_MS;
+  let keepersClosed = false;
   const release = (): void => {
     if (retained > 0) return;
+    if (!keepersClosed) {
+      keepersClosed = true;
+      for (const k of muxKeepers.values()) closePeerConnection(k.pc, [k.track]);
+      muxKeepers.clear();
+    }
     // Closed tracks report it asynchronously; release once they all have (or, bounded, with the rest still held).
     if (unclosedTracks.size > 0 && Date.now() < giveUpAt) {
       setTimeout(release, 50);

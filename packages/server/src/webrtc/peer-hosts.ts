@@ -108,6 +108,8 @@ class PeerHost {
   exited = false;
 
   constructor(
+    /** The UDP port every peer of this host shares. */
+    readonly port: number,
     private readonly log: Logger,
     private readonly onExit: (host: PeerHost) => void,
   ) {
@@ -136,7 +138,7 @@ class PeerHost {
   create(settings: PeerConnectionSettings, events: PeerConnectionEvents): HostedPeerConnection {
     const pc = new HostedPeerConnection(this, this.nextId++, events);
     this.peers.set(pc.id, pc);
-    this.request({ t: 'open', id: pc.id, settings });
+    this.request({ t: 'open', id: pc.id, settings: { ...settings, port: this.port } });
     return pc;
   }
 
@@ -228,20 +230,20 @@ class PeerHost {
 /** What the pool reports (stats, tests). */
 export interface PeerHostStats {
   /** Per host: its process id and the peers it runs. */
-  hosts: { pid: number | undefined; peers: number; batchesDropped: number }[];
+  hosts: { pid: number | undefined; port: number; peers: number; batchesDropped: number }[];
 }
 
 /**
- * Up to `count` peer hosts, started as peers need them; each new peer goes to the host with the fewest.
- * `close()` ends them all (idempotent).
+ * One peer host per port of `ports`, started as peers need them; each new peer goes to the host with the fewest.
+ * A host that ended leaves its port to the next one. `close()` ends them all (idempotent).
  */
 export class PeerHosts {
   private readonly hosts: PeerHost[] = [];
   private closed = false;
 
   constructor(
-    /** Most host processes (≥ 1); the server's default is one per core. */
-    private readonly count: number,
+    /** The UDP ports of the hosts, one each (≥ 1 port; the server's default is one host per core). */
+    private readonly ports: readonly number[],
     private readonly log: Logger,
   ) {}
 
@@ -249,8 +251,9 @@ export class PeerHosts {
   readonly factory: PeerConnectionFactory = (settings, events) => {
     if (this.closed) throw new Error('the WebRTC peer hosts are closed');
     let host = this.hosts.reduce<PeerHost | undefined>((best, h) => (!best || h.peers.size < best.peers.size ? h : best), undefined);
-    if (!host || (host.peers.size > 0 && this.hosts.length < this.count)) {
-      host = new PeerHost(this.log, (h) => {
+    if (!host || (host.peers.size > 0 && this.hosts.length < this.ports.length)) {
+      const port = this.ports.find((p) => !this.hosts.some((h) => h.port === p))!;
+      host = new PeerHost(port, this.log, (h) => {
         const i = this.hosts.indexOf(h);
         if (i >= 0) this.hosts.splice(i, 1);
       });
@@ -260,7 +263,7 @@ export class PeerHosts {
   };
 
   stats(): PeerHostStats {
-    return { hosts: this.hosts.map((h) => ({ pid: h.pid, peers: h.peers.size, batchesDropped: h.batchesDropped })) };
+    return { hosts: this.hosts.map((h) => ({ pid: h.pid, port: h.port, peers: h.peers.size, batchesDropped: h.batchesDropped })) };
   }
 
   /** Ends every host (their peers close with them). Idempotent. */

@@ -17,7 +17,10 @@ export { closePeerConnection, keepUntilClosed, releaseWebRtc, retainWebRtc, webR
 export interface WebRtcNetworkOptions {
   /** Local address ICE binds (e.g. 127.0.0.1 in tests); undefined = every interface. */
   bindAddress: string | undefined;
-  /** UDP port range for media (inclusive). */
+  /**
+   * UDP ports for media (inclusive): `min` carries every peer of the server's own process (WHIP publishers,
+   * diagnostics, and WHEP viewers without peer hosts), `min + 1 + i` every peer of peer host i (ICE UDP mux).
+   */
   portRange: { min: number; max: number };
   /** Extra addresses announced as host candidates on the same ports (1:1 NAT / port forwarding). */
   publicAddresses: string[];
@@ -78,7 +81,8 @@ export class WebRtcPeer {
     const dash = name.indexOf('-');
     this.kind = dash < 0 ? name : name.slice(0, dash);
     this.stream = dash < 0 ? '' : name.slice(dash + 1);
-    const settings = { name, iceServers: network.iceServers, bindAddress: network.bindAddress, portRange: network.portRange };
+    // A peer host puts its own port in place of this one (peer-hosts.ts).
+    const settings = { name, iceServers: network.iceServers, bindAddress: network.bindAddress, port: network.portRange.min };
     this.connection = connections(settings, {
       state: (state) => {
         this.noteState(state);

@@ -125,7 +125,7 @@ describe('WebRTC with UDP blocked', { timeout: 300_000, skip: isolated ? false :
       const v = await diagnosticsVerdict(page, `${base}/diagnostics`);
       assert.equal(v.level, 'warn', v.text);
       assert.match(v.text, /UDP blocked, TCP works/);
-      assert.match(v.text, /40000–40099/, 'names the UDP ports to open');
+      assert.match(v.text, /40000–400\d\d/, 'names the UDP ports to open');
       assert.deepEqual(v.rows, { http: 'connected', udp: 'failed', tcp: 'connected' });
       const probes = (await connections()).filter((c) => c.kind === 'diagnostics');
       assert.ok(probes.some((c) => c.path?.transport === 'tcp'), `the server saw the TCP test connect: ${JSON.stringify(probes)}`);

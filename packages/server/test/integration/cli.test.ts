@@ -105,7 +105,7 @@ describe('glasscast command', { timeout: 60_000 }, () => {
       const lan = HERE.replace(/\./g, '\\.');
       assert.match(out, new RegExp(`Watch: +http://${lan}:[1-9]\\d*/watch/main`), out);
       assert.match(out, new RegExp(`Server: +rtmp://${lan}:[1-9]\\d*/live`));
-      assert.match(out, /WebRTC: +UDP 40000–40099 and TCP [1-9]\d* \(forward them/);
+      assert.match(out, /WebRTC: +UDP 40000–400\d\d and TCP [1-9]\d* \(forward them/);
       assert.match(out, new RegExp(`Test a network: http://${lan}:[1-9]\\d*/diagnostics`));
     } finally {
       ns.close();

@@ -105,6 +105,32 @@ describe('WHEP viewers in peer host processes', { timeout: 180_000, skip: isolat
     }
   });
 
+  it('carries every peer of a process on one UDP port: more viewers than ports in the range', async () => {
+    // 3 ports: the server's own process, and two hosts. Without ICE UDP mux each peer took a port of its own, and
+    // the 4th viewer's offer failed ("Failed to gather local ICE candidates").
+    const other = await startTestServer({ webrtcBindAddress: '127.0.0.1', webrtcProcesses: 2, webrtcPortMin: 41500, webrtcPortMax: 41502 });
+    const pub = publishTestPattern(`${other.rtmpUrl}/${other.key}`, { gopSeconds: 1, zerolatency: true, size: '320x180' });
+    const clients = Array.from({ length: 8 }, () => new WhepTestClient());
+    try {
+      await waitUntil('WebRTC to be offered', async () => ((await (await fetch(`${other.httpUrl}/api/v1/streams/main`)).json()) as { webrtc: boolean }).webrtc, 20_000, 200);
+      for (const c of clients) assert.equal((await c.connect(`${other.httpUrl}/whep/main`)).status, 201);
+      await waitUntil('1 s of video for every viewer', () => clients.every((c) => c.packets.filter((p) => p.kind === 'video' && p.marker).length >= 30), 20_000);
+      const hosts = other.app.peerHosts!.stats().hosts;
+      assert.deepEqual(hosts.map((h) => h.port).sort(), [41501, 41502]);
+      // Every answer's host candidate is its host's port.
+      for (const c of clients) {
+        const ports = new Set([...c.answerSdp.matchAll(/^a=candidate:\S+ \d (?:UDP|udp) \d+ \S+ (\d+) typ host/gm)].map((m) => Number(m[1])));
+        assert.equal(ports.size, 1, c.answerSdp);
+        assert.ok([41501, 41502].includes([...ports][0]!), c.answerSdp);
+      }
+      assert.deepEqual(other.app.ports.webrtcUdp, { min: 41500, max: 41502 });
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      await pub.stop();
+      await other.stop();
+    }
+  });
+
   it('ends the hosts with the server', async () => {
     const other = await startTestServer({ webrtcBindAddress: '127.0.0.1', webrtcProcesses: 1 });
     const pub = publishTestPattern(`${other.rtmpUrl}/${other.key}`, { gopSeconds: 1, zerolatency: true, size: '320x180' });

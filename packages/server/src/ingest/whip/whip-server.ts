@@ -235,6 +235,7 @@ export class WhipServer {
         answer = await peer.answer(String(request.body), tracks);
       } catch (err) {
         peer.close();
+        this.log.warn({ stream: name, err: (err as Error).message }, 'WHIP offer refused by the WebRTC library');
         mapper.end('offer refused');
         return sendProblem(reply, 'BAD_SDP', `offer refused: ${(err as Error).message}`);
       }
