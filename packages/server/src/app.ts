@@ -56,6 +56,7 @@ import { WebRtcDiagnostics } from './webrtc/diagnostics.js';
 import { IceTcpListener } from './webrtc/ice-tcp.js';
 import { releaseWebRtc, retainWebRtc, webRtcHealthy } from './webrtc/webrtc-peer.js';
 import { PeerHosts } from './webrtc/peer-hosts.js';
+import { reserveMuxPort, type MuxPort } from './webrtc/peer-connection.js';
 import type { DatabaseSchema } from './store/database.js';
 import { openDatabase, settingOnce } from './store/database.js';
 import type { StreamRecord, Visibility } from './store/stream-store.js';
@@ -155,6 +156,18 @@ const VISIBILITY_CACHE_MS = 2000;
 export async function startGlasscast(config: GlasscastConfig, log: Logger): Promise<Glasscast> {
   // HTTPS first: a bad certificate is a configuration error, told before anything is opened.
   const tls = config.tlsCert ? readTls(config.tlsCert, config.tlsKey) : config.tlsSelfSigned === 'on' ? await selfSignedTls(config.dataDir, lanAddresses()) : undefined;
+  // One UDP port per process that runs peer connections (ICE UDP mux): the first free one of the range for this
+  // process, the next ones for the peer hosts (each takes the first free one when it starts).
+  const bindAddress = config.webrtcBindAddress || undefined;
+  const range = (from: number, to: number): number[] => Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
+  retainWebRtc();
+  let muxPort: MuxPort;
+  try {
+    muxPort = await reserveMuxPort(bindAddress, range(config.webrtcPortMin, config.webrtcPortMax));
+  } catch (err) {
+    releaseWebRtc();
+    throw new GlasscastError('CONFIG_INVALID', `${(err as Error).message} (webrtcPortMin–webrtcPortMax): free one or choose other ports`);
+  }
   const db: Kysely<DatabaseSchema> = await openDatabase(config.dataDir);
   const store = new StreamStore(db);
   const apiKeys = new ApiKeyStore(db);
@@ -279,18 +292,18 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   const iceServers = listSetting(config.iceServers);
   // WebRTC over TCP listens where the media does: on the bind address, else on the HTTP host.
   const iceTcp = config.webrtcTcp === 'on' ? new IceTcpListener({ host: config.webrtcBindAddress || config.host, port: config.webrtcTcpPort, log: log.child({ webrtc: 'ice-tcp' }) }) : undefined;
-  // One UDP port per process that runs peer connections (ICE UDP mux): the first for this one, one per peer host.
-  const webrtcProcesses = Math.min(config.webrtcProcesses, config.webrtcPortMax - config.webrtcPortMin);
+  const hostPorts = range(muxPort.port + 1, config.webrtcPortMax);
+  const webrtcProcesses = Math.min(config.webrtcProcesses, hostPorts.length);
   const network = {
-    bindAddress: config.webrtcBindAddress || undefined,
-    portRange: { min: config.webrtcPortMin, max: config.webrtcPortMin + webrtcProcesses },
+    bindAddress,
+    portRange: { min: muxPort.port, max: muxPort.port + webrtcProcesses },
     publicAddresses: listSetting(config.webrtcPublicAddresses),
     iceServers,
     iceTcp,
     journal: new ConnectionJournal(),
   };
   // WHEP viewers' connections run in peer host processes, one per core: sending to viewers uses every core.
-  const peerHosts = webrtcProcesses > 0 ? new PeerHosts(Array.from({ length: webrtcProcesses }, (_, i) => config.webrtcPortMin + 1 + i), log.child({ webrtc: 'peer-hosts' })) : undefined;
+  const peerHosts = webrtcProcesses > 0 ? new PeerHosts({ count: webrtcProcesses, bindAddress, ports: hostPorts }, log.child({ webrtc: 'peer-hosts' })) : undefined;
   const diagnostics = new WebRtcDiagnostics(network, network.journal, () => tls !== undefined, log.child({ webrtc: 'diagnostics' }));
   const whep = new WhepServer(
     {
@@ -366,7 +379,6 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     },
     log.child({ ingest: 'srt' }),
   );
-  retainWebRtc();
 
   // With a certificate, the same routes on an HTTPS server (its context is replaced when the files change).
   const https = tls ? createHttpsServer(secureContextOptions(tls)) : undefined;
@@ -629,6 +641,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     transcode.close();
     llhls.close();
     await peerHosts?.close();
+    muxPort.release();
     releaseWebRtc();
     throw err;
   }
@@ -706,6 +719,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
         dispatcher.close();
         await db.destroy();
         await iceTcp?.close();
+        muxPort.release();
         // The last user of the WebRTC library releases its threads, so the process can end by itself.
         releaseWebRtc();
         log.info({}, 'Glasscast stopped');

@@ -5,6 +5,7 @@
  * (peer-host.ts: the library is not safe in worker threads, so sending spreads over processes). Nothing outside
  * this folder imports the library.
  */
+import { createSocket } from 'node:dgram';
 import nodeDataChannel from 'node-datachannel';
 
 /** A track of a peer: one media section of the offer, answered with one codec. */
@@ -98,7 +99,6 @@ export class LibraryPeerConnection implements PeerConnection {
     private readonly settings: PeerConnectionSettings,
     private readonly events: PeerConnectionEvents,
   ) {
-    keepMuxOpen(settings);
     this.pc = new nodeDataChannel.PeerConnection(settings.name, {
       iceServers: settings.iceServers,
       ...(settings.bindAddress ? { bindAddress: settings.bindAddress } : {}),
@@ -205,28 +205,85 @@ export function closePeerConnection(pc: nodeDataChannel.PeerConnection, tracks: 
 }
 
 /**
- * An idle peer connection per UDP mux port of this process, from its first peer until the library is released.
- * The library closes a mux socket when its last peer goes, asynchronously: a peer made meanwhile cannot bind the
- * port and its offer fails ("Failed to gather local ICE candidates", seen when a WHIP publisher returned at once).
- * Never given a remote description, the keeper sends nothing.
+ * An idle peer connection per UDP mux port of this process ({@link reserveMuxPort}). The library closes a mux
+ * socket when its last peer goes, asynchronously: a peer made meanwhile cannot bind the port and its offer fails
+ * ("Failed to gather local ICE candidates", seen when a WHIP publisher returned at once). Never given a remote
+ * description, the keeper sends nothing.
  */
 const muxKeepers = new Map<number, { pc: nodeDataChannel.PeerConnection; track: nodeDataChannel.Track }>();
 
-function keepMuxOpen(settings: PeerConnectionSettings): void {
-  if (muxKeepers.has(settings.port)) return;
-  const pc = new nodeDataChannel.PeerConnection('mux-keeper', {
-    iceServers: [],
-    ...(settings.bindAddress ? { bindAddress: settings.bindAddress } : {}),
-    portRangeBegin: settings.port,
-    portRangeEnd: settings.port,
-    enableIceUdpMux: true,
-  });
-  const media = new nodeDataChannel.Audio('0', 'RecvOnly');
-  media.addOpusCodec(111);
-  const track = pc.addTrack(media);
-  keepUntilClosed(track);
-  pc.setLocalDescription();
-  muxKeepers.set(settings.port, { pc, track });
+/** A UDP port the peer connections of this process share (ICE UDP mux). `release()` is idempotent. */
+export interface MuxPort {
+  port: number;
+  /** Lets the port go (its peers should be closed first). */
+  release(): void;
+}
+
+/** True when UDP `port` can be bound on `address` now (bound and let go at once). */
+async function udpPortFree(address: string | undefined, port: number): Promise<boolean> {
+  const socket = createSocket(address?.includes(':') ? 'udp6' : 'udp4');
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind({ port, address: address ?? '0.0.0.0', exclusive: true }, resolve);
+    });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await new Promise<void>((r) => socket.close(() => r()));
+  }
+}
+
+/** Reservations of this process, one at a time (a port tested free must be bound before the next test). */
+let reserving: Promise<unknown> = Promise.resolve();
+
+/** Longest a keeper may take to bind its port, ms. */
+const KEEPER_BIND_WAIT_MS = 1000;
+
+/**
+ * Takes the first port of `candidates` that is free on `bindAddress` for this process's peer connections, and
+ * holds it with an idle keeper peer until released. The port is tested first and the keeper made at once (the
+ * library, given a port it cannot bind, aborts the process from one of its threads); resolves once the keeper
+ * has bound it.
+ * @throws Error when no candidate is free.
+ */
+export function reserveMuxPort(bindAddress: string | undefined, candidates: readonly number[]): Promise<MuxPort> {
+  const next = reserving.then(() => reserve(bindAddress, candidates));
+  reserving = next.catch(() => undefined);
+  return next;
+}
+
+async function reserve(bindAddress: string | undefined, candidates: readonly number[]): Promise<MuxPort> {
+  for (const port of candidates) {
+    if (muxKeepers.has(port) || !(await udpPortFree(bindAddress, port))) continue;
+    const pc = new nodeDataChannel.PeerConnection('mux-keeper', {
+      iceServers: [],
+      ...(bindAddress ? { bindAddress } : {}),
+      portRangeBegin: port,
+      portRangeEnd: port,
+      enableIceUdpMux: true,
+    });
+    const media = new nodeDataChannel.Audio('0', 'RecvOnly');
+    media.addOpusCodec(111);
+    const track = pc.addTrack(media);
+    keepUntilClosed(track);
+    pc.setLocalDescription();
+    muxKeepers.set(port, { pc, track });
+    // The library binds from its own thread: wait until it has, so the next test of this port sees it taken.
+    for (const deadline = Date.now() + KEEPER_BIND_WAIT_MS; pc.gatheringState() !== 'complete' && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 5));
+    let released = false;
+    return {
+      port,
+      release: () => {
+        if (released) return;
+        released = true;
+        muxKeepers.delete(port);
+        closePeerConnection(pc, [track]);
+      },
+    };
+  }
+  throw new Error(`no free UDP port for WebRTC among ${candidates.length === 0 ? 'none' : `${candidates[0]}–${candidates[candidates.length - 1]}`}`);
 }
 
 /** Owners of the library now (servers that may create peers; test clients). */
@@ -281,14 +338,8 @@ export function releaseWebRtc(onReleased?: () => void): void {
   retained--;
   if (retained > 0) return;
   const giveUpAt = Date.now() + RELEASE_WAIT_MS;
-  let keepersClosed = false;
   const release = (): void => {
     if (retained > 0) return;
-    if (!keepersClosed) {
-      keepersClosed = true;
-      for (const k of muxKeepers.values()) closePeerConnection(k.pc, [k.track]);
-      muxKeepers.clear();
-    }
     // Closed tracks report it asynchronously; release once they all have (or, bounded, with the rest still held).
     if (unclosedTracks.size > 0 && Date.now() < giveUpAt) {
       setTimeout(release, 50);

@@ -10,7 +10,15 @@
  *
  * Entry point: `node peer-host.js` with an IPC channel using advanced serialization.
  */
-import { LibraryPeerConnection, releaseWebRtc, retainWebRtc, type CandidatePair, type PeerConnectionSettings, type PeerState, type PeerTrack } from './peer-connection.js';
+import { LibraryPeerConnection, releaseWebRtc, reserveMuxPort, retainWebRtc, type CandidatePair, type MuxPort, type PeerConnectionSettings, type PeerState, type PeerTrack } from './peer-connection.js';
+
+/** What a host is started with (its one argument, as JSON). */
+export interface HostOptions {
+  /** Local address ICE binds; undefined = every interface. */
+  bindAddress: string | undefined;
+  /** UDP ports the host may take for its peers, in order of preference (the first free one). */
+  ports: number[];
+}
 
 /** A message from the main process. */
 export type HostRequest =
@@ -26,6 +34,8 @@ export type HostRequest =
 
 /** A message to the main process. */
 export type HostReport =
+  /** The host holds `port` and takes requests (sent before it are queued). */
+  | { t: 'ready'; port: number }
   | { t: 'state'; id: number; state: PeerState; pair: CandidatePair | undefined }
   | { t: 'open'; id: number; mid: string }
   | { t: 'message'; id: number; mid: string; packet: Uint8Array }
@@ -36,18 +46,29 @@ export type HostReport =
 /** How often refusals are reported, ms. */
 const REFUSED_REPORT_MS = 1000;
 
-function runHost(): void {
+async function runHost(options: HostOptions): Promise<void> {
   const send = (report: HostReport): void => {
     if (process.connected) process.send!(report);
   };
   const peers = new Map<number, LibraryPeerConnection>();
   const refused = new Map<number, { packets: number; bytes: number }>();
   retainWebRtc();
+  // Requests that come while the port is being taken wait for it.
+  const early: HostRequest[] = [];
+  let handle: ((m: HostRequest) => void) | undefined;
+  process.on('message', (m: HostRequest) => (handle ? handle(m) : early.push(m)));
+  let mux: MuxPort;
+  try {
+    mux = await reserveMuxPort(options.bindAddress, options.ports);
+  } catch (err) {
+    process.stderr.write(`glasscast WebRTC peer host: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
 
   const handlers: { [K in HostRequest['t']]: (m: Extract<HostRequest, { t: K }>) => void } = {
     open: (m) => {
       const id = m.id;
-      const pc = new LibraryPeerConnection(m.settings, {
+      const pc = new LibraryPeerConnection({ ...m.settings, port: mux.port }, {
         state: (state) => send({ t: 'state', id, state, pair: state === 'connected' ? pc.selectedPair() : undefined }),
         trackOpen: (mid) => send({ t: 'open', id, mid }),
         message: (mid, packet) => send({ t: 'message', id, mid, packet }),
@@ -95,7 +116,9 @@ function runHost(): void {
       }
     },
   };
-  process.on('message', (m: HostRequest) => (handlers[m.t] as (m: HostRequest) => void)(m));
+  handle = (m) => (handlers[m.t] as (m: HostRequest) => void)(m);
+  for (const m of early.splice(0)) handle(m);
+  send({ t: 'ready', port: mux.port });
 
   const timer = setInterval(() => {
     if (refused.size === 0) return;
@@ -110,9 +133,10 @@ function runHost(): void {
   process.once('disconnect', () => {
     for (const pc of peers.values()) pc.close();
     peers.clear();
+    mux.release();
     releaseWebRtc(() => process.exit(0));
     setTimeout(() => process.exit(0), 5000).unref();
   });
 }
 
-if (process.send) runHost();
+if (process.send) void runHost(JSON.parse(process.argv[2] ?? '{}') as HostOptions);

@@ -12,7 +12,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../core/logger.js';
 import type { CandidatePair, PeerConnection, PeerConnectionEvents, PeerConnectionFactory, PeerConnectionSettings, PeerState, PeerTrack } from './peer-connection.js';
-import type { HostReport, HostRequest } from './peer-host.js';
+import type { HostOptions, HostReport, HostRequest } from './peer-host.js';
 
 /** Batches handed to a host and not yet taken by it, before new ones are dropped (≈ 1 s of a 30 fps stream). */
 const MAX_BATCHES_IN_FLIGHT = 64;
@@ -107,14 +107,16 @@ class PeerHost {
   batchesDropped = 0;
   exited = false;
 
+  /** The UDP port every peer of this host shares, once the host took one. */
+  port: number | undefined;
+
   constructor(
-    /** The UDP port every peer of this host shares. */
-    readonly port: number,
+    options: HostOptions,
     private readonly log: Logger,
     private readonly onExit: (host: PeerHost) => void,
   ) {
     const entry = hostEntry();
-    this.child = fork(entry.path, [], { execArgv: entry.execArgv, serialization: 'advanced', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    this.child = fork(entry.path, [JSON.stringify(options)], { execArgv: entry.execArgv, serialization: 'advanced', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     this.child.on('message', (r: HostReport) => this.onReport(r));
     this.child.once('exit', (code, signal) => {
       this.exited = true;
@@ -138,7 +140,7 @@ class PeerHost {
   create(settings: PeerConnectionSettings, events: PeerConnectionEvents): HostedPeerConnection {
     const pc = new HostedPeerConnection(this, this.nextId++, events);
     this.peers.set(pc.id, pc);
-    this.request({ t: 'open', id: pc.id, settings: { ...settings, port: this.port } });
+    this.request({ t: 'open', id: pc.id, settings });
     return pc;
   }
 
@@ -202,7 +204,9 @@ class PeerHost {
   }
 
   private onReport(r: HostReport): void {
-    if (r.t === 'answered') {
+    if (r.t === 'ready') {
+      this.port = r.port;
+    } else if (r.t === 'answered') {
       const call = this.calls.get(r.call);
       if (!call) return;
       this.calls.delete(r.call);
@@ -230,20 +234,27 @@ class PeerHost {
 /** What the pool reports (stats, tests). */
 export interface PeerHostStats {
   /** Per host: its process id and the peers it runs. */
-  hosts: { pid: number | undefined; port: number; peers: number; batchesDropped: number }[];
+  hosts: { pid: number | undefined; port: number | undefined; peers: number; batchesDropped: number }[];
 }
 
 /**
- * One peer host per port of `ports`, started as peers need them; each new peer goes to the host with the fewest.
- * A host that ended leaves its port to the next one. `close()` ends them all (idempotent).
+ * Up to `count` peer hosts, started as peers need them; each new peer goes to the host with the fewest. Each
+ * host takes the first free port of `ports` for all its peers; one that ended leaves its port to the next.
+ * `close()` ends them all (idempotent).
  */
 export class PeerHosts {
   private readonly hosts: PeerHost[] = [];
   private closed = false;
 
   constructor(
-    /** The UDP ports of the hosts, one each (≥ 1 port; the server's default is one host per core). */
-    private readonly ports: readonly number[],
+    private readonly options: {
+      /** Most host processes (≥ 1; the server's default is one per core). */
+      count: number;
+      /** Local address ICE binds; undefined = every interface. */
+      bindAddress: string | undefined;
+      /** UDP ports the hosts may take, one each. */
+      ports: number[];
+    },
     private readonly log: Logger,
   ) {}
 
@@ -251,9 +262,11 @@ export class PeerHosts {
   readonly factory: PeerConnectionFactory = (settings, events) => {
     if (this.closed) throw new Error('the WebRTC peer hosts are closed');
     let host = this.hosts.reduce<PeerHost | undefined>((best, h) => (!best || h.peers.size < best.peers.size ? h : best), undefined);
-    if (!host || (host.peers.size > 0 && this.hosts.length < this.ports.length)) {
-      const port = this.ports.find((p) => !this.hosts.some((h) => h.port === p))!;
-      host = new PeerHost(port, this.log, (h) => {
+    if (!host || (host.peers.size > 0 && this.hosts.length < this.options.count)) {
+      // Each host starts looking at a port of its own, so hosts starting together do not test the same port.
+      const ports = this.options.ports;
+      const first = this.hosts.length % Math.max(1, ports.length);
+      host = new PeerHost({ bindAddress: this.options.bindAddress, ports: [...ports.slice(first), ...ports.slice(0, first)] }, this.log, (h) => {
         const i = this.hosts.indexOf(h);
         if (i >= 0) this.hosts.splice(i, 1);
       });
