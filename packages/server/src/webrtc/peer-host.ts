@@ -54,9 +54,8 @@ async function runHost(options: HostOptions): Promise<void> {
   const refused = new Map<number, { packets: number; bytes: number }>();
   retainWebRtc();
   // Requests that come while the port is being taken wait for it.
-  const early: HostRequest[] = [];
-  let handle: ((m: HostRequest) => void) | undefined;
-  process.on('message', (m: HostRequest) => (handle ? handle(m) : early.push(m)));
+  const inbox: { early: HostRequest[]; handle?: (m: HostRequest) => void } = { early: [] };
+  process.on('message', (m: HostRequest) => (inbox.handle ? inbox.handle(m) : inbox.early.push(m)));
   let mux: MuxPort;
   try {
     mux = await reserveMuxPort(options.bindAddress, options.ports);
@@ -116,8 +115,8 @@ async function runHost(options: HostOptions): Promise<void> {
       }
     },
   };
-  handle = (m) => (handlers[m.t] as (m: HostRequest) => void)(m);
-  for (const m of early.splice(0)) handle(m);
+  inbox.handle = (m) => (handlers[m.t] as (m: HostRequest) => void)(m);
+  for (const m of inbox.early.splice(0)) inbox.handle(m);
   send({ t: 'ready', port: mux.port });
 
   const timer = setInterval(() => {
