@@ -3,8 +3,8 @@
  * so the per-viewer work of WebRTC delivery (SRTP and a UDP send per packet) is spread over every core while the
  * main thread packetizes each stream once (DESIGN.md, "packetize once per stream").
  *
- * Sends are batched per event-loop turn: each distinct packet crosses to a host once, with the list of peers and
- * tracks it goes to. A host that falls behind by more than {@link MAX_BATCHES_IN_FLIGHT} batches loses the next
+ * Sends are batched per task (the synchronous work that queued them, e.g. one access unit to every viewer): each
+ * distinct packet crosses to a host once, with the list of peers and tracks it goes to. A host that falls behind by more than {@link MAX_BATCHES_IN_FLIGHT} batches loses the next
  * ones (counted as refused, as a full socket buffer would): the main thread never queues without bound. A host
  * that dies fails its peers (their sessions close; players reconnect) and a new one starts with the next peer.
  */
@@ -170,7 +170,9 @@ class PeerHost {
     let o = this.outbox;
     if (!o) {
       o = this.outbox = { packets: [], index: new Map(), bytes: 0, mids: [], midIndex: new Map(), targets: [] };
-      setImmediate(() => this.flush());
+      // Right after the work that queued it (one access unit to every viewer is one synchronous loop), not at the
+      // end of the event-loop turn: a busy main thread would otherwise hold the batch behind other I/O.
+      queueMicrotask(() => this.flush());
     }
     let p = o.index.get(packet);
     if (p === undefined) {
