@@ -56,7 +56,7 @@ async function setCount(n: number): Promise<void> {
     v.shim = TCP ? iceTcpShim() : undefined;
     const res = await connect(v).catch((err: unknown) => ({ status: 0, error: String(err) }));
     if (res.status !== 201) {
-      process.stdout.write(JSON.stringify({ error: `POST answered ${res.status}${"error" in res ? ` (${res.error})` : ""}` }) + "\n");
+      process.stdout.write(JSON.stringify({ error: `POST answered ${res.status}${'error' in res ? ` (${res.error})` : ''}` }) + '\n');
       await client.close();
       v.shim?.close();
       return;

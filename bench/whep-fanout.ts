@@ -10,7 +10,7 @@
  * Usage: npm run bench:fanout [-- --steps 25,50,100,200,300 --window 10 --transport udp|tcp --kbps 2500 --processes N]
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -18,6 +18,7 @@ import { parseArgs } from 'node:util';
 import { freePort, runInLoopbackNamespace } from './bench-support.js';
 import { publishClip, publishTestPattern } from '../packages/server/test/support/ffmpeg.js';
 import { waitUntil } from '../packages/server/test/support/wait.js';
+import { childProcesses, cpuTicks } from '../packages/server/test/support/proc.js';
 
 runInLoopbackNamespace();
 
@@ -40,32 +41,9 @@ function udpCounters(): { out: number; dropped: number } {
   return { out: get('OutDatagrams'), dropped: get('InErrors') };
 }
 
-function cpuTicks(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return Number(fields[11]) + Number(fields[12]); // utime + stime
-  } catch {
-    return 0; // ended
-  }
-}
-
-/** The server's child processes now (its peer hosts; ffmpeg jobs when it runs any). */
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]) === pid) out.push(Number(entry));
-    } catch {
-      // ended while we looked
-    }
-  }
-  return out;
-}
-
 /** CPU ticks of the server's main process and of each of its children, by PID. */
 function serverTicks(pid: number): Map<number, number> {
-  return new Map([pid, ...childrenOf(pid)].map((p) => [p, cpuTicks(p)]));
+  return new Map([pid, ...childProcesses(pid)].map((p) => [p, cpuTicks(p)]));
 }
 
 async function main(): Promise<void> {

@@ -304,7 +304,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   };
   // WHEP viewers' connections run in peer host processes, one per core: sending to viewers uses every core.
   const peerHosts = webrtcProcesses > 0 ? new PeerHosts({ count: webrtcProcesses, bindAddress, ports: hostPorts }, log.child({ webrtc: 'peer-hosts' })) : undefined;
-  const diagnostics = new WebRtcDiagnostics(network, network.journal, () => tls !== undefined, log.child({ webrtc: 'diagnostics' }));
+  const diagnostics = new WebRtcDiagnostics(network, network.journal, () => tls !== undefined);
   const whep = new WhepServer(
     {
       network,

@@ -5,7 +5,6 @@
  * keeps only the UDP or only the TCP ones to test each transport apart (RFC 8445 connectivity checks, then
  * DTLS). The server's own view of each probe (which pair won, or why it failed) is its journal record.
  */
-import type { Logger } from '../core/logger.js';
 import { GlasscastError } from '../core/errors.js';
 import { chooseOpusFormat, parseSdp } from '../media/sdp/sdp.js';
 import type { ConnectionJournal, ConnectionRecord } from './connection-journal.js';
@@ -38,7 +37,6 @@ export class WebRtcDiagnostics {
     private readonly network: WebRtcNetworkOptions,
     private readonly journal: ConnectionJournal,
     private readonly https: () => boolean,
-    private readonly log: Logger,
   ) {}
 
   /** The server's WebRTC network setup. */
@@ -68,7 +66,7 @@ export class WebRtcDiagnostics {
     const opus = audio && chooseOpusFormat(audio);
     if (!audio || !opus) throw new GlasscastError('NO_COMMON_CODEC', 'a probe offers one audio section with Opus');
     if (this.probes.size >= MAX_PROBES) throw new GlasscastError('LIMIT_EXCEEDED', 'too many connection tests running; try again in a few seconds');
-    const peer = new WebRtcPeer('diagnostics-', this.network, this.log);
+    const peer = new WebRtcPeer('diagnostics-', this.network);
     let answer: string;
     try {
       answer = await peer.answer(offer, [{ kind: 'audio', direction: 'send', mid: audio.mid!, payloadType: opus.payloadType, codec: 'opus', fmtp: undefined, ssrc: 0x6e6f6e65 }]);

@@ -81,6 +81,12 @@ export interface PeerConnection {
   close(): void;
 }
 
+/**
+ * The connection could not be made for a reason of the server's (its peer host ended or did not answer), not
+ * the offer's: the caller may retry.
+ */
+export class PeerConnectionUnavailableError extends Error {}
+
 /** Makes a peer connection reporting to `events`. */
 export type PeerConnectionFactory = (settings: PeerConnectionSettings, events: PeerConnectionEvents) => PeerConnection;
 

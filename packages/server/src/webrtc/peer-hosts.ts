@@ -11,7 +11,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../core/logger.js';
-import type { CandidatePair, PeerConnection, PeerConnectionEvents, PeerConnectionFactory, PeerConnectionSettings, PeerState, PeerTrack } from './peer-connection.js';
+import { PeerConnectionUnavailableError, type CandidatePair, type PeerConnection, type PeerConnectionEvents, type PeerConnectionFactory, type PeerConnectionSettings, type PeerState, type PeerTrack } from './peer-connection.js';
 import type { HostOptions, HostReport, HostRequest } from './peer-host.js';
 
 /** Batches handed to a host and not yet taken by it, before new ones are dropped (≈ 1 s of a 30 fps stream). */
@@ -123,7 +123,7 @@ class PeerHost {
       if (this.peers.size > 0 || (code !== 0 && code !== null) || signal) this.log.error({ pid: this.child.pid, code, signal, peers: this.peers.size }, 'WebRTC peer host ended; its viewers reconnect');
       for (const call of this.calls.values()) {
         clearTimeout(call.timer);
-        call.reject(new Error('the WebRTC peer host ended'));
+        call.reject(new PeerConnectionUnavailableError('the WebRTC peer host ended'));
       }
       this.calls.clear();
       for (const pc of [...this.peers.values()]) pc.fail();
@@ -149,12 +149,12 @@ class PeerHost {
   }
 
   call(id: number, offer: string, tracks: readonly PeerTrack[]): Promise<string> {
-    if (this.exited) return Promise.reject(new Error('the WebRTC peer host ended'));
+    if (this.exited) return Promise.reject(new PeerConnectionUnavailableError('the WebRTC peer host ended'));
     const call = this.nextCall++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.calls.delete(call);
-        reject(new Error('the WebRTC peer host did not answer in time'));
+        reject(new PeerConnectionUnavailableError('the WebRTC peer host did not answer in time'));
       }, ANSWER_TIMEOUT_MS);
       this.calls.set(call, { resolve, reject, timer });
       this.request({ t: 'answer', id, call, offer, tracks: [...tracks] });

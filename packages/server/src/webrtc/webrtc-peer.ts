@@ -3,7 +3,6 @@
  * peer host for WHEP viewers: peer-connection.ts), the answer as announced (public addresses, ICE-TCP
  * candidates), RTCP feedback read for the owner, counters, and its record in the connection journal.
  */
-import type { Logger } from '../core/logger.js';
 import { isRtcp, readRtcpFeedback, type RtcpFeedback } from '../media/rtp/rtcp.js';
 import { randomBytes } from 'node:crypto';
 import { countOfferedCandidates, explainFailure, type ConnectionJournal, type ConnectionRecord } from './connection-journal.js';
@@ -19,7 +18,7 @@ export interface WebRtcNetworkOptions {
   bindAddress: string | undefined;
   /**
    * UDP ports for media (inclusive): `min` carries every peer of the server's own process (WHIP publishers,
-   * diagnostics, and WHEP viewers without peer hosts), `min + 1 + i` every peer of peer host i (ICE UDP mux).
+   * diagnostics, and WHEP viewers without peer hosts); each peer host takes a free port after it (ICE UDP mux).
    */
   portRange: { min: number; max: number };
   /** Extra addresses announced as host candidates on the same ports (1:1 NAT / port forwarding). */
@@ -73,7 +72,6 @@ export class WebRtcPeer {
   constructor(
     name: string,
     private readonly network: WebRtcNetworkOptions,
-    private readonly log: Logger,
     private readonly clientAddress?: string,
     /** Where the connection runs: this process (default) or a peer host (WHEP viewers, peer-hosts.ts). */
     connections: PeerConnectionFactory = libraryPeerConnection,

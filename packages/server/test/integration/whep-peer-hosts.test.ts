@@ -5,34 +5,25 @@
  * connection in the server's process. Non-browser clients (node-datachannel) over real DTLS-SRTP on loopback.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { publishTestPattern, type FfmpegProcess } from '../support/ffmpeg.js';
 import { startTestServer, type TestServer } from '../support/glasscast.js';
+import { childProcesses, cpuTicks } from '../support/proc.js';
 import { waitUntil } from '../support/wait.js';
 import { WhepTestClient } from '../support/webrtc-client.js';
 
 const isolated = process.env['GLASSCAST_TEST_NETNS'] === '1';
 
-/** CPU time of process `pid` so far, in clock ticks (utime + stime, /proc/<pid>/stat). */
-function cpuTicks(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return Number(fields[11]) + Number(fields[12]);
-}
-
 /** Child processes of this process whose command line names the peer host. */
 function peerHostProcesses(): number[] {
-  const out: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
+  return childProcesses(process.pid).filter((pid) => {
     try {
-      const ppid = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
-      if (ppid === process.pid && readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('peer-host')) out.push(Number(entry));
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('peer-host');
     } catch {
-      // the process ended while we looked
+      return false; // ended while we looked
     }
-  }
-  return out;
+  });
 }
 
 async function viewersOf(server: TestServer): Promise<number> {
@@ -126,6 +117,31 @@ describe('WHEP viewers in peer host processes', { timeout: 180_000, skip: isolat
       assert.deepEqual(other.app.ports.webrtcUdp, { min: 41500, max: 41502 });
     } finally {
       await Promise.all(clients.map((c) => c.close()));
+      await pub.stop();
+      await other.stop();
+    }
+  });
+
+  it('answers 503 NOT_READY (problem+json, Retry-After) when its host does not answer the offer, not a bad-offer 400', async () => {
+    const other = await startTestServer({ webrtcBindAddress: '127.0.0.1', webrtcProcesses: 1 });
+    const pub = publishTestPattern(`${other.rtmpUrl}/${other.key}`, { gopSeconds: 1, zerolatency: true, size: '320x180' });
+    const first = new WhepTestClient();
+    const second = new WhepTestClient();
+    let pid: number | undefined;
+    try {
+      await waitUntil('WebRTC to be offered', async () => ((await (await fetch(`${other.httpUrl}/api/v1/streams/main`)).json()) as { webrtc: boolean }).webrtc, 20_000, 200);
+      assert.equal((await first.connect(`${other.httpUrl}/whep/main`)).status, 201);
+      pid = other.app.peerHosts!.stats().hosts[0]!.pid!;
+      process.kill(pid, 'SIGSTOP'); // a hung host: alive, answering nothing
+      const res = await second.connect(`${other.httpUrl}/whep/main`);
+      assert.equal(res.status, 503);
+      assert.match(res.headers.get('content-type') ?? '', /^application\/problem\+json/);
+      assert.equal(res.headers.get('retry-after'), '1');
+      assert.equal(((await res.json()) as { code: string }).code, 'NOT_READY');
+    } finally {
+      if (pid !== undefined) process.kill(pid, 'SIGCONT');
+      await first.close();
+      await second.close();
       await pub.stop();
       await other.stop();
     }

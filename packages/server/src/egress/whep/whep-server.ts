@@ -20,7 +20,7 @@ import type { Subscriber } from '../../core/subscriber.js';
 import { sendProblem } from '../../http/problem.js';
 import { chooseH264Format, chooseOpusFormat, type SdpMediaSection } from '../../media/sdp/sdp.js';
 import type { PeerTrack, WebRtcNetworkOptions } from '../../webrtc/webrtc-peer.js';
-import type { PeerConnectionFactory } from '../../webrtc/peer-connection.js';
+import { PeerConnectionUnavailableError, type PeerConnectionFactory } from '../../webrtc/peer-connection.js';
 import { WebRtcPeer } from '../../webrtc/webrtc-peer.js';
 import { applyTrickle, cors, created, hasType, linkIceServers, parseOffer, SDP, TRICKLE } from '../../webrtc/signaling.js';
 import type { MediaKind, RtpViewer } from './whep-source.js';
@@ -614,12 +614,14 @@ export class WhepServer implements StreamObserver {
         const wanted = info.video ? 'video section with H.264 packetization-mode=1' : 'audio section with Opus (this stream is audio only)';
         return sendProblem(reply, 'NO_COMMON_CODEC', `the offer has no receivable ${wanted}`);
       }
-      const peer = new WebRtcPeer(`whep-${name}`, this.options.network, this.log, request.ip, this.options.connections);
+      const peer = new WebRtcPeer(`whep-${name}`, this.options.network, request.ip, this.options.connections);
       let answer: string;
       try {
         answer = await peer.answer(String(request.body), tracks);
       } catch (err) {
         peer.close();
+        // A peer host that ended or hung is the server's trouble, not the offer's: the player may try again.
+        if (err instanceof PeerConnectionUnavailableError) return sendProblem(reply.header('retry-after', '1'), 'NOT_READY', `${err.message}; retry in a second`);
         return sendProblem(reply, 'BAD_SDP', `offer refused: ${(err as Error).message}`);
       }
       const session = new WhepSession(

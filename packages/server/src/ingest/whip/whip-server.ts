@@ -217,7 +217,7 @@ export class WhipServer {
         payloadTypes.audio = opus.payloadType;
         tracks.push({ kind: 'audio', direction: 'receive', mid: audioSection.mid, payloadType: opus.payloadType, codec: 'opus', fmtp: undefined, ssrc });
       }
-      const peer = new WebRtcPeer(`whip-${name}`, this.options.network, this.log, request.ip);
+      const peer = new WebRtcPeer(`whip-${name}`, this.options.network, request.ip);
       const log = this.log.child({ stream: name });
       const mapper = new WhipToStream(publisher, log, {
         payloadTypes,
