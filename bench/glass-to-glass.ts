@@ -2,7 +2,8 @@
  * Glass-to-glass latency of RTMP → LL-HLS in hls.js (DESIGN.md "Figures"): a publisher draws its capture time
  * into each frame as a row of black/white blocks, x264 (zerolatency, 1 s GOP, 2.5 Mb/s) encodes it with an AAC
  * tone beside it, Glasscast packages it, and headless Chromium plays /watch/<name>, decoding the time from every
- * displayed frame (sampled every 4 ms). Both ends read the same system clock.
+ * displayed frame (two rows of the decoded picture, copied as it is presented). Both ends read the same system
+ * clock.
  *
  * By default it measures what a user gets (DESIGN.md): the server's default configuration (ladder on, 200 ms
  * parts), a 1280x720 30 fps source with AAC audio, and hls.js with its own default configuration
@@ -31,7 +32,9 @@
  * Prints median/p95 latency (ms) over the first page load, each later load's own median (a player that does not
  * change speed keeps the latency it joined with), time to first frame from the page's load and from the player's
  * first request (ms), and stalls. `G2G_TRACE=1` prints what hls.js believes each second (its latency, target,
- * stall count, buffer ahead) beside the measured latency.
+ * stall count, buffer ahead) beside the measured latency, the probe's own main-thread time, dropped frames and the
+ * publisher's backlog, and for LL-HLS each load's timeline to its first frame (requests; on the bare page also
+ * hls.js's events).
  * Usage: npm run bench:latency [-- --protocol ll-hls|webrtc --source rtmp|srt|whip --srt-latency-ms 200 --srt-publisher obs|ffmpeg-cli --publisher-preset ultrafast|veryfast --layer src|240p --seconds 30 --loads 5
  *   --part-target-ms 200 --size 1280x720 --audio aac|none --ladder default|none --hls defaults|player|page --row default|tuned
  *   --server-log warn|info --api-load 200 --transport any|udp|tcp]
@@ -105,8 +108,15 @@ const HLS_DEFAULTS = opts.hls !== 'player';
  */
 const BARE_PAGE = PROTOCOL === 'll-hls' && opts.hls === 'page';
 const FPS = 30;
+/**
+ * The raw frames the publisher is fed are half the source's size each way; ffmpeg scales them up (nearest
+ * neighbour: the blocks stay exact) before x264 encodes the full size. Piping full 720p yuv420p (41 MB/s) cost
+ * this process ~17 % of a core in pipe writes alone, taken from the server and the browser being measured.
+ */
+const RAW_WIDTH = WIDTH / 2;
+const RAW_HEIGHT = HEIGHT / 2;
 /** Bytes of one raw yuv420p frame the publisher is fed. */
-const FRAME_BYTES = (WIDTH * HEIGHT * 3) / 2;
+const FRAME_BYTES = (RAW_WIDTH * RAW_HEIGHT * 3) / 2;
 /** The most frames waiting in the publisher's stdin during the measured window (it fell behind real time when > 1). */
 let publisherBacklog = 0;
 /**
@@ -120,18 +130,20 @@ const PUBLISHER_NICE = -10;
 const BITS = 32;
 const BLOCK = WIDTH / BITS; // 20 px blocks in the top rows
 
-/** A yuv420p frame whose top BLOCK rows carry `ms mod 2^32` as 32 black/white blocks, MSB first. */
+/** A raw (half-size) yuv420p frame whose top rows carry `ms mod 2^32` as 32 black/white blocks, MSB first. */
 function frame(ms: number, n: number): Buffer {
+  const w = RAW_WIDTH;
+  const block = w / BITS;
   const y = Buffer.allocUnsafe(FRAME_BYTES);
-  y.fill(96, 0, WIDTH * HEIGHT);
-  y.fill(128, WIDTH * HEIGHT);
+  y.fill(96, 0, w * RAW_HEIGHT);
+  y.fill(128, w * RAW_HEIGHT);
   // A moving bar below the code keeps the encoder honest (real motion, real bits).
-  const bar = (n * 8) % WIDTH;
-  for (let row = BLOCK * 2; row < HEIGHT; row++) y.fill(200, row * WIDTH + bar, row * WIDTH + Math.min(WIDTH, bar + 40));
+  const bar = (n * 4) % w;
+  for (let row = block * 2; row < RAW_HEIGHT; row++) y.fill(200, row * w + bar, row * w + Math.min(w, bar + 20));
   const code = ms % 2 ** 32;
   for (let bit = 0; bit < BITS; bit++) {
     const on = Math.floor(code / 2 ** (BITS - 1 - bit)) % 2 === 1;
-    for (let row = 0; row < BLOCK; row++) y.fill(on ? 235 : 16, row * WIDTH + bit * BLOCK, row * WIDTH + (bit + 1) * BLOCK);
+    for (let row = 0; row < block; row++) y.fill(on ? 235 : 16, row * w + bit * block, row * w + (bit + 1) * block);
   }
   return y;
 }
@@ -193,6 +205,16 @@ const hls = new Hls();
 let playing = false, stalls = 0;
 video.addEventListener('playing', () => { playing = true; });
 video.addEventListener('waiting', () => { if (playing) stalls++; });
+// G2G_TRACE: what hls.js did before the first frame, ms from the page's time origin.
+window.benchTimeline = [];
+const mark = (what) => { if (window.benchTimeline.length < 80) window.benchTimeline.push(Math.round(performance.now()) + ' ' + what); };
+hls.on(Hls.Events.MANIFEST_LOADING, () => mark('manifest loading'));
+hls.on(Hls.Events.LEVEL_LOADED, (e, d) => mark('level loaded edge=' + d.details.edge.toFixed(3) + ' age=' + d.details.age.toFixed(3) + ' phb=' + d.details.partHoldBack + ' live=' + hls.liveSyncPosition?.toFixed(3)));
+hls.on(Hls.Events.FRAG_LOADING, (e, d) => mark('load sn=' + d.frag.sn + ' part=' + (d.part ? d.part.index + ' start=' + d.part.start.toFixed(3) : '-')));
+hls.on(Hls.Events.FRAG_LOADED, (e, d) => mark('loaded sn=' + d.frag.sn + ' part=' + (d.part ? d.part.index : '-')));
+hls.on(Hls.Events.BUFFER_APPENDED, (e, d) => mark('appended ' + d.type + ' ' + (video.buffered.length ? video.buffered.start(0).toFixed(3) + '-' + video.buffered.end(video.buffered.length - 1).toFixed(3) : '')));
+video.addEventListener('seeking', () => mark('seeking to ' + video.currentTime.toFixed(3)));
+video.addEventListener('playing', () => mark('playing at ' + video.currentTime.toFixed(3) + ' latency=' + hls.latency?.toFixed(3)));
 window.glasscast = {
   hls,
   getStats: () => ({ stalls, latencyMs: Number.isFinite(hls.latency) ? Math.round(hls.latency * 1000) : undefined, bufferMs: video.buffered.length ? Math.round((video.buffered.end(video.buffered.length - 1) - video.currentTime) * 1000) : 0 }),
@@ -225,18 +247,44 @@ const PAGE_PROBE = `(() => {
   // the browser little next to what it measures. Where rVFC is missing, poll every 4 ms.
   const watch = (video) => {
     if (video.requestVideoFrameCallback) {
-      const onFrame = () => { sample(); video.requestVideoFrameCallback(onFrame); };
+      const onFrame = () => { const t0 = performance.now(); sample(); window.benchProbeMs = (window.benchProbeMs || 0) + performance.now() - t0; window.benchProbeFast = fast; video.requestVideoFrameCallback(onFrame); };
       video.requestVideoFrameCallback(onFrame);
     } else setInterval(sample, 4);
+    // The code's row, read as luminance at the middle of each block. Fast path: copy just two rows of the decoded
+    // frame's Y plane (WebCodecs VideoFrame.copyTo with a rect) — a canvas drawImage + getImageData of a 720p frame
+    // cost this headless, GPU-less browser 60–90 ms of its main thread per second, starving the player it measures.
+    // Falls back to the canvas where a frame cannot be copied (no WebCodecs, or a frame without a CPU layout).
+    let fast = typeof VideoFrame === 'function';
+    const lumaRow = async () => {
+      if (fast) {
+        let vf;
+        try {
+          vf = new VideoFrame(video);
+          const r = vf.visibleRect;
+          const rect = { x: r.x & ~1, y: (r.y + Math.floor(r.width / bits / 2)) & ~1, width: r.width & ~1, height: 2 };
+          const data = new Uint8Array(vf.allocationSize({ rect }));
+          const layout = await vf.copyTo(data, { rect });
+          const rgb = vf.format === 'RGBA' || vf.format === 'RGBX' || vf.format === 'BGRA' || vf.format === 'BGRX';
+          const step = rgb ? 4 : 1;
+          const off = layout[0].offset + (rgb && vf.format.startsWith('B') ? 1 : 0);
+          return (bit) => data[off + Math.floor(((bit + 0.5) * rect.width) / bits) * step];
+        } catch (e) {
+          fast = false;
+        } finally {
+          vf?.close();
+        }
+      }
+      ctx.drawImage(video, 0, 0, video.videoWidth, block * video.videoWidth / (bits * block), 0, 0, bits * block, block);
+      const px = ctx.getImageData(0, 0, bits * block, block).data;
+      return (bit) => px[((block / 2) * bits * block + bit * block + block / 2) * 4];
+    };
     const sample = () => {
     if (video.readyState < 2 || video.videoWidth === 0) return;
     const now = Date.now();
-    ctx.drawImage(video, 0, 0, video.videoWidth, block * video.videoWidth / (bits * block), 0, 0, bits * block, block);
-    const px = ctx.getImageData(0, 0, bits * block, block).data;
+    return lumaRow().then((lumAt) => {
     let code = 0, ambiguous = false;
     for (let bit = 0; bit < bits; bit++) {
-      const x = bit * block + block / 2;
-      const lum = px[((block / 2) * bits * block + x) * 4];
+      const lum = lumAt(bit);
       if (lum > 70 && lum < 180) ambiguous = true;
       code = code * 2 + (lum >= 128 ? 1 : 0);
     }
@@ -248,6 +296,7 @@ const PAGE_PROBE = `(() => {
     if (captured > now + 2 ** 31) captured -= 2 ** 32;
     if (ambiguous || now - captured > 60000 || captured > now + 1000) window.benchBad++;
     else window.benchFrames.push({ latency: now - captured, at: now });
+    });
     };
   };
   const poll = setInterval(() => {
@@ -354,12 +403,12 @@ async function main(): Promise<void> {
     if (SOURCE === 'rtmp' || SOURCE === 'srt') {
       const ff = runFfmpeg(
         [
-          '-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-s', `${WIDTH}x${HEIGHT}`, '-r', String(FPS), '-i', 'pipe:0',
+          '-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-s', `${RAW_WIDTH}x${RAW_HEIGHT}`, '-r', String(FPS), '-i', 'pipe:0',
           // A tone beside the picture, written by the same clock as the frames (a camera and a microphone). (A
           // `-re` lavfi tone is paced by ffmpeg's own clock: its FLV muxer then holds every picture ~270 ms
           // waiting for audio to interleave — a publisher artefact that would dominate the figures.)
           ...(AUDIO ? ['-f', 's16le', '-ar', '48000', '-ac', '2', '-i', 'pipe:3'] : []),
-          '-map', '0:v', '-c:v', 'libx264', '-preset', PUBLISHER_PRESET, '-tune', 'zerolatency', '-g', String(FPS), '-keyint_min', String(FPS), '-sc_threshold', '0',
+          '-map', '0:v', '-vf', `scale=${WIDTH}:${HEIGHT}:flags=neighbor`, '-c:v', 'libx264', '-preset', PUBLISHER_PRESET, '-tune', 'zerolatency', '-g', String(FPS), '-keyint_min', String(FPS), '-sc_threshold', '0',
           '-b:v', '2500k', '-maxrate', '2500k', '-bufsize', '2500k', '-pix_fmt', 'yuv420p',
           ...(AUDIO ? ['-map', '1:a', '-c:a', 'aac', '-b:a', '128k', '-ar', '48000'] : []),
           ...(SOURCE === 'rtmp'
@@ -451,8 +500,8 @@ async function main(): Promise<void> {
           const h = (window as unknown as { glasscast: { hls?: { latency: number; targetLatency: number; latencyController?: { stallCount: number } } } }).glasscast.hls;
           const v = document.querySelector('video')!;
           const f = (window as unknown as { benchFrames: { latency: number }[] }).benchFrames;
-          return { lat: h?.latency, target: h?.targetLatency, stalls: h?.latencyController?.stallCount, buf: v.buffered.length ? v.buffered.end(v.buffered.length - 1) - v.currentTime : 0, g2g: f[f.length - 1]?.latency };
-        }).then((x) => console.error('trace', JSON.stringify(x))).catch(() => undefined);
+          return { fast: (window as unknown as { benchProbeFast: boolean }).benchProbeFast, probeMs: Math.round((window as unknown as { benchProbeMs: number }).benchProbeMs), dropped: (v as HTMLVideoElement).getVideoPlaybackQuality().droppedVideoFrames, lat: h?.latency, target: h?.targetLatency, stalls: h?.latencyController?.stallCount, buf: v.buffered.length ? v.buffered.end(v.buffered.length - 1) - v.currentTime : 0, g2g: f[f.length - 1]?.latency };
+        }).then((x) => console.error('trace', JSON.stringify({ ...x, backlog: publisher ? Math.floor(publisher.child.stdin!.writableLength / FRAME_BYTES) : undefined }))).catch(() => undefined);
       }, 1000) : undefined;
       const receiverAtStart = PROTOCOL === 'webrtc' && load === 0 ? await receiverTotals(page) : undefined;
       if (load === 0) publisherBacklog = 0; // counted over the measured window
@@ -469,6 +518,7 @@ async function main(): Promise<void> {
         const playerStart = performance.getEntriesByType('resource').find((e) => /\/api\/v1\/streams\/|\/hls\/|\/whep\//.test(e.name))?.startTime;
         return { playerStart, frames: w.benchFrames, first: w.benchFirstFrame, bad: w.benchBad, stalls: stats.stalls, transport: stats.transport, level: w.glasscast.getQuality().current, height: document.querySelector('video')?.videoHeight };
       });
+      if (process.env.G2G_TRACE && PROTOCOL === 'll-hls') console.error(`load ${load} timeline (first frame at ${Math.round(got.first)}):\n  ` + ((await page.evaluate(`(window.benchTimeline || []).concat(performance.getEntriesByType('resource').slice(0, 40).map((e) => Math.round(e.startTime) + ' fetch ' + e.name.replace(/^.*\\//, '') + ' +' + Math.round(e.responseStart - e.startTime) + ' +' + Math.round(e.responseEnd - e.startTime)))`)) as string[]).sort((a, b) => parseInt(a) - parseInt(b)).join('\n  '));
       results.ttff.push(got.first);
       if (got.playerStart !== undefined) results.ttffPlayer.push(got.first - got.playerStart);
       // Each join's own latency: its frames after the first second (hls.js with its defaults never changes speed,

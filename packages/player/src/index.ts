@@ -37,6 +37,9 @@ export function loadHls(): Promise<typeof Hls> {
   return hlsModule.then((m) => m.default);
 }
 
+/** How long an LL-HLS join waits for its buffer to reach the live sync position before it starts anyway, ms. */
+const JOIN_WAIT_MS = 1000;
+
 /** Player states, in the order a viewer usually sees them. */
 export type PlayerState = 'offline' | 'connecting' | 'playing' | 'reconnecting' | 'ended';
 
@@ -478,6 +481,11 @@ export class GlasscastPlayer {
             liveSyncOnStallIncrease: 0.2,
             liveDurationInfinity: true,
             manifestLoadingMaxRetry: 2,
+            // Glasscast serves CMAF (fMP4) only: hls.js passes it through with little work, so its transmux worker
+            // buys nothing here, and starting one (a second copy of hls.js to parse) took 0.3–0.5 s of the first
+            // frame's time on a busy 2-core machine — time that became latency, as playback starts where the
+            // live edge was before it.
+            enableWorker: false,
           },
     );
     this.hls = hls;
@@ -495,12 +503,37 @@ export class GlasscastPlayer {
     hls.on(HlsJs.Events.LEVEL_UPDATED, (_event, data) => {
       if (!data.details.live) this.setState('ended');
     });
+    let firstBuffered: number | undefined;
     hls.on(HlsJs.Events.FRAG_BUFFERED, () => {
-      if (this.state === 'connecting') void this.video.play().catch(() => undefined);
+      if (this.state !== 'connecting') return;
+      firstBuffered ??= performance.now();
+      if (!this.options.hlsDefaults && !this.joinLiveEdge(hls, performance.now() - firstBuffered >= JOIN_WAIT_MS)) return;
+      void this.video.play().catch(() => undefined);
     });
     this.video.addEventListener('playing', () => this.setState('playing'), { once: true });
     hls.loadSource(url);
     hls.attachMedia(this.video);
+  }
+
+  /**
+   * Before the first frame, moves the playhead forward to hls.js's live sync position (the live edge less its
+   * target latency, PART-HOLD-BACK for LL-HLS). hls.js picks its start from the first playlist and then plays at
+   * 1×, so the time it spends starting (playlists, the parts since the keyframe, the first decode) would otherwise
+   * stay in the latency; the catch-up at ≤ 1.05× takes ~20 s to win back one second. Resolves whether to start
+   * playing now: false while the buffer does not yet reach the sync position (hls.js is still fetching the parts
+   * up to the edge, which exist), unless `giveUp` (waited long enough: start where the buffer allows). Never past
+   * the buffer's end less one part, so playback starts with data in hand.
+   */
+  private joinLiveEdge(hls: Hls, giveUp: boolean): boolean {
+    const sync = hls.liveSyncPosition;
+    const video = this.video;
+    if (sync === null || !video.buffered.length) return true;
+    const partS = hls.levels[hls.currentLevel]?.details?.partTarget ?? 0.2;
+    const end = video.buffered.end(video.buffered.length - 1) - partS;
+    if (end < sync && !giveUp) return false;
+    const target = Math.min(sync, end);
+    if (target > video.currentTime + 0.1) video.currentTime = target;
+    return true;
   }
 
   private onEnded(): void {

@@ -1,8 +1,8 @@
 /**
  * Stream → RTP, once per stream (DESIGN.md: "packetize once per stream; per viewer only rewrite headers"). Every
  * viewer of a stream gets the very same RTP packets (one SSRC and sequence per track), so the per-viewer cost is
- * one send call per packet. A new viewer first gets the packets of the current GOP, so it starts on a keyframe
- * without waiting for the next one.
+ * one send call per packet. A new viewer first gets the video packets of the current GOP, so it starts on a
+ * keyframe without waiting for the next one; its audio starts live.
  *
  * One source per stream of the rendition group: the group's source (the *leader*: its RTP timing is every
  * rendition's, and it carries the audio) and one per video rendition (video only). This egress transcodes
@@ -175,8 +175,8 @@ export class WhepSource implements StreamSink {
   }
 
   /**
-   * Adds a viewer for `kinds`; with `replay` it gets the current GOP at once (a new viewer starts on a keyframe),
-   * then live packets. A viewer switching renditions joins without replay and waits for the next keyframe.
+   * Adds a viewer for `kinds`; with `replay` it gets the current GOP's video at once (a new viewer starts on a
+   * keyframe), then live packets. A viewer switching renditions joins without replay and waits for the next keyframe.
    */
   addViewer(viewer: RtpViewer, kinds: readonly MediaKind[] = ['video', 'audio'], replay = true): void {
     for (const kind of kinds) this.viewers[kind].add(viewer);
@@ -256,9 +256,11 @@ export class WhepSource implements StreamSink {
   private emit(kind: MediaKind, packets: Buffer[], keyframe: boolean): void {
     const state = this.rtp[kind];
     if (keyframe) this.gop = [];
-    // The GOP cache starts at a keyframe; an audio-only stream needs none (every packet starts playback).
-    const cacheable = kind === 'video' || this.videoTrack !== undefined;
-    if (cacheable && this.gop.length + packets.length <= GOP_CACHE_MAX_PACKETS) for (const packet of packets) this.gop.push({ kind, packet });
+    // The GOP cache starts at a keyframe and holds video only: a joining viewer needs the keyframe and what follows
+    // to show a picture, but no old audio (any packet starts it). Replayed audio reached the browser as a burst
+    // of up to a GOP of packets, which its jitter buffer read as that much network jitter: it then held ~150 ms
+    // more audio, and video waited for it (lip sync) — the first viewer of a run joined at ~350 ms instead of ~200.
+    if (kind === 'video' && this.gop.length + packets.length <= GOP_CACHE_MAX_PACKETS) for (const packet of packets) this.gop.push({ kind, packet });
     if (kind === 'video') this.measure(packets);
     const viewers = this.viewers[kind];
     let first = keyframe;
