@@ -76,6 +76,7 @@ const { values: opts } = parseArgs({
     'srt-publisher': { type: 'string', default: 'obs' },
     'publisher-preset': { type: 'string', default: 'ultrafast' },
     transport: { type: 'string', default: 'any' },
+    'warm-up': { type: 'boolean', default: false },
   },
 });
 /**
@@ -85,6 +86,8 @@ const { values: opts } = parseArgs({
  * 127.0.0.2) or nothing (`udp`, the same setup for a like-for-like row).
  */
 const TRANSPORT = opts.transport === 'tcp' || opts.transport === 'udp' ? opts.transport : 'any';
+/** `--warm-up`: one unmeasured page plays the stream first (the browser is then not cold for the first join). */
+const WARM_UP = opts['warm-up'] === true;
 /** REST API requests per second sent while the first page load is measured (0: none). */
 const API_LOAD = Number(opts['api-load']);
 /** The rendition watched: `src`, or a rung of a one-rung ladder made for the run (e.g. `240p`). */
@@ -231,6 +234,27 @@ hls.attachMedia(video);
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, server };
 }
 
+/**
+ * G2G_TRACE on the watch page: hls.js's events before the first frame (as the bare page records them), from the
+ * moment the player made its hls.js instance.
+ */
+const TRACE_PLAYER = `
+  window.benchTimeline = window.benchTimeline || [];
+  const mark = (what) => { if (window.benchTimeline.length < 80) window.benchTimeline.push(Math.round(performance.now()) + ' ' + what); };
+  const attach = setInterval(() => {
+    const hls = window.glasscast && window.glasscast.hls;
+    const video = document.querySelector('video');
+    if (!hls || !video) return;
+    clearInterval(attach);
+    const E = hls.constructor.Events;
+    mark('hls.js made');
+    hls.on(E.LEVEL_LOADED, (e, d) => mark('level loaded edge=' + d.details.edge.toFixed(3) + ' live=' + (hls.liveSyncPosition || 0).toFixed(3)));
+    hls.on(E.FRAG_LOADED, (e, d) => mark('loaded sn=' + d.frag.sn + ' part=' + (d.part ? d.part.index : '-')));
+    hls.on(E.FRAG_BUFFERED, () => mark('buffered to ' + (video.buffered.length ? video.buffered.end(video.buffered.length - 1).toFixed(3) : '-') + ' live=' + (hls.liveSyncPosition || 0).toFixed(3) + ' at ' + video.currentTime.toFixed(3)));
+    video.addEventListener('seeking', () => mark('seeking to ' + video.currentTime.toFixed(3)));
+    video.addEventListener('playing', () => mark('playing at ' + video.currentTime.toFixed(3) + ' latency=' + (hls.latency || 0).toFixed(3)));
+  }, 2);`;
+
 const PAGE_PROBE = `(() => {
   const Native = window.RTCPeerConnection;
   window.benchPeers = [];
@@ -303,6 +327,7 @@ const PAGE_PROBE = `(() => {
     const v = document.querySelector('video');
     if (v) { clearInterval(poll); watch(v); }
   }, 5);
+  ${process.env.G2G_TRACE ? TRACE_PLAYER : ''}
 })();`;
 
 /**
@@ -471,6 +496,15 @@ async function main(): Promise<void> {
     });
     await new Promise((r) => setTimeout(r, 3000)); // a few segments, as a viewer arriving mid-stream finds
 
+    if (WARM_UP) {
+      // A viewer's browser is usually running already: one page plays the stream (to its first frame) and closes
+      // before the measured loads, so the first measured join is not also the browser's own start.
+      const page = await browser.newPage();
+      await page.addInitScript(PAGE_PROBE);
+      await page.goto(bare ? bare.url : `${base}/watch/bench?protocol=${PROTOCOL}${PROTOCOL === 'll-hls' && HLS_DEFAULTS ? '&hls=defaults' : ''}`);
+      await waitUntil('the warm-up page’s first frame', () => page.evaluate(() => (window as unknown as { benchFirstFrame?: number }).benchFirstFrame), 20_000, 50);
+      await page.close();
+    }
     for (let load = 0; load < LOADS; load++) {
       const page = await browser.newPage();
       page.on('pageerror', (err) => console.error(`page error: ${err.message}`));

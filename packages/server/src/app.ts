@@ -342,7 +342,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     transcodeLog,
   );
   // Observers in this order: the jobs put renditions in place before the egresses read the session.
-  const registry = new StreamRegistry({ reconnectGraceMs: config.reconnectGraceMs, log, observers: [transcode, llhls, whep, thumbnails] });
+  const registry = new StreamRegistry({ reconnectGraceMs: config.reconnectGraceMs, log, observers: [transcode, llhls, whep, thumbnails, { streamCreated: () => peerHosts?.prewarm() }] });
   const whip = new WhipServer(
     {
       network,

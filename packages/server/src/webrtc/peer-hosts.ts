@@ -264,18 +264,30 @@ export class PeerHosts {
   readonly factory: PeerConnectionFactory = (settings, events) => {
     if (this.closed) throw new Error('the WebRTC peer hosts are closed');
     let host = this.hosts.reduce<PeerHost | undefined>((best, h) => (!best || h.peers.size < best.peers.size ? h : best), undefined);
-    if (!host || (host.peers.size > 0 && this.hosts.length < this.options.count)) {
-      // Each host starts looking at a port of its own, so hosts starting together do not test the same port.
-      const ports = this.options.ports;
-      const first = this.hosts.length % Math.max(1, ports.length);
-      host = new PeerHost({ bindAddress: this.options.bindAddress, ports: [...ports.slice(first), ...ports.slice(0, first)] }, this.log, (h) => {
-        const i = this.hosts.indexOf(h);
-        if (i >= 0) this.hosts.splice(i, 1);
-      });
-      this.hosts.push(host);
-    }
+    if (!host || (host.peers.size > 0 && this.hosts.length < this.options.count)) host = this.start();
     return host.create(settings, events);
   };
+
+  /**
+   * Starts the first host if none runs (called when a stream goes live): its start — a Node process loading the
+   * WebRTC library, ~0.3–0.5 s of a core here — then happens before the first viewer's offer, not during its join,
+   * where it delayed the answer and disturbed the first packets' timing. Does nothing once closed.
+   */
+  prewarm(): void {
+    if (!this.closed && this.hosts.length === 0) this.start();
+  }
+
+  private start(): PeerHost {
+    // Each host starts looking at a port of its own, so hosts starting together do not test the same port.
+    const ports = this.options.ports;
+    const first = this.hosts.length % Math.max(1, ports.length);
+    const host = new PeerHost({ bindAddress: this.options.bindAddress, ports: [...ports.slice(first), ...ports.slice(0, first)] }, this.log, (h) => {
+      const i = this.hosts.indexOf(h);
+      if (i >= 0) this.hosts.splice(i, 1);
+    });
+    this.hosts.push(host);
+    return host;
+  }
 
   stats(): PeerHostStats {
     return { hosts: this.hosts.map((h) => ({ pid: h.pid, port: h.port, peers: h.peers.size, batchesDropped: h.batchesDropped })) };

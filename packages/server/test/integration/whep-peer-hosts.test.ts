@@ -147,16 +147,22 @@ describe('WHEP viewers in peer host processes', { timeout: 180_000, skip: isolat
     }
   });
 
-  it('ends the hosts with the server', async () => {
+  it('starts a host when a stream goes live (before any viewer), and ends the hosts with the server', async () => {
     const other = await startTestServer({ webrtcBindAddress: '127.0.0.1', webrtcProcesses: 1 });
+    assert.equal(other.app.peerHosts!.stats().hosts.length, 0, 'no host before a stream');
     const pub = publishTestPattern(`${other.rtmpUrl}/${other.key}`, { gopSeconds: 1, zerolatency: true, size: '320x180' });
     const client = new WhepTestClient();
     let pid: number | undefined;
     try {
       await waitUntil('WebRTC to be offered', async () => ((await (await fetch(`${other.httpUrl}/api/v1/streams/main`)).json()) as { webrtc: boolean }).webrtc, 20_000, 200);
+      // Started with the stream, and ready (its port taken) before the first offer.
+      await waitUntil('the host to take its port', () => other.app.peerHosts!.stats().hosts[0]?.port !== undefined, 10_000, 50);
+      const prewarmed = other.app.peerHosts!.stats().hosts;
+      assert.deepEqual(prewarmed.map((h) => h.peers), [0]);
       assert.equal((await client.connect(`${other.httpUrl}/whep/main`)).status, 201);
       await waitUntil('video', () => client.packets.some((p) => p.kind === 'video'), 20_000);
       pid = other.app.peerHosts!.stats().hosts[0]!.pid;
+      assert.equal(pid, prewarmed[0]!.pid, 'the first viewer is on the host started with the stream');
     } finally {
       await client.close();
       await pub.stop();
