@@ -37,8 +37,22 @@ export function loadHls(): Promise<typeof Hls> {
   return hlsModule.then((m) => m.default);
 }
 
-/** How long an LL-HLS join waits for its buffer to reach the live sync position before it starts anyway, ms. */
-const JOIN_WAIT_MS = 1000;
+/** How often the LL-HLS live-edge chase looks at the latency, ms. */
+const CHASE_INTERVAL_MS = 250;
+/** How far behind hls.js's target latency (s) LL-HLS playback may fall before it plays faster to catch up. */
+const CHASE_START_S = 0.1;
+
+/** How far behind hls.js's target latency (s) LL-HLS playback jumps forward rather than plays faster. */
+const CHASE_JUMP_S = 1;
+
+/** How long an LL-HLS join waits for its buffer to reach the playlist's last part before it starts anyway, ms. */
+const JOIN_WAIT_MS = 1500;
+/**
+ * The least an LL-HLS join waits after its first buffered part, ms: hls.js's loop of blocking playlist reloads
+ * and part fetches settles to the live edge's pace meanwhile (starting the moment the buffer caught up stalled
+ * some joins ~1 s later, with 0.4 s buffered).
+ */
+const JOIN_SETTLE_MS = 500;
 
 /** Player states, in the order a viewer usually sees them. */
 export type PlayerState = 'offline' | 'connecting' | 'playing' | 'reconnecting' | 'ended';
@@ -209,6 +223,8 @@ export class GlasscastPlayer {
   /** WebRTC: the last layer state read from the server (refreshed every second while playing). */
   private layerState: WhepLayerState | undefined;
   private layerTimer: ReturnType<typeof setInterval> | undefined;
+  /** Runs {@link chaseLiveEdge} while LL-HLS plays with this player's tuning. */
+  private chaseTimer: ReturnType<typeof setInterval> | undefined;
   private events: EventSource | undefined;
   /** A status check is running (an event and the timer may both ask for one). */
   private polling = false;
@@ -474,8 +490,9 @@ export class GlasscastPlayer {
         : {
             lowLatencyMode: true,
             backBufferLength: 30,
-            // Chase the live edge when we drift behind (after a stall), at most 5 % fast: not heard in speech or music.
-            maxLiveSyncPlaybackRate: 1.05,
+            // The live edge is chased by this player ({@link chaseLiveEdge}), not by hls.js: hls.js speeds up only
+            // with more than 1 s buffered, which a player ~0.4 s from the edge never has.
+            maxLiveSyncPlaybackRate: 1,
             // hls.js moves its target a whole second back after each stall by default; a fifth of that is enough on
             // a network that stalled once, and the chase above wins the rest back.
             liveSyncOnStallIncrease: 0.2,
@@ -507,10 +524,22 @@ export class GlasscastPlayer {
     hls.on(HlsJs.Events.FRAG_BUFFERED, () => {
       if (this.state !== 'connecting') return;
       firstBuffered ??= performance.now();
-      if (!this.options.hlsDefaults && !this.joinLiveEdge(hls, performance.now() - firstBuffered >= JOIN_WAIT_MS)) return;
+      const waited = performance.now() - firstBuffered;
+      if (!this.options.hlsDefaults && (waited < JOIN_SETTLE_MS || !this.joinLiveEdge(hls, waited >= JOIN_WAIT_MS))) return;
       void this.video.play().catch(() => undefined);
     });
-    this.video.addEventListener('playing', () => this.setState('playing'), { once: true });
+    this.video.addEventListener(
+      'playing',
+      () => {
+        this.setState('playing');
+        // A stall hls.js saw before the first frame (the join's seek decoding from the keyframe) is part of
+        // starting, not of the network: it would have moved the target 0.2 s back for the whole session.
+        const hold = hls.latestLevelDetails?.partHoldBack;
+        if (!this.options.hlsDefaults && hold && hls.targetLatency !== null && hls.targetLatency > hold) hls.targetLatency = hold;
+      },
+      { once: true },
+    );
+    if (!this.options.hlsDefaults) this.chaseTimer = setInterval(() => this.chaseLiveEdge(hls), CHASE_INTERVAL_MS);
     hls.loadSource(url);
     hls.attachMedia(this.video);
   }
@@ -520,20 +549,51 @@ export class GlasscastPlayer {
    * target latency, PART-HOLD-BACK for LL-HLS). hls.js picks its start from the first playlist and then plays at
    * 1×, so the time it spends starting (playlists, the parts since the keyframe, the first decode) would otherwise
    * stay in the latency; the catch-up at ≤ 1.05× takes ~20 s to win back one second. Resolves whether to start
-   * playing now: false while the buffer does not yet reach the sync position (hls.js is still fetching the parts
-   * up to the edge, which exist), unless `giveUp` (waited long enough: start where the buffer allows). Never past
-   * the buffer's end less one part, so playback starts with data in hand.
+   * playing now: false while the buffer does not yet reach the playlist's last part (hls.js is still fetching the
+   * parts since the keyframe, which exist), unless `giveUp` (waited long enough: start where the buffer allows). Never past
+   * the buffer's end less two parts, so playback starts with data in hand (with one, the next part's usual
+   * delay stalled it right after the first frame).
    */
   private joinLiveEdge(hls: Hls, giveUp: boolean): boolean {
     const sync = hls.liveSyncPosition;
     const video = this.video;
     if (sync === null || !video.buffered.length) return true;
-    const partS = hls.levels[hls.currentLevel]?.details?.partTarget ?? 0.2;
-    const end = video.buffered.end(video.buffered.length - 1) - partS;
-    if (end < sync && !giveUp) return false;
-    const target = Math.min(sync, end);
+    const details = hls.latestLevelDetails;
+    const partS = details?.partTarget ?? 0.2;
+    const end = video.buffered.end(video.buffered.length - 1);
+    // Caught up: everything the playlist lists is buffered (hls.js fetches the parts since the keyframe one by one).
+    if (details && end < details.edge - 0.05 && !giveUp) return false;
+    const target = Math.min(sync, end - 2 * partS);
     if (target > video.currentTime + 0.1) video.currentTime = target;
     return true;
+  }
+
+  /**
+   * Keeps LL-HLS playback near hls.js's target latency (PART-HOLD-BACK, more after stalls): plays up to 5 % fast
+   * (not heard in speech or music) while more than {@link CHASE_START_S} behind it with some buffer ahead, and at
+   * 1× again once within 30 ms or when the buffer runs low; more than {@link CHASE_JUMP_S} behind with that much
+   * buffered, it jumps forward instead (two parts short of the buffer's end). What it wins back: the time a join spends before its
+   * first frame, a stall, and a device clock running slower than the server's (seen here: a headless browser's
+   * audio clock ~3 % slow, which let latency grow ~30 ms a second).
+   */
+  private chaseLiveEdge(hls: Hls): void {
+    const video = this.video;
+    const target = hls.targetLatency;
+    if (video.paused || !video.buffered.length || target === null || !Number.isFinite(hls.latency) || hls.latency === 0) return;
+    const behind = hls.latency - target;
+    const end = video.buffered.end(video.buffered.length - 1);
+    const ahead = end - video.currentTime;
+    // Far behind (a slow start, a long stall): jump, as 5 % would take 20 s a second.
+    const partS = hls.latestLevelDetails?.partTarget ?? 0.2;
+    const jumpTo = Math.min(video.currentTime + behind, end - 2 * partS);
+    if (behind > CHASE_JUMP_S && jumpTo > video.currentTime + CHASE_JUMP_S / 2) {
+      video.currentTime = jumpTo;
+      return;
+    }
+    let rate = video.playbackRate;
+    if (behind < 0.03 || ahead < 0.15) rate = 1;
+    else if (behind > CHASE_START_S && ahead > 0.25) rate = behind > 0.5 ? 1.05 : 1.03;
+    if (video.playbackRate !== rate) video.playbackRate = rate;
   }
 
   private onEnded(): void {
@@ -592,6 +652,9 @@ export class GlasscastPlayer {
   }
 
   private teardown(): void {
+    clearInterval(this.chaseTimer);
+    this.chaseTimer = undefined;
+    if (this.video.playbackRate !== 1) this.video.playbackRate = 1;
     clearInterval(this.layerTimer);
     this.layerTimer = undefined;
     this.layerState = undefined;
