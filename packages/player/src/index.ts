@@ -42,6 +42,15 @@ const CHASE_INTERVAL_MS = 250;
 /** How far behind hls.js's target latency (s) LL-HLS playback may fall before it plays faster to catch up. */
 const CHASE_START_S = 0.1;
 
+/**
+ * Parts the watch page plays behind hls.js's target latency (PART-HOLD-BACK): the buffer a level switch on a
+ * constrained link needs (it fetches the new level from its keyframe while the buffer plays out). In the LL-HLS
+ * ABR test (the link cut to 1.04× the source's rate, then a step down) one part behind stalled 0.3–0.65 s every
+ * time, two parts in about half the runs, three never: 0.56–0.59 s glass-to-glass became ~1.2 s.
+ */
+const LIVE_MARGIN_PARTS = 3;
+/** LL-HLS playback rate while a level switch fetches the new level (stretches the buffer ~10 %; catches up after). */
+const SWITCH_RATE = 0.9;
 /** How far behind hls.js's target latency (s) LL-HLS playback jumps forward rather than plays faster. */
 const CHASE_JUMP_S = 1;
 
@@ -223,6 +232,8 @@ export class GlasscastPlayer {
   /** WebRTC: the last layer state read from the server (refreshed every second while playing). */
   private layerState: WhepLayerState | undefined;
   private layerTimer: ReturnType<typeof setInterval> | undefined;
+  /** The hls.js level being switched to, until its first part is buffered. */
+  private switchingTo: number | undefined;
   /** Runs {@link chaseLiveEdge} while LL-HLS plays with this player's tuning. */
   private chaseTimer: ReturnType<typeof setInterval> | undefined;
   private events: EventSource | undefined;
@@ -521,7 +532,11 @@ export class GlasscastPlayer {
       if (!data.details.live) this.setState('ended');
     });
     let firstBuffered: number | undefined;
-    hls.on(HlsJs.Events.FRAG_BUFFERED, () => {
+    hls.on(HlsJs.Events.LEVEL_SWITCHING, (_event, data) => {
+      if (this.state === 'playing' && data.level !== hls.currentLevel) this.switchingTo = data.level;
+    });
+    hls.on(HlsJs.Events.FRAG_BUFFERED, (_event, data) => {
+      if (this.switchingTo === data.frag.level) this.switchingTo = undefined;
       if (this.state !== 'connecting') return;
       firstBuffered ??= performance.now();
       const waited = performance.now() - firstBuffered;
@@ -546,7 +561,7 @@ export class GlasscastPlayer {
 
   /**
    * Before the first frame, moves the playhead forward to hls.js's live sync position (the live edge less its
-   * target latency, PART-HOLD-BACK for LL-HLS). hls.js picks its start from the first playlist and then plays at
+   * target latency, PART-HOLD-BACK for LL-HLS) less {@link LIVE_MARGIN_PARTS} parts. hls.js picks its start from the first playlist and then plays at
    * 1×, so the time it spends starting (playlists, the parts since the keyframe, the first decode) would otherwise
    * stay in the latency; the catch-up at ≤ 1.05× takes ~20 s to win back one second. Resolves whether to start
    * playing now: false while the buffer does not yet reach the playlist's last part (hls.js is still fetching the
@@ -563,15 +578,16 @@ export class GlasscastPlayer {
     const end = video.buffered.end(video.buffered.length - 1);
     // Caught up: everything the playlist lists is buffered (hls.js fetches the parts since the keyframe one by one).
     if (details && end < details.edge - 0.05 && !giveUp) return false;
-    const target = Math.min(sync, end - 2 * partS);
+    const target = Math.min(sync - LIVE_MARGIN_PARTS * partS, end - 2 * partS);
     if (target > video.currentTime + 0.1) video.currentTime = target;
     return true;
   }
 
   /**
-   * Keeps LL-HLS playback near hls.js's target latency (PART-HOLD-BACK, more after stalls): plays up to 5 % fast
-   * (not heard in speech or music) while more than {@link CHASE_START_S} behind it with some buffer ahead, and at
-   * 1× again once within 30 ms or when the buffer runs low; more than {@link CHASE_JUMP_S} behind with that much
+   * Keeps LL-HLS playback near hls.js's target latency (PART-HOLD-BACK, more after stalls) plus
+   * {@link LIVE_MARGIN_PARTS} parts: plays up to 5 % fast (not heard in speech or music) while more than
+   * {@link CHASE_START_S} behind it with two parts or more buffered, and at 1× again once within 30 ms or when the
+   * buffer runs lower; more than {@link CHASE_JUMP_S} behind with that much
    * buffered, it jumps forward instead (two parts short of the buffer's end). What it wins back: the time a join spends before its
    * first frame, a stall, and a device clock running slower than the server's (seen here: a headless browser's
    * audio clock ~3 % slow, which let latency grow ~30 ms a second).
@@ -580,19 +596,21 @@ export class GlasscastPlayer {
     const video = this.video;
     const target = hls.targetLatency;
     if (video.paused || !video.buffered.length || target === null || !Number.isFinite(hls.latency) || hls.latency === 0) return;
-    const behind = hls.latency - target;
+    const partS = hls.latestLevelDetails?.partTarget ?? 0.2;
+    const behind = hls.latency - (target + LIVE_MARGIN_PARTS * partS);
     const end = video.buffered.end(video.buffered.length - 1);
     const ahead = end - video.currentTime;
     // Far behind (a slow start, a long stall): jump, as 5 % would take 20 s a second.
-    const partS = hls.latestLevelDetails?.partTarget ?? 0.2;
     const jumpTo = Math.min(video.currentTime + behind, end - 2 * partS);
     if (behind > CHASE_JUMP_S && jumpTo > video.currentTime + CHASE_JUMP_S / 2) {
       video.currentTime = jumpTo;
       return;
     }
     let rate = video.playbackRate;
-    if (behind < 0.03 || ahead < 0.15) rate = 1;
-    else if (behind > CHASE_START_S && ahead > 0.25) rate = behind > 0.5 ? 1.05 : 1.03;
+    // Switching level: the new one is fetched from its keyframe while the buffer plays out; stretch it meanwhile.
+    if (this.switchingTo !== undefined) rate = SWITCH_RATE;
+    else if (behind < 0.03 || ahead < 2 * partS - 0.05) rate = 1;
+    else if (behind > CHASE_START_S && ahead > 2 * partS) rate = behind > 0.5 ? 1.05 : 1.03;
     if (video.playbackRate !== rate) video.playbackRate = rate;
   }
 
@@ -654,6 +672,7 @@ export class GlasscastPlayer {
   private teardown(): void {
     clearInterval(this.chaseTimer);
     this.chaseTimer = undefined;
+    this.switchingTo = undefined;
     if (this.video.playbackRate !== 1) this.video.playbackRate = 1;
     clearInterval(this.layerTimer);
     this.layerTimer = undefined;
