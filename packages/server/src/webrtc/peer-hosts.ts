@@ -270,8 +270,8 @@ export class PeerHosts {
 
   /**
    * Starts the first host if none runs (called when a stream goes live): its start — a Node process loading the
-   * WebRTC library, ~0.3–0.5 s of a core here — then happens before the first viewer's offer, not during its join,
-   * where it delayed the answer and disturbed the first packets' timing. Does nothing once closed.
+   * WebRTC library, ~0.3–0.5 s of a core here — then happens before the first viewer's offer, not while that
+   * viewer waits for its answer. The host then stays (idle, one process) like the others. Does nothing once closed.
    */
   prewarm(): void {
     if (!this.closed && this.hosts.length === 0) this.start();
