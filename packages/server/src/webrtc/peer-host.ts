@@ -56,18 +56,38 @@ async function runHost(options: HostOptions): Promise<void> {
   // Requests that come while the port is being taken wait for it.
   const inbox: { early: HostRequest[]; handle?: (m: HostRequest) => void } = { early: [] };
   process.on('message', (m: HostRequest) => (inbox.handle ? inbox.handle(m) : inbox.early.push(m)));
-  let mux: MuxPort;
+  // The main process ended its use of this host (or died): close every peer, release the library, exit. Listened
+  // for from the start: a server killed while this host was still taking its port (the first host starts with
+  // the first stream) left the host running forever, its inherited stderr holding the server's parent's pipe.
+  let mux: MuxPort | undefined;
+  let disconnected = false;
+  const end = (): void => {
+    for (const pc of peers.values()) pc.close();
+    peers.clear();
+    mux?.release();
+    releaseWebRtc(() => process.exit(0));
+  };
+  process.once('disconnect', () => {
+    disconnected = true;
+    setTimeout(() => process.exit(0), 5000).unref();
+    if (mux) end();
+  });
   try {
     mux = await reserveMuxPort(options.bindAddress, options.ports);
   } catch (err) {
     process.stderr.write(`glasscast WebRTC peer host: ${(err as Error).message}\n`);
     process.exit(1);
   }
+  if (disconnected || !process.connected) {
+    end();
+    return;
+  }
+  const port = mux;
 
   const handlers: { [K in HostRequest['t']]: (m: Extract<HostRequest, { t: K }>) => void } = {
     open: (m) => {
       const id = m.id;
-      const pc = new LibraryPeerConnection({ ...m.settings, port: mux.port }, {
+      const pc = new LibraryPeerConnection({ ...m.settings, port: port.port }, {
         state: (state) => send({ t: 'state', id, state, pair: state === 'connected' ? pc.selectedPair() : undefined }),
         trackOpen: (mid) => send({ t: 'open', id, mid }),
         message: (mid, packet) => send({ t: 'message', id, mid, packet }),
@@ -117,7 +137,7 @@ async function runHost(options: HostOptions): Promise<void> {
   };
   inbox.handle = (m) => (handlers[m.t] as (m: HostRequest) => void)(m);
   for (const m of inbox.early.splice(0)) inbox.handle(m);
-  send({ t: 'ready', port: mux.port });
+  send({ t: 'ready', port: port.port });
 
   const timer = setInterval(() => {
     if (refused.size === 0) return;
@@ -128,14 +148,6 @@ async function runHost(options: HostOptions): Promise<void> {
   }, REFUSED_REPORT_MS);
   timer.unref();
 
-  // The main process ended its use of this host (or died): close every peer, release the library, exit.
-  process.once('disconnect', () => {
-    for (const pc of peers.values()) pc.close();
-    peers.clear();
-    mux.release();
-    releaseWebRtc(() => process.exit(0));
-    setTimeout(() => process.exit(0), 5000).unref();
-  });
 }
 
 if (process.send) void runHost(JSON.parse(process.argv[2] ?? '{}') as HostOptions);
