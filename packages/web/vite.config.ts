@@ -1,5 +1,5 @@
 import react from '@vitejs/plugin-react';
-import { defineConfig } from 'vite';
+import { defaultClientConditions, defineConfig } from 'vite';
 
 // One page (index.html) for every route; the server answers /, /watch/*, /broadcast and /admin with it.
 // The admin pages and the broadcast page are separate chunks, loaded when visited: the watch page carries
@@ -11,6 +11,9 @@ export default defineConfig({
     // hls.js's light build: everything LL-HLS needs, without alternate audio, subtitles, DRM, CMCD and content
     // steering (none of which Glasscast serves): −65 kB gzip on every watch page.
     alias: [{ find: /^hls\.js$/, replacement: 'hls.js/dist/hls.light.mjs' }],
+    // p2p-media-loader's core as its authors bundle it for browsers (bittorrent-tracker's client and its Node
+    // shims inside): its source build reads Node's `process`, which a page does not have.
+    conditions: ['p2pml:core-as-bundle', ...defaultClientConditions],
   },
   build: {
     outDir: 'dist',

@@ -4,6 +4,7 @@
  * until the stream is live, picks it up when it goes live, and reports the protocol and measured latency.
  */
 import type Hls from 'hls.js';
+import type { VenueCounters, VenueInfo } from './venue.js';
 import { connectWhep, type WhepConnection, type WhepLayerState } from './whep-client.js';
 import { QoeReporter } from './qoe-reporter.js';
 
@@ -95,6 +96,15 @@ export interface PlayerOptions {
    */
   hlsDefaults?: boolean;
   /**
+   * Venue mode (for many viewers on one network, e.g. an event's Wi-Fi): LL-HLS segments through p2p-media-loader,
+   * viewers sharing each segment with each other over WebRTC data channels, found through this server's tracker
+   * and STUN server; ~5 s behind the live edge (peers need the time to hand segments over). Segments a peer sends are
+   * checked against the server's SHA-256 before they play. WebRTC playback is not tried. Over HTTP only when the
+   * stream does not allow P2P or no peer has a segment in time. Uploads nothing on a phone on battery or mobile data
+   * where the browser tells. Default false.
+   */
+  venue?: boolean;
+  /**
    * Playback token of a private stream (minted with `POST /api/v1/streams/<name>/playback-tokens`): sent as
    * `Authorization: Bearer` for the status and WHEP, and as `?token=` on the LL-HLS URL (the server carries it
    * to every playlist, part and segment).
@@ -143,6 +153,8 @@ export interface PlayerStats {
   transport: WebRtcTransport | undefined;
   /** True when the stream offered WebRTC but it could not connect here, so LL-HLS plays instead (the watch page then links to /diagnostics). */
   webrtcFailed: boolean;
+  /** Venue mode: bytes from peers and over HTTP, bytes uploaded, peers, segments rejected; undefined otherwise. */
+  venue: VenueCounters | undefined;
 }
 
 /**
@@ -210,12 +222,16 @@ interface StatusResponse {
   playback: { hls: string; whep: string };
   /** Codec strings of the stream's tracks (absent from older servers). */
   tracks?: { video: string | null; audio: string | null };
+  /** Venue mode's tracker and STUN server, or null when the stream's viewers may not share segments. */
+  p2p?: VenueInfo | null;
 }
 
 
 /** Plays one stream into a `<video>` element. `destroy()` is idempotent. */
 export class GlasscastPlayer {
   private hls: Hls | undefined;
+  /** Venue mode's counters, once it plays. */
+  private venue: VenueCounters | undefined;
   /** The WHEP connection while playing over WebRTC (exposed for stats and tests). */
   whep: WhepConnection | undefined;
   private protocol: PlayerStats['protocol'];
@@ -294,6 +310,7 @@ export class GlasscastPlayer {
             rebufferMs: s.stalledMs,
             switches: s.switches,
             latencyMs: s.latency !== undefined ? Math.round(s.latency * 1000) : (this.webrtcLatencyMs ?? null),
+            ...(this.venue ? { p2p: { peerBytes: this.venue.peerBytes, httpBytes: this.venue.httpBytes, uploadedBytes: this.venue.uploadedBytes } } : {}),
           };
         },
         10_000,
@@ -381,7 +398,7 @@ export class GlasscastPlayer {
       }
       if (res.ok) {
         const status = (await res.json()) as StatusResponse;
-        const mode = this.options.protocol ?? 'auto';
+        const mode = this.options.venue ? 'll-hls' : (this.options.protocol ?? 'auto');
         if (status.webrtc && mode !== 'll-hls' && !this.webrtcFailed) {
           const audioOnly = status.tracks !== undefined && status.tracks.video === null;
           if (await this.playWebRtc(`${this.base}${status.playback.whep}`, audioOnly)) return;
@@ -391,7 +408,9 @@ export class GlasscastPlayer {
           }
         }
         if (status.playable && mode !== 'webrtc') {
-          await this.play(`${this.base}${status.playback.hls}${token ? `?token=${encodeURIComponent(token)}` : ''}`);
+          // Venue mode asks for the plain playlists of complete segments (`venue=1`): one URL per segment, shared by peers.
+          const query = [token ? `token=${encodeURIComponent(token)}` : '', this.options.venue ? 'venue=1' : ''].filter(Boolean).join('&');
+          await this.play(`${this.base}${status.playback.hls}${query ? `?${query}` : ''}`, status.p2p ?? null);
           return;
         }
       }
@@ -473,7 +492,7 @@ export class GlasscastPlayer {
     return true;
   }
 
-  private async play(url: string): Promise<void> {
+  private async play(url: string, venueInfo: VenueInfo | null = null): Promise<void> {
     this.protocol = 'll-hls';
     this.lastProtocol = 'll-hls';
     this.setState('connecting', 'll-hls');
@@ -495,7 +514,26 @@ export class GlasscastPlayer {
       this.video.addEventListener('playing', () => this.setState('playing'), { once: true });
       return;
     }
-    const hls = new HlsJs(
+    // Venue mode plays segments where its peers can share them: no join at the edge, no chase.
+    const tuned = !this.options.hlsDefaults && !this.options.venue;
+    let venueHls: Hls | undefined;
+    if (this.options.venue) {
+      try {
+        const { createVenueHls } = await import('./venue.js');
+        this.venue = { peerBytes: 0, httpBytes: 0, uploadedBytes: 0, peers: 0, rejected: 0 };
+        venueHls = await createVenueHls(HlsJs, { server: this.base || location.origin, stream: this.options.stream, info: venueInfo, counters: this.venue });
+      } catch {
+        this.protocol = undefined;
+        this.setState('reconnecting', 'the venue-mode player could not be loaded');
+        this.schedulePoll();
+        return;
+      }
+      if (this.destroyed) {
+        venueHls.destroy();
+        return;
+      }
+    }
+    const hls = venueHls ?? new HlsJs(
       this.options.hlsDefaults
         ? {}
         : {
@@ -540,7 +578,7 @@ export class GlasscastPlayer {
       if (this.state !== 'connecting') return;
       firstBuffered ??= performance.now();
       const waited = performance.now() - firstBuffered;
-      if (!this.options.hlsDefaults && (waited < JOIN_SETTLE_MS || !this.joinLiveEdge(hls, waited >= JOIN_WAIT_MS))) return;
+      if (tuned && (waited < JOIN_SETTLE_MS || !this.joinLiveEdge(hls, waited >= JOIN_WAIT_MS))) return;
       void this.video.play().catch(() => undefined);
     });
     this.video.addEventListener(
@@ -550,11 +588,15 @@ export class GlasscastPlayer {
         // A stall hls.js saw before the first frame (the join's seek decoding from the keyframe) is part of
         // starting, not of the network: it would have moved the target 0.2 s back for the whole session.
         const hold = hls.latestLevelDetails?.partHoldBack;
-        if (!this.options.hlsDefaults && hold && hls.targetLatency !== null && hls.targetLatency > hold) hls.targetLatency = hold;
+        if (tuned && hold && hls.targetLatency !== null && hls.targetLatency > hold) hls.targetLatency = hold;
       },
       { once: true },
     );
-    if (!this.options.hlsDefaults) this.chaseTimer = setInterval(() => this.chaseLiveEdge(hls), CHASE_INTERVAL_MS);
+    if (tuned) this.chaseTimer = setInterval(() => this.chaseLiveEdge(hls), CHASE_INTERVAL_MS);
+    else if (venueHls) {
+      const { chaseVenueEdge } = await import('./venue.js');
+      this.chaseTimer = setInterval(() => chaseVenueEdge(this.video, hls), 1000);
+    }
     hls.loadSource(url);
     hls.attachMedia(this.video);
   }
@@ -708,6 +750,7 @@ export class GlasscastPlayer {
       quality: q,
       transport: this.protocol === 'webrtc' ? this.transport : undefined,
       webrtcFailed: this.webrtcFailed,
+      venue: this.venue && { ...this.venue },
     };
   }
 

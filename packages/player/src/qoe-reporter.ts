@@ -19,6 +19,8 @@ export interface QoeSnapshot {
   switches: number;
   /** Distance from the live edge, ms; null when unknown. */
   latencyMs: number | null;
+  /** Venue mode: segment bytes from other viewers and over HTTP, and bytes sent to other viewers. */
+  p2p?: { peerBytes: number; httpBytes: number; uploadedBytes: number };
 }
 
 /** A random id for this page load (not stored anywhere). */

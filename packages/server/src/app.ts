@@ -5,7 +5,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createServer as createHttpServer, type RequestListener, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type Server as HttpServer } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { createServer as createHttpsServer } from 'node:https';
 import { hostname, networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -57,6 +58,8 @@ import { IceTcpListener } from './webrtc/ice-tcp.js';
 import { releaseWebRtc, retainWebRtc, webRtcHealthy } from './webrtc/webrtc-peer.js';
 import { PeerHosts } from './webrtc/peer-hosts.js';
 import { reserveMuxPort, type MuxPort } from './webrtc/peer-connection.js';
+import { StunServer } from './webrtc/stun-server.js';
+import { P2pTracker, refuseUpgrade, TRACKER_PATH } from './p2p/tracker.js';
 import type { DatabaseSchema } from './store/database.js';
 import { openDatabase, settingOnce } from './store/database.js';
 import type { StreamRecord, Visibility } from './store/stream-store.js';
@@ -206,8 +209,15 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   // Per-stream settings read when a stream is authorized or changed: visibility (cached briefly) and ladder.
   const visibilities = new Map<string, { value: Visibility | undefined; title: string; at: number }>();
   const ladderOverrides = new Map<string, string>();
+  /** Streams whose operator switched venue mode's sharing off (the kill switch), as last read from the store. */
+  const p2pOff = new Set<string>();
+  let tracker: P2pTracker | undefined;
   const remember = (name: string, record: StreamRecord | undefined): void => {
     visibilities.set(name, { value: record?.visibility, title: record?.title ?? '', at: Date.now() });
+    if (record?.p2p === false) {
+      if (!p2pOff.has(name)) tracker?.endStream(name);
+      p2pOff.add(name);
+    } else p2pOff.delete(name);
     if (record?.ladder) ladderOverrides.set(name, record.ladder);
     else ladderOverrides.delete(name);
   };
@@ -342,6 +352,18 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     transcodeLog,
   );
   // Observers in this order: the jobs put renditions in place before the egresses read the session.
+  // Venue mode: viewers of a live, not private stream (whose operator did not switch it off) find each other here.
+  const stun = config.p2p === 'on' ? new StunServer({ host: config.host, port: config.stunPort, log: log.child({ p2p: 'stun' }) }) : undefined;
+  if (config.p2p === 'on') {
+    tracker = new P2pTracker({
+      allows: async (name) => {
+        const state = registry.get(name)?.state;
+        return (state === 'live' || state === 'reconnecting') && !p2pOff.has(name) && (await visibility(name)) !== 'private';
+      },
+      maxPeersPerAddress: config.p2pMaxPeersPerAddress,
+      log: log.child({ p2p: 'tracker' }),
+    });
+  }
   const registry = new StreamRegistry({ reconnectGraceMs: config.reconnectGraceMs, log, observers: [transcode, llhls, whep, thumbnails, { streamCreated: () => peerHosts?.prewarm() }] });
   const whip = new WhipServer(
     {
@@ -394,6 +416,10 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
       // Fastify's own idle keep-alive (it sets it only on servers it makes): Node's 5 s default closed connections
       // that clients were about to reuse ("other side closed" in a client that paused 4–5 s between requests).
       server.keepAliveTimeout = 72_000;
+      // WebSocket upgrades: venue mode's tracker; any other is refused.
+      server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+        if (!tracker?.handleUpgrade(request, socket, head)) refuseUpgrade(socket, 'NOT_FOUND', 'no WebSocket here', (request.url ?? '').split('?')[0]!.slice(0, 200));
+      });
       return server as unknown as HttpServer;
     },
   });
@@ -586,6 +612,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     qoe,
     diagnostics,
     viewerCount,
+    p2p: (name) => (tracker && !p2pOff.has(name) && visibilities.get(name)?.value !== 'private' ? { tracker: `${TRACKER_PATH}${encodeURIComponent(name)}`, stunPort: stun?.port || null, peers: tracker.peers(name) } : null),
   });
   const webDir = webDistDir();
   if (webDir) {
@@ -614,6 +641,8 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     rtmpPort = await rtmp.listen();
     srtPort = await srt.listen();
     iceTcpPort = iceTcp ? await iceTcp.listen() : 0;
+    // A STUN port taken by another program costs venue mode its server-reflexive candidates, not the server.
+    await stun?.start().catch((err: unknown) => log.warn({ err, port: config.stunPort }, 'STUN server could not bind its port: venue-mode viewers find each other on the LAN only'));
     await http.listen({ host: config.host, port: config.httpPort });
     const address = http.server.address();
     httpPort = typeof address === 'object' && address ? address.port : config.httpPort;
@@ -631,6 +660,8 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     }
   } catch (err) {
     redirect?.close();
+    stun?.close();
+    tracker?.close();
     await rtmp.close();
     await srt.close();
     await iceTcp?.close();
@@ -697,6 +728,8 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
         stopWatchingTls?.();
         redirect?.close();
         redirect?.closeAllConnections();
+        stun?.close();
+        tracker?.close();
         await rtmp.close();
         await srt.close();
         whip.close();

@@ -32,6 +32,8 @@ export function startWatchPlayer(name: string, search: string): WatchPlayer {
     protocol: forced === 'webrtc' || forced === 'll-hls' ? forced : 'auto',
     // `?hls=defaults`: hls.js with the library's defaults (benchmarks compare what any hls.js page gets).
     hlsDefaults: query.get('hls') === 'defaults',
+    // `?mode=venue`: viewers on one network share segments (P2P through this server's tracker), ~5 s behind.
+    venue: query.get('mode') === 'venue',
     // `?events=off`: poll the status instead of listening to the server's events (benchmarks compare the two).
     events: query.get('events') !== 'off',
     // `?token=`: a private stream's playback token.

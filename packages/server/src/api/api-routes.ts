@@ -148,6 +148,7 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
       ladder: r.ladder ?? null,
       srtEncrypted: r.srtPassphrase !== undefined,
       record: r.record,
+      p2p: r.p2p,
       createdAt: r.createdAt,
       updatedAt: r.updatedAt,
       previousKeyExpiresAt: r.previousKey?.expiresAt ?? null,
@@ -317,7 +318,7 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
 
     api.patch('/api/v1/streams/:name', {
       schema: {
-        summary: 'Change a stream (title, description, visibility, ladder, SRT passphrase)',
+        summary: 'Change a stream (title, description, visibility, ladder, SRT passphrase, recording, P2P)',
         description: 'A ladder change applies from the next publish. Emits stream.updated with the changed fields.',
         tags: ['streams'],
         security: [{ apiKey: [] }],

@@ -35,6 +35,7 @@ export const adminStream = z.object({
   ladder: z.string().nullable(),
   srtEncrypted: z.boolean().describe('SRT callers must encrypt with the stream passphrase (see /key)'),
   record: z.boolean().describe('every broadcast of the stream is recorded'),
+  p2p: z.boolean().describe('venue-mode viewers may share segments with each other (false: the kill switch, all fetch over HTTP)'),
   createdAt: z.string(),
   updatedAt: z.string(),
   /** When the previous key stops publishing, if a rotation's grace period runs. */
@@ -51,6 +52,7 @@ export const createStreamBody = z.object({
   ladder: ladderText.nullable().optional(),
   srtPassphrase: srtPassphrase.nullable().optional(),
   record: z.boolean().optional().describe('record every broadcast (from the next one; POST /streams/{name}/recording starts now)'),
+  p2p: z.boolean().optional().describe('venue-mode viewers may share segments with each other (default true)'),
 });
 
 export const updateStreamBody = z.object({
@@ -60,6 +62,7 @@ export const updateStreamBody = z.object({
   ladder: ladderText.nullable().optional(),
   srtPassphrase: srtPassphrase.nullable().optional(),
   record: z.boolean().optional().describe('record every broadcast (from the next one; POST /streams/{name}/recording starts now)'),
+  p2p: z.boolean().optional().describe('venue-mode viewers may share segments with each other; false ends the sharing at once (the kill switch): viewers go on over HTTP'),
 });
 
 export const streamKey = z.object({
@@ -116,6 +119,10 @@ export const streamStats = z.object({
       switches: z.number(),
       protocols: z.record(z.string(), z.number()),
       errors: z.array(z.object({ code: z.string(), count: z.number() })),
+      p2p: z
+        .object({ viewers: z.number(), peerBytes: z.number(), httpBytes: z.number(), offload: z.number().describe('peer bytes ÷ all segment bytes, 0–1') })
+        .nullable()
+        .describe('venue mode: segment bytes its viewers got from each other and over HTTP'),
     })
     .nullable()
     .describe("what viewers' players report (POST /streams/{name}/qoe)"),
@@ -132,6 +139,10 @@ export const qoeBeacon = z.object({
   switches: z.number().int().min(0).max(1_000_000),
   latencyMs: z.number().int().min(0).max(3_600_000).nullable(),
   errors: z.array(z.string().max(80)).max(5),
+  p2p: z
+    .object({ peerBytes: z.number().int().min(0).max(1e15), httpBytes: z.number().int().min(0).max(1e15), uploadedBytes: z.number().int().min(0).max(1e15) })
+    .optional()
+    .describe('venue mode: segment bytes from other viewers, over HTTP, and sent to other viewers'),
 });
 
 export const broadcast = z.object({

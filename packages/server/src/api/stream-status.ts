@@ -19,6 +19,18 @@ export interface StatusDeps {
   viewerCount(name: string): number;
   /** The recorder, when status should say whether the stream is being recorded. */
   recorder?: Pick<Recorder, 'current'>;
+  /** Venue mode for `name` (see {@link StreamStatus.p2p}), or null when its viewers may not share segments. */
+  p2p?(name: string): P2pStatus | null;
+}
+
+/** Where venue-mode viewers of a stream find each other. */
+export interface P2pStatus {
+  /** Tracker path on this server (WebSocket: `ws:`/`wss:` + host + path). */
+  tracker: string;
+  /** UDP port of this server's STUN server, or null when it has none. */
+  stunPort: number | null;
+  /** Viewers connected to the tracker now. */
+  peers: number;
 }
 
 /** Public view of one stream. */
@@ -46,6 +58,8 @@ export interface StreamStatus {
   transcode: TranscodeStatus | undefined;
   /** The recording in progress (its id once created), or null; `error` says why it stopped early. */
   recording: { id: string | null; error: string | null } | null;
+  /** Venue mode: where its viewers find each other to share segments, or null (P2P off, or not live). */
+  p2p: P2pStatus | null;
   /** Every entity of the stream in the one stats shape: the stream (publisher, readers, renditions), its jobs, its WebRTC viewers. */
   stats: { stream: EntityStats | undefined; jobs: EntityStats[]; viewers: EntityStats[] };
 }
@@ -127,6 +141,7 @@ export function streamStatus(deps: StatusDeps, name: string): StreamStatus {
     })),
     transcode: transcodeStatus(jobs),
     recording: recordingStatus(deps.recorder?.current(name)),
+    p2p: state === 'offline' ? null : (deps.p2p?.(name) ?? null),
     stats: { stream: stream?.getStats(), jobs, viewers: deps.whep.viewerStats(name) },
   };
 }

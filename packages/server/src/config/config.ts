@@ -99,6 +99,15 @@ export const configSchema = z
     /** Comma-separated STUN/TURN URLs the server uses and announces to players (e.g. stun:stun.example.com:3478). */
     iceServers: z.string(),
     /**
+     * Venue mode (peer-assisted LL-HLS segments): the tracker on the HTTP port (`/p2p/announce/<stream>`) and the
+     * STUN server. Streams can switch it off one by one (API: `p2p: false`). Default on.
+     */
+    p2p: z.enum(['on', 'off']),
+    /** UDP port of the STUN server venue-mode viewers ask for their address (0: any free port). Default 3478. */
+    stunPort: port,
+    /** Tracker connections one client address may hold (a venue's viewers may share one public address). Default 1000. */
+    p2pMaxPeersPerAddress: z.number().int().min(1).max(1_000_000),
+    /**
      * ABR ladder for every stream (transcode/ladder.ts): `1080p=4500k,720p=2500k,480p=1200k@30,360p=600k@30`
      * (height, video bits/s, optional frame-rate cap); rungs at or above the source's height are skipped; `none`
      * turns transcoding off.
@@ -195,6 +204,9 @@ export const DEFAULT_CONFIG: GlasscastConfig = {
   hsts: 'off',
   whipMaxBitrate: 6_000_000,
   iceServers: '',
+  p2p: 'on',
+  stunPort: 3478,
+  p2pMaxPeersPerAddress: 1000,
   ladder: DEFAULT_LADDER,
   streamLadders: {},
   videoEncoder: 'auto',

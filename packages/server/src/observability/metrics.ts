@@ -188,6 +188,10 @@ export class Metrics {
       g.set({ stream, quantile: '0.5' }, f.latencyMs.p50 / 1000);
       g.set({ stream, quantile: '0.95' }, f.latencyMs.p95 / 1000);
     }, true);
+    perStream('glasscast_p2p_offload_ratio', 'Venue mode: segment bytes players received from other viewers over all segment bytes they received (0–1).', (g, stream, f) => {
+      if (f.p2p) g.set({ stream }, f.p2p.offload);
+    });
+    perStream('glasscast_p2p_viewers_reporting', 'Venue-mode viewers whose player reported in the last 5 minutes.', (g, stream, f) => g.set({ stream }, f.p2p?.viewers ?? 0));
     new Counter({
       name: 'glasscast_qoe_beacons_total',
       help: 'QoE beacons received from players.',

@@ -28,6 +28,8 @@ export interface QoeBeacon {
   latencyMs: number | null;
   /** Error codes seen since the last beacon (e.g. hls.js details), at most a few. */
   errors: string[];
+  /** Venue mode: segment bytes received from other viewers and over HTTP, and bytes sent to other viewers. */
+  p2p?: { peerBytes: number; httpBytes: number; uploadedBytes: number } | undefined;
 }
 
 /** A stream's aggregated figures. */
@@ -46,6 +48,11 @@ export interface QoeFigures {
   protocols: Record<string, number>;
   /** Error codes reported in the window, most frequent first (at most 10). */
   errors: { code: string; count: number }[];
+  /**
+   * Venue mode over the viewers in the window that play it: segment bytes from peers and over HTTP, and the
+   * offload (peer bytes ÷ all segment bytes, 0–1); null when none does.
+   */
+  p2p: { viewers: number; peerBytes: number; httpBytes: number; offload: number } | null;
 }
 
 /** Options of the aggregator. */
@@ -127,7 +134,13 @@ export class ViewerQoe {
     let switches = 0;
     const protocols: Record<string, number> = {};
     const errors = new Map<string, number>();
+    const p2p = { viewers: 0, peerBytes: 0, httpBytes: 0 };
     for (const { beacon: b, errors: e } of recent) {
+      if (b.p2p) {
+        p2p.viewers++;
+        p2p.peerBytes += b.p2p.peerBytes;
+        p2p.httpBytes += b.p2p.httpBytes;
+      }
       playing += b.playingMs;
       stalled += b.rebufferMs;
       rebuffers += b.rebuffers;
@@ -145,6 +158,7 @@ export class ViewerQoe {
       switches,
       protocols,
       errors: [...errors].sort((a, b) => b[1] - a[1]).slice(0, 10).map(([code, count]) => ({ code, count })),
+      p2p: p2p.viewers > 0 ? { ...p2p, offload: p2p.peerBytes + p2p.httpBytes > 0 ? p2p.peerBytes / (p2p.peerBytes + p2p.httpBytes) : 0 } : null,
     };
   }
 

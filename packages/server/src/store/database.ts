@@ -30,6 +30,8 @@ export interface StreamsPlatformColumns {
   srt_passphrase: string | null;
   /** Migration 4: 1 when every broadcast of this stream is recorded. */
   record: number;
+  /** Migration 7: 0 when venue mode's peer-to-peer sharing is switched off for this stream (the kill switch). */
+  p2p: number;
 }
 
 /** Table `api_keys`: admin API keys; only a SHA-256 of each token is stored. */
@@ -305,6 +307,9 @@ const MIGRATIONS: ((db: Kysely<DatabaseSchema>) => Promise<void>)[] = [
       .execute();
     await sql`CREATE INDEX uploads_pending ON uploads (state, next_attempt_at, seq)`.execute(db);
     await sql`CREATE UNIQUE INDEX uploads_file ON uploads (recording_id, file)`.execute(db);
+  },
+  async (db) => {
+    await sql`ALTER TABLE streams ADD COLUMN p2p INTEGER NOT NULL DEFAULT 1`.execute(db);
   },
 ];
 

@@ -30,6 +30,8 @@ export interface StreamRecord {
   srtPassphrase: string | undefined;
   /** Every broadcast of the stream is recorded (record/recorder.ts). */
   record: boolean;
+  /** Venue mode's viewers may share segments with each other (false: the kill switch; they fetch over HTTP). */
+  p2p: boolean;
   createdAt: string;
   updatedAt: string;
 }
@@ -44,6 +46,7 @@ export interface StreamFields {
   /** `null` removes it. Checked: 10–79 characters. */
   srtPassphrase?: string | null | undefined;
   record?: boolean | undefined;
+  p2p?: boolean | undefined;
 }
 
 /** A fresh random stream key: 24 bytes, base64url (32 characters). */
@@ -63,6 +66,7 @@ function toRecord(r: StreamsTable & StreamsPlatformColumns, now = Date.now()): S
     previousKey: previousValid ? { key: r.previous_key!, expiresAt: new Date(r.previous_key_expires_at!).toISOString() } : undefined,
     srtPassphrase: r.srt_passphrase ?? undefined,
     record: r.record === 1,
+    p2p: r.p2p !== 0,
     createdAt: r.created_at,
     updatedAt: r.updated_at || r.created_at,
   };
@@ -70,7 +74,7 @@ function toRecord(r: StreamsTable & StreamsPlatformColumns, now = Date.now()): S
 
 /** The stream's public event data (never a key). */
 export function streamEventData(r: StreamRecord): Record<string, unknown> {
-  return { name: r.name, title: r.title, description: r.description, visibility: r.visibility, ladder: r.ladder ?? null, srtEncrypted: r.srtPassphrase !== undefined, record: r.record, createdAt: r.createdAt, updatedAt: r.updatedAt };
+  return { name: r.name, title: r.title, description: r.description, visibility: r.visibility, ladder: r.ladder ?? null, srtEncrypted: r.srtPassphrase !== undefined, record: r.record, p2p: r.p2p, createdAt: r.createdAt, updatedAt: r.updatedAt };
 }
 
 const sameKey = (a: string, b: string): boolean => {
@@ -149,6 +153,7 @@ export class StreamStore {
         previous_key_expires_at: null,
         srt_passphrase: fields.srtPassphrase ?? null,
         record: fields.record ? 1 : 0,
+        p2p: fields.p2p === false ? 0 : 1,
       };
       await trx.insertInto('streams').values(row).execute();
       const record = toRecord(row);
@@ -173,6 +178,7 @@ export class StreamStore {
       if (fields.ladder !== undefined) set.ladder = fields.ladder;
       if (fields.srtPassphrase !== undefined) set.srt_passphrase = fields.srtPassphrase;
       if (fields.record !== undefined) set.record = fields.record ? 1 : 0;
+      if (fields.p2p !== undefined) set.p2p = fields.p2p ? 1 : 0;
       const changed = Object.keys(set).filter((k) => set[k as keyof typeof set] !== before[k as keyof typeof before]);
       if (changed.length === 0) return toRecord(before);
       set.updated_at = new Date().toISOString();

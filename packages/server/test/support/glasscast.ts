@@ -23,7 +23,7 @@ export interface TestServer {
 export async function startTestServer(overrides: Partial<GlasscastConfig> = {}): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'glasscast-test-'));
   // No ladder unless a test asks for one: transcoding would load the 2 cores every other test measures on.
-  const config: GlasscastConfig = { ...DEFAULT_CONFIG, host: '127.0.0.1', httpPort: 0, rtmpPort: 0, srtPort: 0, webrtcTcpPort: 0, dataDir, logLevel: 'error', ladder: 'none', ...overrides };
+  const config: GlasscastConfig = { ...DEFAULT_CONFIG, host: '127.0.0.1', httpPort: 0, rtmpPort: 0, srtPort: 0, webrtcTcpPort: 0, stunPort: 0, dataDir, logLevel: 'error', ladder: 'none', ...overrides };
   const app = await startGlasscast(config, createLogger(process.env['GLASSCAST_TEST_LOG'] ?? config.logLevel));
   const key = app.createdStream?.key ?? '';
   return {

@@ -115,6 +115,28 @@ describe('LL-HLS playlists', () => {
     assert.doesNotMatch(text, /PRELOAD-HINT/);
   });
 
+  it('renders venue mode\'s plain playlist: complete segments only, no parts, hints, blocking or skips (golden)', () => {
+    const reports = { ...LIVE, renditionReports: [{ uri: '../360p/media.m3u8', lastMsn: 7, lastPart: 1 }] };
+    assert.equal(
+      renderMediaPlaylist(reports, { segmentsOnly: true, skip: true }),
+      [
+        '#EXTM3U',
+        '#EXT-X-VERSION:6',
+        '#EXT-X-TARGETDURATION:2',
+        '#EXT-X-MEDIA-SEQUENCE:5',
+        '#EXT-X-DISCONTINUITY-SEQUENCE:0',
+        '#EXT-X-MAP:URI="e/init1.mp4"',
+        '#EXT-X-PROGRAM-DATE-TIME:2026-11-21T12:00:10.000Z',
+        '#EXTINF:2.00000,',
+        'e/seg5.m4s',
+        '#EXT-X-PROGRAM-DATE-TIME:2026-11-21T12:00:12.000Z',
+        '#EXTINF:2.00000,',
+        'e/seg6.m4s',
+        '',
+      ].join('\n'),
+    );
+  });
+
   it('renders a multivariant playlist with CODECS, RESOLUTION and BANDWIDTH (golden)', () => {
     const text = renderMultivariantPlaylist([
       { uri: 'src/media.m3u8', bandwidth: 2_812_345.4, averageBandwidth: 2_500_000, codecs: ['avc1.64001f', 'mp4a.40.2'], resolution: { width: 1280, height: 720 }, frameRate: 30 },

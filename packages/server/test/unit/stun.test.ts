@@ -1,7 +1,8 @@
 /**
  * The STUN reading of the ICE-TCP listener (webrtc/stun.ts, RFC 8489 §5/§14.3) and its candidates (RFC 6544):
  * a Binding request's USERNAME is found among other attributes; every malformed message is a MediaParseError;
- * fuzzed input never throws anything else. Also the start banner's LAN addresses.
+ * fuzzed input never throws anything else. The Binding answer of venue mode's STUN server. Also the start banner's
+ * LAN addresses.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -9,7 +10,8 @@ import { lanAddresses } from '../../src/app.js';
 import { MediaParseError } from '../../src/media/errors.js';
 import { passiveTcpCandidates } from '../../src/webrtc/ice-tcp.js';
 import { countOfferedCandidates, explainFailure, type ConnectionRecord } from '../../src/webrtc/connection-journal.js';
-import { isStun, readBindingUsername } from '../../src/webrtc/stun.js';
+import { crc32 as zlibCrc32 } from 'node:zlib';
+import { isStun, readBindingRequest, readBindingUsername, writeBindingSuccess } from '../../src/webrtc/stun.js';
 import { seededRandom } from '../support/random.js';
 
 function message(type: number, attributes: [number, Buffer][]): Buffer {
@@ -67,6 +69,51 @@ describe('STUN Binding request USERNAME', () => {
       }
       try {
         readBindingUsername(m);
+      } catch (err) {
+        assert.ok(err instanceof MediaParseError, `case ${i}: ${(err as Error).message}`);
+      }
+    }
+  });
+});
+
+describe('STUN Binding answer (venue mode\'s STUN server)', () => {
+  /** The XOR-MAPPED-ADDRESS of a response as `ip:port` (RFC 8489 §14.2), decoded independently of the writer. */
+  function mapped(response: Buffer): string {
+    assert.equal(response.readUInt16BE(20), 0x0020);
+    const family = response[25];
+    const port = response.readUInt16BE(26) ^ 0x2112;
+    const key = Buffer.concat([Buffer.from([0x21, 0x12, 0xa4, 0x42]), response.subarray(8, 20)]);
+    const raw = Buffer.from(response.subarray(28, 28 + (family === 1 ? 4 : 16)).map((b, i) => b ^ key[i]!));
+    const ip = family === 1 ? [...raw].join('.') : Array.from({ length: 8 }, (_, i) => raw.readUInt16BE(i * 2).toString(16)).join(':');
+    return `${ip}:${port}`;
+  }
+
+  it('answers with the source address (IPv4, IPv4-mapped, IPv6) and a correct FINGERPRINT', () => {
+    const request = message(0x0001, [[0x8028, Buffer.alloc(4)]]);
+    Buffer.from('0123456789ab').copy(request, 8);
+    const tx = readBindingRequest(request);
+    assert.equal(tx.toString(), '0123456789ab');
+    for (const [address, expected] of [['192.0.2.7', '192.0.2.7:50001'], ['::ffff:10.1.2.3', '10.1.2.3:50001'], ['2001:db8::5', '2001:db8:0:0:0:0:0:5:50001']] as const) {
+      const response = writeBindingSuccess(tx, address, 50001);
+      assert.equal(isStun(response), true);
+      assert.equal(response.readUInt16BE(0), 0x0101);
+      assert.equal(response.subarray(8, 20).toString(), '0123456789ab');
+      assert.equal(mapped(response), expected);
+      const at = response.length - 8;
+      assert.equal(response.readUInt16BE(at), 0x8028);
+      if (typeof zlibCrc32 === 'function') assert.equal(response.readUInt32BE(at + 4), (zlibCrc32(response.subarray(0, at)) ^ 0x5354554e) >>> 0);
+    }
+    assert.throws(() => writeBindingSuccess(tx, 'not an address', 1));
+  });
+
+  it('fuzz: 20,000 mutated and random datagrams give a transaction or a MediaParseError, never more', () => {
+    const random = seededRandom(5389);
+    const base = message(0x0001, [[0x0006, Buffer.from('a:b')], [0x8028, Buffer.alloc(4)]]);
+    for (let i = 0; i < 20_000; i++) {
+      const m = i % 2 === 0 ? Buffer.from(Array.from({ length: Math.floor(random() * 80) }, () => Math.floor(random() * 256))) : Buffer.from(base);
+      if (i % 2 === 1) for (let k = 0; k < 1 + Math.floor(random() * 4); k++) m[Math.floor(random() * m.length)] = Math.floor(random() * 256);
+      try {
+        assert.equal(readBindingRequest(m).length, 12);
       } catch (err) {
         assert.ok(err instanceof MediaParseError, `case ${i}: ${(err as Error).message}`);
       }

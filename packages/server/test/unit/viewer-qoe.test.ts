@@ -35,6 +35,17 @@ describe('ViewerQoe', () => {
     assert.equal(qoe.figures('b', 12_000), undefined, 'a stream nobody reported on has no figures');
   });
 
+  it('sums venue mode\'s bytes over the viewers that play it: offload = peer bytes ÷ all', () => {
+    const qoe = new ViewerQoe({ windowMs: 60_000, maxViewersPerStream: 100, maxStreams: 10 });
+    qoe.report('a', beacon('viewer-one'), 1000);
+    assert.equal(qoe.figures('a', 2000)!.p2p, null);
+    qoe.report('a', beacon('viewer-two', { p2p: { peerBytes: 100, httpBytes: 900, uploadedBytes: 0 } }), 1000);
+    qoe.report('a', beacon('viewer-three', { p2p: { peerBytes: 300, httpBytes: 0, uploadedBytes: 5 } }), 1000);
+    // A newer beacon replaces the viewer's bytes (cumulative figures).
+    qoe.report('a', beacon('viewer-three', { p2p: { peerBytes: 900, httpBytes: 100, uploadedBytes: 5 } }), 2000);
+    assert.deepEqual(qoe.figures('a', 3000)!.p2p, { viewers: 2, peerBytes: 1000, httpBytes: 1000, offload: 0.5 });
+  });
+
   it('takes the figures of a quick second beacon but not its errors, forgets viewers after the window, and stays bounded', () => {
     const qoe = new ViewerQoe({ windowMs: 10_000, maxViewersPerStream: 3, maxStreams: 2 });
     qoe.report('a', beacon('viewer-one', { errors: ['hls:fragLoadError'] }), 0);

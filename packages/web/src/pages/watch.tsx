@@ -2,7 +2,8 @@
  * The watch page, `/watch/<name>`: plays the stream (WebRTC first, LL-HLS when WebRTC cannot), shows its state,
  * title, viewer count, protocol and latency, a quality menu, a "stats for nerds" panel, a share panel with a QR
  * code, fullscreen and picture-in-picture. An offline page starts by itself the moment the server says the stream
- * is playable. `?protocol=webrtc|ll-hls` forces one; `?token=` plays a private stream; `?hls=defaults` runs
+ * is playable. `?protocol=webrtc|ll-hls` forces one; `?mode=venue` plays in venue mode (viewers share segments
+ * peer to peer; the stats show the share from peers); `?token=` plays a private stream; `?hls=defaults` runs
  * hls.js with its own defaults and `?events=off` polls instead of listening (benchmarks). `window.glasscast` is the player, for tests and the console.
  */
 import type { DetailedStats, GlasscastPlayer, PlayerState, PlayerStats } from '@glasscast/player';
@@ -13,6 +14,12 @@ import { CopyButton } from '../components/copy-button.js';
 import { QrCode } from '../components/qr-code.js';
 import { bitrate, viewers } from '../format.js';
 import { startWatchPlayer, takeEarlyPlayer, type WatchPlayer } from '../watch-player.js';
+
+/** Venue mode's share of segment bytes that came from other viewers, as `42 % from peers`. */
+function offload(v: NonNullable<PlayerStats['venue']>): string {
+  const all = v.peerBytes + v.httpBytes;
+  return all > 0 ? `${Math.round((100 * v.peerBytes) / all)} % from peers` : 'no segments yet';
+}
 
 const LABELS: Record<PlayerState, [string, string]> = {
   offline: ['Offline', 'This stream is offline. It will start here by itself when it goes live.'],
@@ -162,6 +169,7 @@ export function Watch({ name }: { name: string }) {
       <div className="toolbar" role="toolbar" aria-label="Player">
         <span id="protocol" data-transport={stats?.transport ?? ''}>
           {stats?.protocol ? stats.protocol.toUpperCase() : ''}
+          {stats?.venue ? ` · venue ${offload(stats.venue)}` : ''}
           {stats?.transport === 'tcp' || stats?.transport?.startsWith('relay') ? ' (TCP)' : ''}
         </span>
         {stats?.webrtcFailed && stats.protocol === 'll-hls' ? (

@@ -3,7 +3,7 @@
  * sliding window of them in memory, and answers blocking playlist and preload-hint requests
  * (RFC 8216bis-17 §6.2.5.2). Segments start at keyframes; parts never exceed PART-TARGET.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { AccessUnit } from '../../core/access-unit.js';
 import type { Logger } from '../../core/logger.js';
 import type { SessionStart, StreamSink } from '../../core/subscriber.js';
@@ -64,6 +64,8 @@ interface Segment {
   initId: number;
   complete: boolean;
   bytes: Buffer | undefined;
+  /** SHA-256 of `bytes`, base64, once complete: venue mode's peers check segments they get from each other. */
+  sha256: string | undefined;
   /** A segment this rendition has no media for (its transcoder was restarting): EXT-X-GAP keeps numbering aligned. */
   gap: boolean;
 }
@@ -174,7 +176,7 @@ export class LlHlsMuxer implements StreamSink {
   /** The part being built: its chunks so far and the viewers following it (the preload-hinted part, §6.2.6). */
   private building: BuildingPart = newBuildingPart();
   /** Rendered playlist text, full and delta, until the playlist changes (thousands of viewers ask for the same). */
-  private rendered: { full?: string; delta?: string } = {};
+  private rendered: { full?: string; delta?: string; segments?: string } = {};
 
   constructor(
     readonly streamName: string,
@@ -425,6 +427,7 @@ export class LlHlsMuxer implements StreamSink {
       initId: this.initId,
       complete: false,
       bytes: undefined,
+      sha256: undefined,
       gap: false,
     };
     this.pendingDiscontinuity = false;
@@ -461,6 +464,7 @@ export class LlHlsMuxer implements StreamSink {
     seg.complete = true;
     seg.duration = seg.parts.reduce((n, p) => n + p.duration, 0);
     seg.bytes = Buffer.concat(seg.parts.map((p) => p.bytes!));
+    seg.sha256 = createHash('sha256').update(seg.bytes).digest('base64');
     this.maxSegmentDuration = Math.max(this.maxSegmentDuration, seg.duration);
     // BANDWIDTH is the peak segment bitrate (RFC 8216bis §4.4.6.2), but a segment cut short (its publisher or
     // transcoder restarted: a keyframe and a few pictures) says nothing about the rate: it would announce many
@@ -529,6 +533,7 @@ export class LlHlsMuxer implements StreamSink {
         initId: this.initId,
         complete: true,
         bytes: undefined,
+        sha256: undefined,
         gap: true,
       });
     }
@@ -570,6 +575,16 @@ export class LlHlsMuxer implements StreamSink {
   /** A complete segment's bytes by media sequence number. */
   segment(msn: number): Buffer | undefined {
     return this.segments.find((s) => s.msn === msn)?.bytes;
+  }
+
+  /**
+   * SHA-256 (base64) of every complete segment in the window, by its URI as the media playlist lists it
+   * (`<epoch>/seg<msn>.m4s`): what a venue-mode player checks a segment from another viewer against.
+   */
+  segmentHashes(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const s of this.segments) if (s.sha256) out[`${this.epoch}/seg${s.msn}.m4s`] = s.sha256;
+    return out;
   }
 
   /** A part's bytes by its global part number. */
@@ -704,10 +719,13 @@ export class LlHlsMuxer implements StreamSink {
     };
   }
 
-  /** The media playlist text as it stands; `skip` renders the delta update. Cached until the next change. */
-  playlist(skip: boolean): string {
-    const key = skip ? 'delta' : 'full';
-    return (this.rendered[key] ??= renderMediaPlaylist(this.snapshot(), { skip }));
+  /**
+   * The media playlist text as it stands; `skip` renders the delta update, `segmentsOnly` the plain playlist of
+   * venue mode (complete segments only). Cached until the next change.
+   */
+  playlist(skip: boolean, segmentsOnly = false): string {
+    const key = segmentsOnly ? 'segments' : skip ? 'delta' : 'full';
+    return (this.rendered[key] ??= renderMediaPlaylist(this.snapshot(), { skip, segmentsOnly }));
   }
 
   /** Peak and average bits/s over the segments written so far (for BANDWIDTH); undefined before any. */

@@ -73,28 +73,34 @@ export function skippableSegments(snapshot: MediaPlaylistSnapshot): number {
 
 /**
  * Renders a media playlist. With `skip`, renders the delta update (§6.2.5.1) that replaces old segments with
- * EXT-X-SKIP (version 9).
+ * EXT-X-SKIP (version 9). With `segmentsOnly`, a plain live playlist of the complete segments (no parts, hints
+ * or blocking reload): what venue mode's players load, so each segment has one URL that peers share and the
+ * playlist URL never changes (p2p-media-loader matches playlist updates by URL).
  */
-export function renderMediaPlaylist(snapshot: MediaPlaylistSnapshot, options: { skip?: boolean } = {}): string {
-  const skipped = options.skip ? skippableSegments(snapshot) : 0;
+export function renderMediaPlaylist(snapshot: MediaPlaylistSnapshot, options: { skip?: boolean; segmentsOnly?: boolean } = {}): string {
+  const plain = options.segmentsOnly === true;
+  const skipped = options.skip && !plain ? skippableSegments(snapshot) : 0;
   const lines = ['#EXTM3U', `#EXT-X-VERSION:${skipped > 0 ? 9 : 6}`, `#EXT-X-TARGETDURATION:${snapshot.targetDuration}`];
-  lines.push(
-    `#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=${skipBoundary(snapshot).toFixed(1)},` +
-      `PART-HOLD-BACK=${snapshot.partHoldBack.toFixed(3)}`,
-  );
-  lines.push(`#EXT-X-PART-INF:PART-TARGET=${fmt(snapshot.partTarget)}`);
+  if (!plain) {
+    lines.push(
+      `#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=${skipBoundary(snapshot).toFixed(1)},` +
+        `PART-HOLD-BACK=${snapshot.partHoldBack.toFixed(3)}`,
+    );
+    lines.push(`#EXT-X-PART-INF:PART-TARGET=${fmt(snapshot.partTarget)}`);
+  }
   lines.push(`#EXT-X-MEDIA-SEQUENCE:${snapshot.mediaSequence}`);
   lines.push(`#EXT-X-DISCONTINUITY-SEQUENCE:${snapshot.discontinuitySequence}`);
   if (skipped > 0) lines.push(`#EXT-X-SKIP:SKIPPED-SEGMENTS=${skipped}`);
   let mapUri: string | undefined;
   snapshot.segments.slice(skipped).forEach((seg, i) => {
+    if (plain && !seg.complete) return;
     if (seg.discontinuity && (i > 0 || skipped > 0)) lines.push('#EXT-X-DISCONTINUITY');
     if (seg.mapUri !== mapUri) {
       lines.push(`#EXT-X-MAP:URI="${seg.mapUri}"`);
       mapUri = seg.mapUri;
     }
     lines.push(`#EXT-X-PROGRAM-DATE-TIME:${new Date(seg.programDateTime).toISOString()}`);
-    for (const part of seg.parts ?? []) {
+    for (const part of plain ? [] : (seg.parts ?? [])) {
       lines.push(`#EXT-X-PART:DURATION=${fmt(part.duration)},URI="${part.uri}"${part.independent ? ',INDEPENDENT=YES' : ''}`);
     }
     if (seg.gap) lines.push('#EXT-X-GAP');
@@ -102,10 +108,10 @@ export function renderMediaPlaylist(snapshot: MediaPlaylistSnapshot, options: { 
   });
   if (snapshot.ended) {
     lines.push('#EXT-X-ENDLIST');
-  } else if (snapshot.preloadHintUri) {
+  } else if (snapshot.preloadHintUri && !plain) {
     lines.push(`#EXT-X-PRELOAD-HINT:TYPE=PART,URI="${snapshot.preloadHintUri}"`);
   }
-  return lines.join('\n') + '\n' + renderRenditionReports(snapshot.renditionReports ?? []);
+  return lines.join('\n') + '\n' + (plain ? '' : renderRenditionReports(snapshot.renditionReports ?? []));
 }
 
 /**

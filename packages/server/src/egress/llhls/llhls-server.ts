@@ -67,6 +67,10 @@ const CACHE_IMMUTABLE = 'public, max-age=86400, immutable';
 const CACHE_BLOCKING_PLAYLIST = 'public, max-age=30';
 const CACHE_LIVE_PLAYLIST = 'public, max-age=1';
 const PLAYLIST_TYPE = 'application/vnd.apple.mpegurl';
+/** Query parameter of venue mode's playlists: `venue=1` asks for plain playlists of complete segments. */
+export const VENUE_PARAM = 'venue';
+/** File beside a media playlist listing its complete segments' SHA-256 (venue mode; see serveHashes). */
+export const SEGMENT_HASHES = 'segment-hashes.json';
 /** An AbortSignal that fires when the client closes the connection before we answer. */
 function hangUp(res: ServerResponse): AbortSignal {
   const controller = new AbortController();
@@ -121,7 +125,7 @@ interface Variant {
   muxer: LlHlsMuxer;
   reader: JoinedReader;
   /** Its media playlist as sent (no token query), full and delta, with the group's versions it was made from. */
-  rendered: { full?: { version: string; body: Buffer }; delta?: { version: string; body: Buffer } };
+  rendered: { full?: { version: string; body: Buffer }; delta?: { version: string; body: Buffer }; segments?: { version: string; body: Buffer } };
 }
 
 /** The variants of one source stream, owned together. */
@@ -377,6 +381,7 @@ export class LlHlsServer implements StreamObserver {
     if (segments.length === 4 && segments[3] === 'index.m3u8') return this.serveMultivariant(req, res, url, name, params);
     const rendition = segments[3] ?? '';
     if (segments.length === 5 && segments[4] === 'media.m3u8') return this.serveMedia(req, res, url, name, rendition, params);
+    if (segments.length === 5 && segments[4] === SEGMENT_HASHES) return this.serveHashes(req, res, url, name, rendition, params);
     if (segments.length === 6) return this.serveObject(req, res, url, name, rendition, segments[4]!, segments[5]!, params);
     throw new GlasscastError('NOT_FOUND', `no route for GET ${url.split('?')[0]!.slice(0, 200)}`);
   }
@@ -392,7 +397,9 @@ export class LlHlsServer implements StreamObserver {
       while (this.renditions(name).length < expected && Date.now() < deadline && !signal.aborted) await new Promise((r) => setTimeout(r, 100));
       variants = this.variants(name);
     }
-    const body = Buffer.from(withQuery(renderMultivariantPlaylist(variants), query));
+    // `?venue=1` (venue mode): the variants' media playlists are the plain ones of complete segments.
+    const venue = params[VENUE_PARAM] === '1';
+    const body = Buffer.from(withQuery(renderMultivariantPlaylist(variants), venue ? [query, `${VENUE_PARAM}=1`].filter(Boolean).join('&') : query));
     this.count(name, viewer, body.length);
     // Short-lived: renditions appear a moment after the source (the transcoder starts on its first keyframe).
     this.send(req, res, PLAYLIST_TYPE, cacheFor(query, 'public, max-age=2'), body);
@@ -404,12 +411,13 @@ export class LlHlsServer implements StreamObserver {
     const muxer = variant?.muxer;
     if (!variant || !muxer || !muxer.ready) return this.problem(res, url, 'STREAM_NOT_FOUND', `stream ${name} is not live${rendition === SOURCE_RENDITION ? '' : ` in ${rendition.slice(0, 12)}`}`);
     const skip = params['_HLS_skip'] === 'YES' || params['_HLS_skip'] === 'v2';
+    const segmentsOnly = params[VENUE_PARAM] === '1';
     const answer = (cache: string): void => {
-      const body = this.renderedPlaylist(name, rendition, variant, skip, query);
+      const body = this.renderedPlaylist(name, rendition, variant, skip, query, segmentsOnly);
       this.count(name, viewer, body.length);
       this.send(req, res, PLAYLIST_TYPE, cacheFor(query, cache), body);
     };
-    if (params['_HLS_msn'] === undefined) {
+    if (params['_HLS_msn'] === undefined || segmentsOnly) {
       if (params['_HLS_part'] !== undefined) return this.problem(res, url, 'BAD_REQUEST', '_HLS_part requires _HLS_msn');
       return answer(CACHE_LIVE_PLAYLIST);
     }
@@ -423,6 +431,18 @@ export class LlHlsServer implements StreamObserver {
     const ready = await muxer.waitFor(() => muxer.has(msn, part), muxer.targetDuration * 3000, hangUp(res));
     if (!ready) return this.problem(res, url, 'NOT_READY', 'requested part not available in time', { 'retry-after': '1' });
     answer(CACHE_BLOCKING_PLAYLIST);
+  }
+
+  /**
+   * `GET /hls/<name>/<rendition>/segment-hashes.json`: `{ "segments": { "<epoch>/seg<msn>.m4s": "<SHA-256, base64>" } }`
+   * for the complete segments in the window. Venue-mode players check each segment another viewer sent them against
+   * it before playing it (attendees are untrusted). Cached for a second (a segment completes every second or two).
+   */
+  private async serveHashes(req: IncomingMessage, res: ServerResponse, url: string, name: string, rendition: string, params: Query): Promise<void> {
+    const { query } = await this.admit(req, params, name, rendition);
+    const muxer = RENDITION_PATTERN.test(rendition) ? this.muxer(name, rendition) : undefined;
+    if (!muxer || !muxer.ready) return this.problem(res, url, 'STREAM_NOT_FOUND', `stream ${name} is not live`);
+    this.send(req, res, 'application/json', cacheFor(query, 'public, max-age=1'), Buffer.from(JSON.stringify({ segments: muxer.segmentHashes() })));
   }
 
   private async serveObject(req: IncomingMessage, res: ServerResponse, url: string, name: string, rendition: string, epoch: string, file: string, params: Query): Promise<void> {
@@ -509,17 +529,17 @@ export class LlHlsServer implements StreamObserver {
    * The media playlist of one variant as bytes, with its rendition reports and the viewer's query: rendered once
    * per playlist update (of this variant or, for the reports, of any other) and shared by every viewer asking.
    */
-  private renderedPlaylist(name: string, rendition: string, variant: Variant, skip: boolean, query: string): Buffer {
+  private renderedPlaylist(name: string, rendition: string, variant: Variant, skip: boolean, query: string, segmentsOnly = false): Buffer {
     const group = this.groups.get(name);
     let version = `${variant.muxer.version}`;
     if (group && group.renditions.size > 0) {
       version += `/${group.source.muxer.version}`;
       for (const r of group.renditions.values()) version += `/${r.muxer.version}`;
     }
-    const slot = skip ? 'delta' : 'full';
+    const slot = segmentsOnly ? 'segments' : skip ? 'delta' : 'full';
     const cached = variant.rendered[slot];
     if (!query && cached?.version === version) return cached.body;
-    const text = withQuery(variant.muxer.playlist(skip) + this.renditionReports(name, rendition), query);
+    const text = withQuery(segmentsOnly ? variant.muxer.playlist(false, true) : variant.muxer.playlist(skip) + this.renditionReports(name, rendition), query);
     const body = Buffer.from(text);
     if (!query) variant.rendered[slot] = { version, body };
     return body;
