@@ -25,6 +25,8 @@ export interface StreamSummary {
   startedAt: string | null;
   /** `/thumbnails/<name>.jpg?v=…`, once one was made. */
   thumbnail: string | null;
+  /** Venue-mode viewers may share segments now (absent from older servers). */
+  p2p?: boolean;
 }
 
 /**
@@ -346,6 +348,8 @@ export class GlasscastPlayer {
         return;
       }
       this.options.onSummary?.(summary);
+      // The operator's kill switch: stop sharing at once (peers already connected would go on without it).
+      if (summary.p2p === false && this.venue && this.hls) void import('./venue.js').then(({ stopSharing }) => this.hls && this.venue && stopSharing(this.hls, this.venue));
       if ((summary.webrtc || summary.playable) && !this.hls && !this.whep) void this.poll();
     });
     this.events = es;
@@ -514,13 +518,15 @@ export class GlasscastPlayer {
       this.video.addEventListener('playing', () => this.setState('playing'), { once: true });
       return;
     }
-    // Venue mode plays segments where its peers can share them: no join at the edge, no chase.
+    // Venue mode plays segments where its peers can share them: no join at the live edge, a gentler chase (venue.ts).
     const tuned = !this.options.hlsDefaults && !this.options.venue;
     let venueHls: Hls | undefined;
     if (this.options.venue) {
       try {
         const { createVenueHls } = await import('./venue.js');
-        this.venue = { peerBytes: 0, httpBytes: 0, uploadedBytes: 0, peers: 0, rejected: 0 };
+        // Counters run for the page's life (the QoE beacon's figures are cumulative), across reconnects.
+        this.venue ??= { peerBytes: 0, httpBytes: 0, uploadedBytes: 0, peers: 0, rejected: 0, sharing: false };
+        this.venue.peers = 0;
         venueHls = await createVenueHls(HlsJs, { server: this.base || location.origin, stream: this.options.stream, info: venueInfo, counters: this.venue });
       } catch {
         this.protocol = undefined;

@@ -32,6 +32,8 @@ export interface VenueCounters {
   peers: number;
   /** Segments from peers that failed the hash check (fetched again over HTTP, the peer dropped). */
   rejected: number;
+  /** Segments are shared now (false: P2P not allowed for the stream, or switched off while playing). */
+  sharing: boolean;
 }
 
 /**
@@ -112,6 +114,7 @@ function toBase64(bytes: Uint8Array): string {
  */
 export async function createVenueHls(HlsJs: typeof Hls, options: { server: string; stream: string; info: VenueInfo | null; counters: VenueCounters }): Promise<Hls> {
   const { server, stream, info, counters } = options;
+  counters.sharing = info !== null;
   const checker = new SegmentChecker();
   const base = new URL(server, location.href);
   const tracker = info ? `${base.protocol === 'https:' ? 'wss:' : 'ws:'}//${base.host}${info.tracker}` : undefined;
@@ -163,7 +166,13 @@ export async function createVenueHls(HlsJs: typeof Hls, options: { server: strin
       },
     },
   };
-  return new HlsWithP2P(config) as unknown as Hls;
+  const hls = new HlsWithP2P(config) as unknown as Hls;
+  // Without sharing (the stream does not allow it, or the kill switch), hls.js's own loader fetches the segments,
+  // and p2p-media-loader's counters do not see them: count them here.
+  hls.on(HlsJs.Events.FRAG_LOADED, (_event, data) => {
+    if (!counters.sharing) counters.httpBytes += data.frag.stats.loaded;
+  });
+  return hls;
 }
 
 /**
@@ -180,4 +189,12 @@ export function chaseVenueEdge(video: HTMLVideoElement, hls: Hls): void {
   if (behind < 0.05 || ahead < 2) rate = 1;
   else if (behind > 0.3 && ahead > 3) rate = 1.05;
   if (video.playbackRate !== rate) video.playbackRate = rate;
+}
+
+/** Stops sharing: segments come over HTTP only from now on, and the peer connections close (the kill switch). */
+export function stopSharing(hls: Hls, counters: VenueCounters): void {
+  if (!counters.sharing) return;
+  counters.sharing = false;
+  counters.peers = 0;
+  (hls as unknown as { p2pEngine?: HlsJsP2PEngine }).p2pEngine?.applyDynamicConfig({ core: { isP2PDisabled: true } });
 }

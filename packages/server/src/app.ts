@@ -541,6 +541,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
             title: cached?.title ?? '',
             startedAt: state === 'offline' || !stream ? null : new Date(stream.createdAt).toISOString(),
             thumbnail: madeAt === undefined ? null : `/thumbnails/${encodeURIComponent(name)}.jpg?v=${madeAt}`,
+            p2p: tracker !== undefined && !p2pOff.has(name) && cached?.value !== 'private',
           },
         };
       },

@@ -30,6 +30,8 @@ export interface StreamSummary {
   startedAt: string | null;
   /** The live thumbnail's URL with its version (`/thumbnails/<name>.jpg?v=<ms>`), once one was made. */
   thumbnail: string | null;
+  /** Venue-mode viewers may share segments now (false: P2P off on the server, for this stream, or it is private). */
+  p2p: boolean;
 }
 
 /** What the events read. */

@@ -1,8 +1,9 @@
 /**
  * A plain STUN server (RFC 8489 §6.3: Binding requests answered with XOR-MAPPED-ADDRESS, no authentication) on
  * one UDP port, so browsers in venue mode learn their server-reflexive address from Glasscast itself instead of a
- * public STUN server. Anything that is not a well-formed Binding request is dropped unanswered, and each source
- * address gets at most {@link MAX_REQUESTS_PER_SECOND} answers a second (a STUN server must not become a reflector).
+ * public STUN server. Anything that is not a well-formed Binding request is dropped unanswered, each source
+ * address gets at most {@link MAX_REQUESTS_PER_SECOND} answers a second and all of them together
+ * {@link MAX_ANSWERS_PER_SECOND} (a STUN server must not become a reflector).
  */
 import { createSocket, type Socket } from 'node:dgram';
 import type { Logger } from '../core/logger.js';
@@ -12,6 +13,11 @@ import { readBindingRequest, writeBindingSuccess } from './stun.js';
 export const MAX_REQUESTS_PER_SECOND = 20;
 /** Source addresses remembered per second for the limit; beyond it, new addresses are not answered until the next second. */
 const MAX_TRACKED_ADDRESSES = 10_000;
+/**
+ * Answers per second in all: with forged source addresses, the per-address limit alone would let the server send
+ * 20 × 10,000 answers a second at others; a venue's browsers need a few each when they join.
+ */
+export const MAX_ANSWERS_PER_SECOND = 2000;
 
 /** Options of {@link StunServer}. */
 export interface StunServerOptions {
@@ -36,6 +42,7 @@ export class StunServer {
   private socket: Socket | undefined;
   private readonly perAddress = new Map<string, number>();
   private window = 0;
+  private answeredInWindow = 0;
   readonly stats: StunServerStats = { answered: 0, malformed: 0, limited: 0 };
 
   constructor(private readonly options: StunServerOptions) {}
@@ -77,13 +84,15 @@ export class StunServer {
     if (second !== this.window) {
       this.window = second;
       this.perAddress.clear();
+      this.answeredInWindow = 0;
     }
     const count = this.perAddress.get(address) ?? 0;
-    if (count >= MAX_REQUESTS_PER_SECOND || (count === 0 && this.perAddress.size >= MAX_TRACKED_ADDRESSES)) {
+    if (count >= MAX_REQUESTS_PER_SECOND || this.answeredInWindow >= MAX_ANSWERS_PER_SECOND || (count === 0 && this.perAddress.size >= MAX_TRACKED_ADDRESSES)) {
       this.stats.limited++;
       return;
     }
     this.perAddress.set(address, count + 1);
+    this.answeredInWindow++;
     socket.send(writeBindingSuccess(transactionId, address, port), port, address);
     this.stats.answered++;
   }

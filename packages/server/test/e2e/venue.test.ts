@@ -2,9 +2,9 @@
  * Venue mode end to end: a real ffmpeg publishes, and headless Chromium viewers — each in its own network
  * namespace on one bridge, as phones on one Wi-Fi — play `/watch/<name>?mode=venue`. Their segments come from
  * each other (WebRTC data channels, signalled through Glasscast's tracker, checked against its hashes) or over
- * HTTP. Asserts on what the players report (bytes from peers and over HTTP, frames presented, stalls), and that
- * with the viewers kept apart (a Wi-Fi access point's client isolation, made with nftables) everybody still
- * plays, over HTTP.
+ * HTTP. Asserts on what the players report (bytes from peers and over HTTP, frames presented, stalls), that the
+ * operator's kill switch stops the sharing at once, and that with the viewers kept apart (a Wi-Fi access point's
+ * client isolation, made with nftables) everybody still plays, over HTTP.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -95,6 +95,19 @@ describe('venue mode: viewers on one LAN share segments', { timeout: 300_000 }, 
     assert.ok(Math.abs(qoe!.p2p!.offload - offload) < 0.1, `server ${qoe!.p2p!.offload} vs players ${offload}`);
     const metrics = await (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${server.apiToken}` } })).text();
     assert.match(metrics, /^glasscast_p2p_offload_ratio\{stream="main"\} 0\.\d+/m);
+    // The kill switch: the server's event tells the players, they stop sharing at once and play on over HTTP.
+    const api = { authorization: `Bearer ${server.apiToken}`, 'content-type': 'application/json' };
+    assert.equal((await fetch(`${base}/api/v1/streams/main`, { method: 'PATCH', headers: api, body: JSON.stringify({ p2p: false }) })).status, 200);
+    await new Promise((r) => setTimeout(r, 3000));
+    const off = await Promise.all(pages.map(figures));
+    await new Promise((r) => setTimeout(r, 10_000));
+    const later = await Promise.all(pages.map(figures));
+    later.forEach((f, i) => {
+      assert.equal(f.state, 'playing');
+      assert.equal(f.venue?.peerBytes, off[i]!.venue?.peerBytes, `viewer ${i} got nothing from peers after the switch`);
+      assert.ok(f.venue!.httpBytes > off[i]!.venue!.httpBytes, `viewer ${i} goes on over HTTP`);
+    });
+    await fetch(`${base}/api/v1/streams/main`, { method: 'PATCH', headers: api, body: JSON.stringify({ p2p: true }) });
     for (const p of pages) await p.close();
   });
 
