@@ -122,8 +122,7 @@ export async function createVenueHls(HlsJs: typeof Hls, options: { server: strin
   const config: Partial<HlsConfig> & ConstructorParameters<typeof HlsWithP2P>[0] = {
     lowLatencyMode: false,
     liveSyncDuration: VENUE_LIVE_SYNC_S,
-    // After a stall, win the time back at up to 5 % fast (not heard), rather than stay further behind for good.
-    maxLiveSyncPlaybackRate: 1.05,
+    // (hls.js changes speed only in low-latency mode: chaseVenueEdge wins time back after a slow start or a stall.)
     // hls.js moves its target a whole second back after each stall by default (three stalls: 8 s behind).
     liveSyncOnStallIncrease: 0.2,
     liveMaxLatencyDuration: VENUE_LIVE_SYNC_S + 6,
