@@ -212,6 +212,8 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
   /** Streams whose operator switched venue mode's sharing off (the kill switch), as last read from the store. */
   const p2pOff = new Set<string>();
   let tracker: P2pTracker | undefined;
+  /** Venue mode's sharing is open for `name` (its live state aside), given its visibility. */
+  const p2pOpen = (name: string, visibility: Visibility | undefined): boolean => tracker !== undefined && !p2pOff.has(name) && visibility !== 'private';
   const remember = (name: string, record: StreamRecord | undefined): void => {
     visibilities.set(name, { value: record?.visibility, title: record?.title ?? '', at: Date.now() });
     if (record?.p2p === false) {
@@ -358,7 +360,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     tracker = new P2pTracker({
       allows: async (name) => {
         const state = registry.get(name)?.state;
-        return (state === 'live' || state === 'reconnecting') && !p2pOff.has(name) && (await visibility(name)) !== 'private';
+        return (state === 'live' || state === 'reconnecting') && p2pOpen(name, await visibility(name));
       },
       maxPeersPerAddress: config.p2pMaxPeersPerAddress,
       log: log.child({ p2p: 'tracker' }),
@@ -541,7 +543,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
             title: cached?.title ?? '',
             startedAt: state === 'offline' || !stream ? null : new Date(stream.createdAt).toISOString(),
             thumbnail: madeAt === undefined ? null : `/thumbnails/${encodeURIComponent(name)}.jpg?v=${madeAt}`,
-            p2p: tracker !== undefined && !p2pOff.has(name) && cached?.value !== 'private',
+            p2p: p2pOpen(name, cached?.value),
           },
         };
       },
@@ -613,7 +615,7 @@ export async function startGlasscast(config: GlasscastConfig, log: Logger): Prom
     qoe,
     diagnostics,
     viewerCount,
-    p2p: (name) => (tracker && !p2pOff.has(name) && visibilities.get(name)?.value !== 'private' ? { tracker: `${TRACKER_PATH}${encodeURIComponent(name)}`, stunPort: stun?.port || null, peers: tracker.peers(name) } : null),
+    p2p: (name) => (tracker && p2pOpen(name, visibilities.get(name)?.value) ? { tracker: `${TRACKER_PATH}${encodeURIComponent(name)}`, stunPort: stun?.port || null, peers: tracker.peers(name) } : null),
   });
   const webDir = webDistDir();
   if (webDir) {

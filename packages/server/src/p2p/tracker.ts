@@ -56,7 +56,7 @@ export class P2pTracker {
   private readonly swarmsOf = new Map<string, Set<string>>();
   private closed = false;
   /** Ends the swarms of streams that ended or switched P2P off while nobody announced. */
-  private readonly sweepTimer = setInterval(() => void this.sweep(), SWEEP_MS).unref();
+  private readonly sweepTimer = setInterval(() => void this.sweep().catch((err: unknown) => this.options.log.warn({ err }, 'P2P tracker sweep failed')), SWEEP_MS).unref();
 
   constructor(private readonly options: P2pTrackerOptions) {
     this.tracker = new TrackerServer({ http: false, udp: false, ws: false, stats: false, interval: ANNOUNCE_INTERVAL_MS, filter: (infoHash, params, cb) => cb(this.admit(infoHash, params.socket as PeerSocket | undefined)) });
@@ -110,7 +110,11 @@ export class P2pTracker {
   /** Closes the connections of `stream`'s peers (it ended, or its P2P was switched off) and forgets its swarms. */
   endStream(stream: string): void {
     for (const ws of this.socketsOf.get(stream) ?? []) ws.close(1001, 'stream ended or P2P off');
-    for (const hash of this.swarmsOf.get(stream) ?? []) this.swarmStream.delete(hash);
+    for (const hash of this.swarmsOf.get(stream) ?? []) {
+      this.swarmStream.delete(hash);
+      // The library keeps every swarm it ever made; a stream's next broadcast announces new ones.
+      delete this.tracker.torrents[hash];
+    }
     this.swarmsOf.delete(stream);
   }
 

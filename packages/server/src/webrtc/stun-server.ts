@@ -53,9 +53,13 @@ export class StunServer {
     socket.on('message', (packet, rinfo) => this.onMessage(socket, packet, rinfo.address, rinfo.port));
     socket.on('error', (err) => this.options.log.warn({ err }, 'STUN socket error'));
     await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
+      const fail = (err: Error): void => {
+        socket.close();
+        reject(err);
+      };
+      socket.once('error', fail);
       socket.bind(this.options.port, this.options.host, () => {
-        socket.off('error', reject);
+        socket.off('error', fail);
         resolve();
       });
     });
